@@ -1,0 +1,142 @@
+"""Patches the transports of httpx2 and httpx (whichever are importable), sync and async.
+
+Requests to LLM endpoints go to the active engine; everything else goes straight through. Patching is
+reference-counted as a stack of engines, so a pytest run inside a pytest run (pytester) works and the
+last uninstall restores the original methods exactly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from .engine import Engine
+from .keys import RawRequest
+from .streams import Replay, StreamTypes, make_stream_types
+
+MODULE_NAMES = ("httpx2", "httpx")
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """One httpx-like module and the stream classes its clients accept."""
+
+    name: str
+    module: ModuleType
+    streams: StreamTypes
+
+    def response(self, replay: Replay, request: Any) -> Any:
+        return self.module.Response(
+            status_code=replay.status,
+            headers=replay.headers,
+            stream=self.streams.replay(replay.chunks),
+            request=request,
+        )
+
+
+def raw_request(request: Any, body: bytes) -> RawRequest:
+    url = request.url
+    return RawRequest(
+        method=request.method,
+        scheme=url.scheme,
+        host=url.host,
+        port=url.port,
+        path=url.path,
+        query=tuple(url.params.multi_items()),
+        headers=tuple((k.lower(), v) for k, v in request.headers.multi_items()),
+        body=body,
+    )
+
+
+_lock = threading.Lock()
+_engines: list[Engine] = []
+_originals: list[tuple[type, str, Callable[..., Any]]] = []
+
+
+def active_engine() -> Engine | None:
+    return _engines[-1] if _engines else None
+
+
+def _sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
+    def handle_request(self: Any, request: Any) -> Any:
+        engine = active_engine()
+        if engine is None or not engine.handles(request.url.host, request.url.path):
+            return original(self, request)
+        decision = engine.start(raw_request(request, request.read()))
+        if isinstance(decision, Replay):
+            return flavor.response(decision, request)
+        try:
+            response = original(self, request)
+        except BaseException as exc:
+            decision.failed(exc)
+            raise
+        recorder = decision.response(response.status_code, response.headers.multi_items())
+        if recorder is not None:
+            response.stream = flavor.streams.sync_tee(response.stream, recorder)
+        return response
+
+    handle_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return handle_request
+
+
+def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        engine = active_engine()
+        if engine is None or not engine.handles(request.url.host, request.url.path):
+            return await original(self, request)
+        decision = engine.start(raw_request(request, await request.aread()))
+        if isinstance(decision, Replay):
+            return flavor.response(decision, request)
+        try:
+            response = await original(self, request)
+        except BaseException as exc:
+            decision.failed(exc)
+            raise
+        recorder = decision.response(response.status_code, response.headers.multi_items())
+        if recorder is not None:
+            response.stream = flavor.streams.async_tee(response.stream, recorder)
+        return response
+
+    handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return handle_async_request
+
+
+def available_flavors() -> list[Flavor]:
+    flavors = []
+    for name in MODULE_NAMES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        flavors.append(Flavor(name, module, make_stream_types(module)))
+    return flavors
+
+
+def install(engine: Engine) -> list[str]:
+    """Route LLM calls to ``engine`` until ``uninstall``; returns the names of the patched modules."""
+    with _lock:
+        if not _engines:
+            for flavor in available_flavors():
+                for cls, attr, make in (
+                    (flavor.module.HTTPTransport, "handle_request", _sync_handler),
+                    (flavor.module.AsyncHTTPTransport, "handle_async_request", _async_handler),
+                ):
+                    original = cls.__dict__[attr]
+                    _originals.append((cls, attr, original))
+                    setattr(cls, attr, make(flavor, original))
+        _engines.append(engine)
+        return sorted({cls.__module__.split(".")[0] for cls, _, _ in _originals})
+
+
+def uninstall(engine: Engine) -> None:
+    with _lock:
+        if engine in _engines:
+            _engines.remove(engine)
+        if not _engines:
+            while _originals:
+                cls, attr, original = _originals.pop()
+                setattr(cls, attr, original)

@@ -1,0 +1,98 @@
+"""The recording file format: pydantic models, versioned.
+
+A recording is one JSON file named ``<key>.json``. Version 1 is the first; readers accept every version
+they know and ``schema_version`` says which one a file is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+SCHEMA_VERSION: Literal[1] = 1
+KNOWN_SCHEMA_VERSIONS = frozenset({1})
+
+
+class CanonicalRequest(BaseModel):
+    """What identifies a request: its key is the SHA-256 of this object's canonical JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str
+    host: str
+    path: str
+    query: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
+    body: JsonValue = None
+    # A body that is not JSON: its text when it is UTF-8, and always its hash.
+    body_text: str | None = None
+    body_sha256: str | None = None
+
+    @property
+    def model(self) -> str | None:
+        if isinstance(self.body, dict):
+            model = self.body.get("model")
+            if isinstance(model, str):
+                return model
+        # Gemini puts the model in the path: /v1beta/models/gemini-2.5-flash:generateContent
+        if "/models/" in self.path:
+            tail = self.path.rsplit("/models/", 1)[1]
+            return tail.split(":", 1)[0] or None
+        return None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method} {self.host}{self.path}"
+
+
+class SSEEvent(BaseModel):
+    """One server-sent event. ``data`` holds JSON data parsed; ``text`` holds data that is not JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: str | None = None
+    data: JsonValue = None
+    text: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+
+class RecordedResponse(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: int
+    headers: dict[str, str] = {}
+    # Exactly one of these holds the body: parsed JSON, decoded text, base64 bytes, or SSE events.
+    body: JsonValue = None
+    text: str | None = None
+    base64: str | None = None
+    events: list[SSEEvent] | None = None
+
+    @property
+    def is_stream(self) -> bool:
+        return self.events is not None
+
+
+class RecordingMeta(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    recorded_at: datetime
+    test: str | None = None
+    url: str
+    latency_ms: float
+    plugin_version: str
+
+
+class Recording(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    key: str
+    request: CanonicalRequest
+    response: RecordedResponse
+    meta: RecordingMeta
+
+    def to_json_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,142 @@
+"""The pytest layer: options, ini, marker, hooks. The only module that imports pytest; it adapts and
+delegates, the engine decides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from .engine import Engine, Outcome
+from .intercept import install, uninstall
+from .settings import MODES_HELP, SettingsError, TestOptions, build_settings
+
+ENGINE_KEY = pytest.StashKey[Engine]()
+OPTIONS_KEY = pytest.StashKey[TestOptions]()
+
+INI_LINELISTS = {
+    "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
+    "or "
+    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
+    "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (dotted paths: "
+    "'user', 'metadata.user_id')",
+    "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
+    "anthropic-beta and openai-beta",
+    "promptcache_secret_headers": "more header names never written to disk",
+    "promptcache_secret_params": "more query parameter names never written to disk",
+    "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("promptcache", "record and replay LLM API calls (pytest-promptcache)")
+    group.addoption(
+        "--promptcache",
+        dest="promptcache_mode",
+        metavar="MODE",
+        default=None,
+        help=f"replay (default): serve recordings, fail on a missing one; record: go live for missing "
+        f"recordings and save them; rewrite: go live for every call and overwrite; off: no cassettes. "
+        f"One of {MODES_HELP}. Env PROMPTCACHE_MODE, ini promptcache_mode.",
+    )
+    group.addoption(
+        "--promptcache-dir",
+        dest="promptcache_dir",
+        metavar="DIR",
+        default=None,
+        help="directory of recordings, relative to the rootdir (default: cassettes). Ini promptcache_dir.",
+    )
+    parser.addini("promptcache_mode", "default mode: replay, record, rewrite or off", default="")
+    parser.addini("promptcache_dir", "directory of recordings, relative to the rootdir", default="")
+    parser.addini("promptcache_memory_size", "recordings kept parsed in memory (default 4096)", default="")
+    for name, help_text in INI_LINELISTS.items():
+        parser.addini(name, help_text, type="linelist", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
+    )
+    names = ("promptcache_mode", "promptcache_dir", "promptcache_memory_size", *INI_LINELISTS)
+    ini = {name: config.getini(name) for name in names}
+    try:
+        settings = build_settings(
+            rootdir=Path(config.rootpath),
+            cli_mode=config.getoption("promptcache_mode"),
+            cli_dir=config.getoption("promptcache_dir"),
+            env=os.environ,
+            ini=ini,
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    engine = Engine(settings)
+    config.stash[ENGINE_KEY] = engine
+    install(engine)
+    config.add_cleanup(lambda: uninstall(engine))
+
+
+def _options(item: pytest.Item) -> TestOptions:
+    if OPTIONS_KEY not in item.stash:
+        marker = item.get_closest_marker("promptcache")
+        if marker is None:
+            item.stash[OPTIONS_KEY] = TestOptions()
+        else:
+            try:
+                item.stash[OPTIONS_KEY] = TestOptions.from_marker(marker.args, marker.kwargs, item.nodeid)
+            except SettingsError as exc:
+                raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    return item.stash[OPTIONS_KEY]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Bad marker arguments are usage errors before anything runs, not failures halfway through.
+    for item in items:
+        _options(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    engine = item.config.stash[ENGINE_KEY]
+    engine.begin_test(item.nodeid, _options(item).mode)
+    try:
+        return (yield)
+    finally:
+        engine.end_test()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    problems = item.config.stash[ENGINE_KEY].take_problems()
+    if problems:
+        # Fail even when the code under test caught the SDK error that carried the miss.
+        text = "\n\n".join(problems)
+        if call.excinfo is not None:
+            own = call.excinfo.exconly().splitlines()[0]
+            if len(own) > 300:
+                own = own[:300] + "..."
+            text += f"\n\nThe test then raised: {own}"
+        report.outcome = "failed"
+        report.longrepr = text
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    engine = terminalreporter.config.stash.get(ENGINE_KEY, None)
+    if engine is None or not engine.events:
+        return
+    counts = dict.fromkeys(Outcome, 0)
+    for event in engine.events:
+        counts[event.outcome] += 1
+    parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
+    terminalreporter.write_sep("-", "promptcache")
+    terminalreporter.write_line(
+        f"mode {engine.settings.mode.value}: {len(engine.events)} LLM calls: {', '.join(parts)}"
+    )

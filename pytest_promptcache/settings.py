@@ -1,0 +1,248 @@
+"""One validated settings object for a session, and the per-test options a marker may change.
+
+Precedence is CLI > environment > ini; the plugin collects the raw values and this module decides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+
+class Mode(StrEnum):
+    REPLAY = "replay"
+    RECORD = "record"
+    REWRITE = "rewrite"
+    OFF = "off"
+
+
+MODES_HELP = ", ".join(m.value for m in Mode)
+
+
+class SettingsError(ValueError):
+    """A bad option value; the message says which option and what would be accepted."""
+
+
+DEFAULT_ENDPOINTS: tuple[str, ...] = (
+    "/chat/completions",
+    "/completions",
+    "/responses",
+    "/embeddings",
+    "/messages",
+    ":generateContent",
+    ":streamGenerateContent",
+)
+
+# Headers that change what the provider answers, so they take part in the key. Everything else the
+# clients send (auth, telemetry, retry counters, cookies) must not, or keys would differ per machine.
+DEFAULT_KEY_HEADERS: tuple[str, ...] = ("anthropic-version", "anthropic-beta", "openai-beta")
+
+DEFAULT_SECRET_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-goog-user-project",
+)
+
+DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
+    "key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "token",
+    "client_secret",
+    "secret",
+    "sig",
+    "signature",
+)
+
+# Key shapes that are never legitimate content of a recording.
+DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
+    r"sk-ant-[A-Za-z0-9_\-]{16,}",
+    r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+    r"AIza[0-9A-Za-z_\-]{35}",
+    r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{16,}",
+)
+
+
+class EndpointPattern(BaseModel):
+    """A path suffix on any host, or on one host when written as ``host[:port]/suffix``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str | None
+    suffix: str
+
+    @classmethod
+    def parse(cls, text: str) -> EndpointPattern:
+        text = text.strip()
+        if not text:
+            raise SettingsError("promptcache_endpoints: empty pattern")
+        if text[0] in "/:":
+            return cls(host=None, suffix=text)
+        host, sep, rest = text.partition("/")
+        if not sep or not host:
+            raise SettingsError(
+                f"promptcache_endpoints: {text!r} is not a pattern; write a path suffix such as "
+                "'/v1/rerank' or ':generateContent', or 'host[:port]/path-suffix' for one host"
+            )
+        return cls(host=host.lower(), suffix="/" + rest)
+
+    def matches(self, host: str, path: str) -> bool:
+        return path.endswith(self.suffix) and (self.host is None or self.host == host)
+
+
+def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:
+    """ini lines replace the default list, unless one of them is the word ``defaults``."""
+    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not entries:
+        entries = ["defaults"]
+    patterns: list[EndpointPattern] = []
+    for entry in entries:
+        if entry == "defaults":
+            patterns.extend(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
+        else:
+            patterns.append(EndpointPattern.parse(entry))
+    return tuple(dict.fromkeys(patterns))
+
+
+def parse_mode(value: str, source: str) -> Mode:
+    try:
+        return Mode(value.strip().lower())
+    except ValueError:
+        raise SettingsError(f"{source}: unknown mode {value!r}; valid modes are {MODES_HELP}") from None
+
+
+def parse_count(value: str, source: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{source}: {value!r} is not a whole number") from None
+    if number < minimum:
+        raise SettingsError(f"{source}: must be at least {minimum}, got {number}")
+    return number
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode = Mode.REPLAY
+    cassette_dir: Path
+    endpoints: tuple[EndpointPattern, ...] = tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
+    ignore_fields: tuple[str, ...] = ()
+    key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
+    secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
+    secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
+    secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
+    # Parsed recordings kept in memory; enough for a large suite, bounded so a huge one cannot balloon.
+    memory_size: int = 4096
+
+    @field_validator("secret_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
+        return value
+
+    def is_llm_endpoint(self, host: str, path: str) -> bool:
+        return any(p.matches(host, path) for p in self.endpoints)
+
+
+def _lines(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v for v in value.splitlines() if v.strip()]
+    return [str(v) for v in value if str(v).strip()]
+
+
+def build_settings(
+    *,
+    rootdir: Path,
+    cli_mode: str | None,
+    cli_dir: str | None,
+    env: Mapping[str, str],
+    ini: Mapping[str, Any],
+) -> Settings:
+    """Combine raw option values (CLI > env > ini) into validated settings."""
+    if cli_mode is not None:
+        mode = parse_mode(cli_mode, "--promptcache")
+    elif env.get("PROMPTCACHE_MODE", "").strip():
+        mode = parse_mode(env["PROMPTCACHE_MODE"], "PROMPTCACHE_MODE")
+    elif str(ini.get("promptcache_mode") or "").strip():
+        mode = parse_mode(str(ini["promptcache_mode"]), "ini promptcache_mode")
+    else:
+        mode = Mode.REPLAY
+
+    raw_dir = cli_dir or str(ini.get("promptcache_dir") or "").strip() or "cassettes"
+    cassette_dir = (rootdir / Path(raw_dir).expanduser()).resolve()
+    if cassette_dir.exists() and not cassette_dir.is_dir():
+        raise SettingsError(f"cassette directory {cassette_dir} exists and is not a directory")
+
+    extra_secret_headers = [h.lower() for h in _lines(ini.get("promptcache_secret_headers"))]
+    extra_secret_params = [p.lower() for p in _lines(ini.get("promptcache_secret_params"))]
+    key_headers = [h.lower() for h in _lines(ini.get("promptcache_key_headers"))]
+    secret_headers = tuple(dict.fromkeys([*DEFAULT_SECRET_HEADERS, *extra_secret_headers]))
+    clash = sorted(set(key_headers) & set(secret_headers))
+    if clash:
+        raise SettingsError(
+            f"promptcache_key_headers: {', '.join(clash)} carry secrets and can never take part in a key"
+        )
+    memory_raw = str(ini.get("promptcache_memory_size") or "").strip()
+    try:
+        return Settings(
+            mode=mode,
+            cassette_dir=cassette_dir,
+            endpoints=parse_endpoints(_lines(ini.get("promptcache_endpoints"))),
+            ignore_fields=tuple(_lines(ini.get("promptcache_ignore_fields"))),
+            key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
+            secret_headers=secret_headers,
+            secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
+            secret_patterns=(*DEFAULT_SECRET_PATTERNS, *_lines(ini.get("promptcache_secret_patterns"))),
+            memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
+        )
+    except ValidationError as exc:
+        raise SettingsError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+
+
+class TestOptions(BaseModel):
+    """What ``@pytest.mark.promptcache(...)`` may set for one test."""
+
+    __test__ = False  # not a test class, whatever pytest's collector thinks of the name
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Mode | None = None
+
+    @classmethod
+    def from_marker(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> TestOptions:
+        valid = ", ".join(cls.model_fields)
+        if args:
+            raise SettingsError(
+                f"{where}: @pytest.mark.promptcache takes keyword arguments only ({valid}), got {args!r}"
+            )
+        unknown = sorted(set(kwargs) - set(cls.model_fields))
+        if unknown:
+            raise SettingsError(
+                f"{where}: @pytest.mark.promptcache got unknown argument(s) {', '.join(unknown)}; "
+                f"valid ones are: {valid}"
+            )
+        mode = kwargs.get("mode")
+        if mode is not None and not isinstance(mode, Mode):
+            mode = parse_mode(str(mode), f"{where}: @pytest.mark.promptcache(mode=...)")
+        return cls(mode=mode)

@@ -1,0 +1,181 @@
+"""Recordings on disk, one pretty-printed JSON file per key, and the in-memory tier in front of them.
+
+Lookup is a path computed from the key: nothing is scanned to serve a request. Only the miss path
+(finding the nearest recording to show a diff) reads the whole directory, once per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
+from .streams import Replay, build_replay
+
+SUFFIX = ".json"
+
+
+class CorruptRecording(Exception):
+    """A recording file that cannot be used; the message names it and says what to do."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"recording {path} is unusable: {reason}. It was left untouched. Fix it by hand, "
+            f"delete it and record again (pytest --promptcache=record), or overwrite it with "
+            f"--promptcache=rewrite."
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    recording: Recording
+    replay: Replay
+
+
+def dumps_recording(data: Any) -> str:
+    """Stable, reviewable JSON: sorted keys, two-space indent, one line per SSE event.
+
+    Streams are the bulk of a cassette: an event a line keeps a 200-chunk stream at 200 lines and makes
+    a changed token show as one changed line in a pull request.
+    """
+    return _pretty(data, 0, inline=False) + "\n"
+
+
+def _pretty(value: Any, depth: int, *, inline: bool, parent_key: str | None = None) -> str:
+    if inline or not isinstance(value, dict | list) or not value:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    pad = "  " * (depth + 1)
+    end = "  " * depth
+    if isinstance(value, list):
+        inline_items = parent_key == "events"
+        items = [_pretty(v, depth + 1, inline=inline_items) for v in value]
+        return "[\n" + ",\n".join(pad + i for i in items) + "\n" + end + "]"
+    items = [
+        f"{pad}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, depth + 1, inline=False, parent_key=k)}"
+        for k, v in sorted(value.items())
+    ]
+    return "{\n" + ",\n".join(items) + "\n" + end + "}"
+
+
+def read_recording(path: Path) -> Recording:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptRecording(path, f"not UTF-8 text ({exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecording(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecording(path, "not a JSON object")
+    version = data.get("schema_version")
+    if version not in KNOWN_SCHEMA_VERSIONS:
+        raise CorruptRecording(
+            path,
+            f"schema_version {version!r} is not one this version of pytest-promptcache knows "
+            f"({', '.join(map(str, sorted(KNOWN_SCHEMA_VERSIONS)))}); upgrade pytest-promptcache",
+        )
+    try:
+        recording = Recording.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        reason = f"does not match the recording schema at {where}: {first['msg']}"
+        raise CorruptRecording(path, reason) from None
+    if recording.key != path.name.removesuffix(SUFFIX):
+        raise CorruptRecording(path, f"it holds key {recording.key}, not the key in its file name")
+    return recording
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one, even if this process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class CassetteStore:
+    def __init__(self, directory: Path, memory_size: int = 4096) -> None:
+        self.directory = directory
+        self._memory: OrderedDict[str, Entry] = OrderedDict()
+        self._memory_size = memory_size
+        self._lock = threading.Lock()
+        self._requests: dict[str, CanonicalRequest] | None = None
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / f"{key}{SUFFIX}"
+
+    def get(self, key: str) -> Entry | None:
+        """The recording for a key, or None. Raises CorruptRecording for an unusable file."""
+        with self._lock:
+            entry = self._memory.get(key)
+            if entry is not None:
+                self._memory.move_to_end(key)
+                return entry
+        path = self.path_for(key)
+        try:
+            recording = read_recording(path)
+        except FileNotFoundError:
+            return None
+        entry = Entry(recording, build_replay(recording.response))
+        self._remember(entry)
+        return entry
+
+    def put(self, recording: Recording) -> Entry:
+        write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
+        entry = Entry(recording, build_replay(recording.response))
+        self._remember(entry)
+        with self._lock:
+            if self._requests is not None:
+                self._requests[recording.key] = recording.request
+        return entry
+
+    def _remember(self, entry: Entry) -> None:
+        with self._lock:
+            self._memory[entry.recording.key] = entry
+            self._memory.move_to_end(entry.recording.key)
+            while len(self._memory) > self._memory_size:
+                self._memory.popitem(last=False)
+
+    def keys(self) -> Iterator[str]:
+        if not self.directory.is_dir():
+            return
+        for item in os.scandir(self.directory):
+            if item.name.endswith(SUFFIX) and not item.name.startswith(".") and item.is_file():
+                yield item.name.removesuffix(SUFFIX)
+
+    def all_requests(self) -> dict[str, CanonicalRequest]:
+        """Every readable recording's request; read once per session, only when a miss needs it."""
+        with self._lock:
+            if self._requests is not None:
+                return dict(self._requests)
+        found: dict[str, CanonicalRequest] = {}
+        for key in self.keys():
+            try:
+                found[key] = read_recording(self.path_for(key)).request
+            except (CorruptRecording, OSError):
+                continue
+        with self._lock:
+            self._requests = found
+        return dict(found)

@@ -1,0 +1,398 @@
+"""Response bodies on their way through: decoding, SSE parsing, deciding when a body is complete, and
+the byte streams handed to httpx/httpx2 clients (a tee while recording, a replay otherwise)."""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Protocol
+
+from .models import RecordedResponse, SSEEvent
+
+# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]).
+TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete"})
+# Events that mean the provider failed mid-stream: such a stream is never recorded.
+ERROR_EVENTS = frozenset({"error", "response.failed"})
+
+
+class _Decompressor(Protocol):
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+class _Identity:
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+
+class UnsupportedEncoding(Exception):
+    pass
+
+
+def _decompressor(encoding: str) -> _Decompressor:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return _Identity()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    if encoding == "br":
+        try:
+            import brotli  # type: ignore[import-untyped]
+        except ImportError:
+            raise UnsupportedEncoding("br (install 'brotli' to record brotli bodies)") from None
+        return brotli.Decompressor()  # type: ignore[no-any-return]
+    raise UnsupportedEncoding(encoding)
+
+
+class BodyDecoder:
+    """Undoes content-encoding incrementally, so a stream can be parsed while it passes through."""
+
+    def __init__(self, content_encoding: str | None) -> None:
+        codings = [c for c in (content_encoding or "").split(",") if c.strip()]
+        # Encodings are listed in the order applied; undo them in reverse.
+        self._steps = [_decompressor(c) for c in reversed(codings)]
+
+    def decode(self, chunk: bytes) -> bytes:
+        for step in self._steps:
+            chunk = step.decompress(chunk)
+        return chunk
+
+
+def parse_event(block: str) -> SSEEvent | None:
+    event: str | None = None
+    data_lines: list[str] = []
+    event_id: str | None = None
+    retry: int | None = None
+    for line in block.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data_lines.append(value)
+        elif name == "id":
+            event_id = value
+        elif name == "retry" and value.isdigit():
+            retry = int(value)
+    if event is None and not data_lines and event_id is None and retry is None:
+        return None
+    data_text = "\n".join(data_lines) if data_lines else None
+    data: Any = None
+    text: str | None = None
+    if data_text is not None:
+        try:
+            data = json.loads(data_text)
+        except ValueError:
+            text = data_text
+        else:
+            # A JSON string or number would come back as a different text; keep only objects/arrays.
+            if not isinstance(data, dict | list):
+                data, text = None, data_text
+    return SSEEvent(event=event, data=data, text=text, id=event_id, retry=retry)
+
+
+class SSEParser:
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def feed(self, text: str) -> list[SSEEvent]:
+        self._buffer += text.replace("\r\n", "\n").replace("\r", "\n")
+        events: list[SSEEvent] = []
+        while "\n\n" in self._buffer:
+            block, self._buffer = self._buffer.split("\n\n", 1)
+            parsed = parse_event(block)
+            if parsed is not None:
+                events.append(parsed)
+        return events
+
+    def flush(self) -> list[SSEEvent]:
+        block, self._buffer = self._buffer, ""
+        parsed = parse_event(block.strip("\n"))
+        return [parsed] if parsed is not None else []
+
+
+def event_type(ev: SSEEvent) -> str | None:
+    if ev.event:
+        return ev.event
+    if isinstance(ev.data, dict):
+        kind = ev.data.get("type")
+        if isinstance(kind, str):
+            return kind
+    return None
+
+
+def is_terminal(ev: SSEEvent) -> bool:
+    return (ev.text is not None and ev.text.strip() == "[DONE]") or event_type(ev) in TERMINAL_EVENTS
+
+
+def is_error(ev: SSEEvent) -> bool:
+    return event_type(ev) in ERROR_EVENTS
+
+
+def encode_event(ev: SSEEvent) -> bytes:
+    lines: list[str] = []
+    if ev.event is not None:
+        lines.append(f"event: {ev.event}")
+    if ev.id is not None:
+        lines.append(f"id: {ev.id}")
+    if ev.retry is not None:
+        lines.append(f"retry: {ev.retry}")
+    if ev.text is not None:
+        lines.extend(f"data: {line}" for line in ev.text.split("\n"))
+    elif ev.data is not None:
+        lines.append("data: " + json.dumps(ev.data, ensure_ascii=False, separators=(",", ":")))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+def is_json_type(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+@dataclass
+class Replay:
+    """A recorded response ready to serve many times: built once, then only copied into a Response."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    chunks: list[bytes]
+
+
+# Headers that describe the wire, not the answer: a replay has no wire, and its body is stored decoded.
+WIRE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "content-encoding",
+        "content-length",
+    }
+)
+
+
+def build_replay(response: RecordedResponse) -> Replay:
+    headers = [(k, v) for k, v in response.headers.items() if k not in WIRE_HEADERS]
+    if response.events is not None:
+        chunks = [encode_event(ev) for ev in response.events]
+    elif response.base64 is not None:
+        chunks = [base64.b64decode(response.base64)]
+    elif response.text is not None:
+        chunks = [response.text.encode("utf-8")]
+    elif response.body is not None:
+        chunks = [json.dumps(response.body, ensure_ascii=False).encode("utf-8")]
+    else:
+        chunks = []
+    if response.events is None:
+        headers.append(("content-length", str(sum(len(c) for c in chunks))))
+    return Replay(status=response.status, headers=headers, chunks=chunks)
+
+
+@dataclass
+class BodyRecorder:
+    """Watches a live body go by and says, at the end, whether it is complete and what it held.
+
+    ``on_complete`` runs exactly once, and only for a body that ended cleanly or whose SSE stream
+    reached its terminal event; an abandoned, cut or failed body never reaches it.
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    on_complete: Callable[[RecordedResponse], None]
+    on_incomplete: Callable[[str], None]
+    _decoder: BodyDecoder | None = None
+    _text_decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="strict")
+    )
+    _sse: SSEParser | None = None
+    _events: list[SSEEvent] = field(default_factory=list)
+    _body: list[bytes] = field(default_factory=list)
+    _terminal: bool = False
+    _done: bool = False
+    _problem: str | None = None
+
+    def __post_init__(self) -> None:
+        content_type = self._header("content-type")
+        try:
+            self._decoder = BodyDecoder(self._header("content-encoding"))
+        except UnsupportedEncoding as exc:
+            self._problem = f"unsupported content-encoding {exc}"
+        if is_event_stream(content_type):
+            self._sse = SSEParser()
+
+    def _header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._done or self._problem is not None or self._decoder is None:
+            return
+        try:
+            data = self._decoder.decode(chunk)
+            if self._sse is None:
+                self._body.append(data)
+                return
+            for ev in self._sse.feed(self._text_decoder.decode(data)):
+                if is_error(ev):
+                    self._problem = f"the stream carried an error event ({event_type(ev)})"
+                    return
+                self._events.append(ev)
+                if is_terminal(ev):
+                    self._terminal = True
+        except (zlib.error, UnicodeDecodeError, OSError) as exc:
+            self._problem = f"could not decode the body: {exc}"
+            return
+        if self._terminal:
+            self._complete()
+
+    def ended(self) -> None:
+        """The live body ended cleanly."""
+        if self._done:
+            return
+        if self._problem is None and self._sse is not None:
+            try:
+                self._events.extend(self._sse.feed(self._text_decoder.decode(b"", final=True)))
+                self._events.extend(self._sse.flush())
+            except UnicodeDecodeError as exc:
+                self._problem = f"could not decode the body: {exc}"
+        self._complete()
+
+    def failed(self, reason: str) -> None:
+        if not self._done:
+            self._problem = reason
+            self._finish_incomplete()
+
+    def closed(self) -> None:
+        """The client closed the body, read or not: without a terminal event it was abandoned."""
+        if not self._done:
+            self._problem = self._problem or "the client closed the stream before it ended"
+            self._finish_incomplete()
+
+    def _finish_incomplete(self) -> None:
+        self._done = True
+        self.on_incomplete(self._problem or "incomplete")
+
+    def _complete(self) -> None:
+        if self._problem is not None:
+            self._finish_incomplete()
+            return
+        self._done = True
+        stored = {k.lower(): v for k, v in self.headers}
+        if self._sse is not None:
+            response = RecordedResponse(status=self.status, headers=stored, events=self._events)
+        else:
+            raw = b"".join(self._body)
+            response = _body_response(self.status, stored, raw)
+        self.on_complete(response)
+
+
+def _body_response(status: int, headers: dict[str, str], raw: bytes) -> RecordedResponse:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return RecordedResponse(status=status, headers=headers, base64=base64.b64encode(raw).decode())
+    if is_json_type(headers.get("content-type")) or text[:1] in ("{", "["):
+        try:
+            return RecordedResponse(status=status, headers=headers, body=json.loads(text))
+        except ValueError:
+            pass
+    return RecordedResponse(status=status, headers=headers, text=text)
+
+
+@dataclass(frozen=True)
+class StreamTypes:
+    """Byte-stream classes for one httpx module: its clients check ``isinstance`` against their own
+    module's ``SyncByteStream``/``AsyncByteStream``, so each module needs its own subclasses."""
+
+    replay: type[Any]
+    sync_tee: type[Any]
+    async_tee: type[Any]
+
+
+def make_stream_types(module: ModuleType) -> StreamTypes:
+    sync_base: type[Any] = module.SyncByteStream
+    async_base: type[Any] = module.AsyncByteStream
+
+    class ReplayStream(sync_base, async_base):  # type: ignore[misc]
+        __slots__ = ("_chunks",)
+
+        def __init__(self, chunks: list[bytes]) -> None:
+            self._chunks = chunks
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self._chunks)
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            for chunk in self._chunks:
+                yield chunk
+
+    class SyncTee(sync_base):  # type: ignore[misc]
+        def __init__(self, upstream: Iterable[bytes], recorder: BodyRecorder) -> None:
+            self._upstream = upstream
+            self._recorder = recorder
+
+        def __iter__(self) -> Iterator[bytes]:
+            try:
+                for chunk in self._upstream:
+                    self._recorder.feed(chunk)
+                    yield chunk
+            except GeneratorExit:
+                # The client stopped reading; close() decides whether that was after the end.
+                raise
+            except BaseException as exc:
+                self._recorder.failed(f"the live stream failed: {exc!r}")
+                raise
+            self._recorder.ended()
+
+        def close(self) -> None:
+            try:
+                close = getattr(self._upstream, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                self._recorder.closed()
+
+    class AsyncTee(async_base):  # type: ignore[misc]
+        def __init__(self, upstream: Any, recorder: BodyRecorder) -> None:
+            self._upstream = upstream
+            self._recorder = recorder
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._upstream:
+                    self._recorder.feed(chunk)
+                    yield chunk
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                self._recorder.failed(f"the live stream failed: {exc!r}")
+                raise
+            self._recorder.ended()
+
+        async def aclose(self) -> None:
+            try:
+                aclose = getattr(self._upstream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                self._recorder.closed()
+
+    return StreamTypes(replay=ReplayStream, sync_tee=SyncTee, async_tee=AsyncTee)
