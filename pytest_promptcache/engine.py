@@ -308,8 +308,9 @@ class LiveCall:
                 return
             self._engine._emit(self._ctx, self._event(Outcome.RECORDED, status=status, recording=recording))
 
-        def incomplete(reason: str) -> None:
-            event = self._event(Outcome.LIVE, status=status, detail=f"not saved: {reason}")
+        def incomplete(reason: str, failed: bool) -> None:
+            outcome = Outcome.ERROR if failed else Outcome.LIVE
+            event = self._event(outcome, status=status, detail=f"not saved: {reason}")
             self._engine._emit(self._ctx, event)
 
         return BodyRecorder(status=status, headers=headers, on_complete=complete, on_incomplete=incomplete)

@@ -45,26 +45,33 @@ class Entry:
 
 
 def dumps_recording(data: Any) -> str:
-    """Stable, reviewable JSON: sorted keys, two-space indent, one line per SSE event.
+    """Stable, reviewable JSON: two-space indent, one line per SSE event.
 
-    Streams are the bulk of a cassette: an event a line keeps a 200-chunk stream at 200 lines and makes
-    a changed token show as one changed line in a pull request.
+    The request is canonical, so its keys are sorted. The response keeps the provider's key order, so a
+    client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event a line
+    keeps a 200-chunk stream at 200 lines and makes a changed token one changed line in a pull request.
     """
-    return _pretty(data, 0, inline=False) + "\n"
+    return _pretty(data, 0, sort=False) + "\n"
 
 
-def _pretty(value: Any, depth: int, *, inline: bool, parent_key: str | None = None) -> str:
+def _pretty(
+    value: Any, depth: int, *, sort: bool, inline: bool = False, parent_key: str | None = None
+) -> str:
     if inline or not isinstance(value, dict | list) or not value:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+        return json.dumps(
+            value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None
+        )
     pad = "  " * (depth + 1)
     end = "  " * depth
     if isinstance(value, list):
         inline_items = parent_key == "events"
-        items = [_pretty(v, depth + 1, inline=inline_items) for v in value]
+        items = [_pretty(v, depth + 1, sort=sort, inline=inline_items) for v in value]
         return "[\n" + ",\n".join(pad + i for i in items) + "\n" + end + "]"
+    pairs = sorted(value.items()) if sort else value.items()
     items = [
-        f"{pad}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, depth + 1, inline=False, parent_key=k)}"
-        for k, v in sorted(value.items())
+        f"{pad}{json.dumps(k, ensure_ascii=False)}: "
+        + _pretty(v, depth + 1, sort=sort or (depth == 0 and k == "request"), parent_key=k)
+        for k, v in pairs
     ]
     return "{\n" + ",\n".join(items) + "\n" + end + "}"
 

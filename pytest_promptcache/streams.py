@@ -215,7 +215,8 @@ class BodyRecorder:
     status: int
     headers: list[tuple[str, str]]
     on_complete: Callable[[RecordedResponse], None]
-    on_incomplete: Callable[[str], None]
+    # Called with the reason and whether the live body failed (True) or was only abandoned (False).
+    on_incomplete: Callable[[str, bool], None]
     _decoder: BodyDecoder | None = None
     _text_decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="strict")
@@ -278,21 +279,22 @@ class BodyRecorder:
     def failed(self, reason: str) -> None:
         if not self._done:
             self._problem = reason
-            self._finish_incomplete()
+            self._finish_incomplete(failed=True)
 
     def closed(self) -> None:
         """The client closed the body, read or not: without a terminal event it was abandoned."""
         if not self._done:
             self._problem = self._problem or "the client closed the stream before it ended"
-            self._finish_incomplete()
+            self._finish_incomplete(failed=False)
 
-    def _finish_incomplete(self) -> None:
+    def _finish_incomplete(self, *, failed: bool) -> None:
         self._done = True
-        self.on_incomplete(self._problem or "incomplete")
+        self.on_incomplete(self._problem or "incomplete", failed)
 
     def _complete(self) -> None:
         if self._problem is not None:
-            self._finish_incomplete()
+            # Decodable-but-wrong bodies and error events are the provider failing, not the client.
+            self._finish_incomplete(failed=True)
             return
         self._done = True
         stored = {k.lower(): v for k, v in self.headers}

@@ -81,7 +81,7 @@ class ReceivedRequest:
     headers: dict[str, str]  # lower-case names; repeated headers are comma-joined
     body: bytes
     json: Json = None  # parsed body, or None if absent / not JSON
-    time: float = field(default_factory=time.time)
+    received_at: float = field(default_factory=time.time)
 
 
 # ---------------------------------------------------------------------------
@@ -164,11 +164,11 @@ def _fault_of(model: str) -> str | None:
     return None
 
 
-def _last_user_text(messages: Json, role_key: str = "role") -> str:
+def _last_user_text(messages: Json) -> str:
     if not isinstance(messages, list):
         return _text_of(messages)
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get(role_key, "user") == "user":
+        if isinstance(message, dict) and message.get("role", "user") == "user":
             return _text_of(message)
     return ""
 
@@ -237,14 +237,15 @@ class _ClientGone(Exception):
     """Raised internally when a write fails because the peer disconnected."""
 
 
+_QUIET_ERRORS: tuple[type[BaseException], ...] = (_ClientGone, *_DISCONNECT_ERRORS)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeLLM/1.0"
-    sys_version = ""
     # Never block forever on an idle keep-alive connection from a client that
     # vanished without FIN; stop() also shuts active sockets down explicitly.
     timeout = 60.0
-    _gemini_sse = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -263,6 +264,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         finally:
             self.owner._track(self.connection, add=False)
+
+    def version_string(self) -> str:
+        # The default appends the Python version, which is noise in recordings.
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         # Test output should stay clean; requests are inspectable via .requests.
@@ -288,9 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         try:
             self._handle()
-        except _ClientGone:
-            self.close_connection = True
-        except _DISCONNECT_ERRORS:
+        except _QUIET_ERRORS:
+            # The peer is gone; never try to reuse this connection.
             self.close_connection = True
 
     # -- request reading ---------------------------------------------------
@@ -441,7 +445,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         route = urlsplit(self.path).path.rstrip("/")
-        query = parse_qs(urlsplit(self.path).query)
 
         endpoint: Callable[[Json, str, bool, str | None], None] | None = None
         family = "openai"
@@ -469,11 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
         if family != "gemini":
             model = str(body.get("model", ""))
 
-        if family == "gemini":
-            stream = route.endswith(":streamGenerateContent")
-            self._gemini_sse = query.get("alt") == ["sse"]
-        else:
-            stream = bool(body.get("stream"))
+        stream = route.endswith(":streamGenerateContent") if family == "gemini" else bool(body.get("stream"))
 
         fault = _fault_of(model)
         if fault in _FAULT_STATUS:
@@ -831,7 +830,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if not stream:
             self._send_json(200, full, cut=fault == "fault-cut")
-        elif self._gemini_sse:
+        elif parse_qs(urlsplit(self.path).query).get("alt") == ["sse"]:
             # Google terminates SSE lines with CRLF; keep that so parsers that
             # only handle "\n\n" are caught by tests.
             self._send_stream([_sse(c, eol="\r\n") for c in chunks()], fault)
@@ -991,15 +990,17 @@ def _main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # SIGINT explicitly too: a shell starting us in the background sets it to
+    # SIG_IGN, which would otherwise make Ctrl-C / `kill -INT` a no-op.
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     server = LLMServer(args.host, args.port, args.chunk_delay).start()
     print(f"listening on {server.url}", flush=True)
     try:
-        # Event.wait with a timeout keeps the main thread responsive to Ctrl-C.
-        while not stop.wait(0.5):
+        # A short wait timeout keeps the main thread returning to the
+        # interpreter so signal handlers run promptly.
+        while not stop.wait(0.2):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         server.stop()
     return 0

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx
@@ -28,10 +28,13 @@ import httpx2
 import openai
 import pytest
 
-try:
+if TYPE_CHECKING:
     from tests.llm_server import LLMServer
-except ImportError:  # tests/ is not a package: pytest put it on sys.path instead
-    from llm_server import LLMServer  # type: ignore[no-redef]
+else:
+    try:
+        from tests.llm_server import LLMServer
+    except ImportError:  # rootdir not on sys.path; pytest put tests/ there instead
+        from llm_server import LLMServer
 
 ANTHROPIC_MODEL = "claude-test"  # not in the SDK's deprecation table, so no warnings
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "tell me more"}]}]}
@@ -232,7 +235,9 @@ def test_embeddings(server: LLMServer, oai: openai.OpenAI) -> None:
     assert len(vector) == 8
     assert all(isinstance(x, float) and -1.0 <= x < 1.0 for x in vector)
 
-    floats = oai.embeddings.create(model="text-embedding-3-small", input=["hello", "other"], encoding_format="float")
+    floats = oai.embeddings.create(
+        model="text-embedding-3-small", input=["hello", "other"], encoding_format="float"
+    )
     assert [d.index for d in floats.data] == [0, 1]
     assert floats.data[0].embedding == vector  # same text -> same vector, both encodings
     assert floats.data[1].embedding != vector
@@ -251,7 +256,9 @@ def test_embeddings(server: LLMServer, oai: openai.OpenAI) -> None:
 
 
 def test_anthropic_plain(server: LLMServer, ant: anthropic.Anthropic) -> None:
-    raw = ant.messages.with_raw_response.create(model=ANTHROPIC_MODEL, max_tokens=50, messages=user("hey you"))
+    raw = ant.messages.with_raw_response.create(
+        model=ANTHROPIC_MODEL, max_tokens=50, messages=user("hey you")
+    )
     message = raw.parse()
     assert message.id.startswith("msg-")
     assert message.content[0].type == "text"
@@ -280,7 +287,9 @@ def test_anthropic_cache_read_tokens(ant: anthropic.Anthropic) -> None:
 
 
 def test_anthropic_stream(ant: anthropic.Anthropic) -> None:
-    events = list(ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=50, messages=user("a b"), stream=True))
+    events = list(
+        ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=50, messages=user("a b"), stream=True)
+    )
     kinds = [e.type for e in events]  # the SDK swallows `ping`
     assert kinds[:2] == ["message_start", "content_block_start"]
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
@@ -350,10 +359,17 @@ def test_gemini(server: LLMServer, client_module: Any) -> None:
     base = f"{server.url}/v1beta/models/gemini-2.5-flash"
     with client_module.Client() as client:
         body = client.post(f"{base}:generateContent", json=GEMINI_BODY).json()
-        assert body["candidates"][0]["content"] == {"parts": [{"text": "echo: tell me more"}], "role": "model"}
+        assert body["candidates"][0]["content"] == {
+            "parts": [{"text": "echo: tell me more"}],
+            "role": "model",
+        }
         assert body["candidates"][0]["finishReason"] == "STOP"
         assert body["modelVersion"] == "gemini-2.5-flash"
-        assert body["usageMetadata"] == {"promptTokenCount": 8, "candidatesTokenCount": 4, "totalTokenCount": 12}
+        assert body["usageMetadata"] == {
+            "promptTokenCount": 8,
+            "candidatesTokenCount": 4,
+            "totalTokenCount": 12,
+        }
 
         with client.stream("POST", f"{base}:streamGenerateContent?alt=sse", json=GEMINI_BODY) as response:
             assert response.headers["content-type"] == "text/event-stream"
@@ -411,7 +427,8 @@ def test_gzip_stream(server: LLMServer) -> None:
     decoder = zlib.decompressobj(wbits=31)
     # Each event was sync-flushed, so every raw chunk decodes on its own to whole events.
     first = decoder.decompress(raw_chunks[0])
-    assert first.startswith(b"data: {") and first.endswith(b"\n\n")
+    assert first.startswith(b"data: {")
+    assert first.endswith(b"\n\n")
     rest = b"".join(decoder.decompress(c) for c in raw_chunks[1:]) + decoder.flush()
     assert decoder.eof
     assert rest.endswith(b"data: [DONE]\n\n")
@@ -462,7 +479,7 @@ def test_status_fault_gemini_in_path(server: LLMServer) -> None:
 
 def test_cut_stream(oai: openai.OpenAI, ant: anthropic.Anthropic) -> None:
     stream = oai.chat.completions.create(model="fault-cut", messages=user("a b c d"), stream=True)
-    received = []
+    received: list[Any] = []
     with pytest.raises(openai.APIConnectionError):
         received.extend(stream)
     assert len(received) == 2  # the two events sent before the cut
@@ -516,7 +533,9 @@ def test_identical_requests_differ(server: LLMServer, oai: openai.OpenAI, ant: a
     assert first.parse().id != second.parse().id
     assert first.headers["x-request-id"] != second.headers["x-request-id"]
     assert first.headers["set-cookie"] != second.headers["set-cookie"]
-    ids = {ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=5, messages=user("same")).id for _ in range(2)}
+    ids = {
+        ant.messages.create(model=ANTHROPIC_MODEL, max_tokens=5, messages=user("same")).id for _ in range(2)
+    }
     assert len(ids) == 2
     gem = [
         httpx.post(f"{server.url}/v1beta/models/g:generateContent", json=GEMINI_BODY).json()["responseId"]

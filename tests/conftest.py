@@ -1,0 +1,79 @@
+"""Shared fixtures: a real loopback LLM server, and pytester runs of suites as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_server import LLMServer
+
+# Imported here so pytester's in-process runs find them in sys.modules instead of importing the SDKs
+# again for every run (about a second each).
+import anthropic  # noqa: F401
+import openai  # noqa: F401
+
+# Suites under tests/suites are run by pytester inside our tests, never collected directly.
+collect_ignore = ["suites"]
+
+SUITES = Path(__file__).parent / "suites"
+
+# Credentials the inner suites send. They look real enough for every scrubbing layer to matter.
+FAKE_SECRETS = {
+    "OPENAI_API_KEY": "sk-proj-TESTKEYabcdefghijklmnopqrstuvwxyz0123456789",
+    "ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEYabcdefghijklmnopqrstuvwxyz0123",
+    "GEMINI_API_KEY": "AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12",
+}
+
+
+@pytest.fixture
+def llm_server() -> Iterator[LLMServer]:
+    with LLMServer() as server:
+        yield server
+
+
+class Suite:
+    """A user's project in a pytester directory, run through the installed plugin."""
+
+    def __init__(self, pytester: pytest.Pytester, server: LLMServer) -> None:
+        self.pytester = pytester
+        self.server = server
+        self.path = pytester.path
+        self.cassettes = pytester.path / "cassettes"
+
+    def run(self, *args: str, subprocess: bool = False) -> pytest.RunResult:
+        seen = self.path / "seen.jsonl"
+        seen.unlink(missing_ok=True)
+        if subprocess:
+            return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+        return self.pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+
+    def seen(self) -> dict[str, Any]:
+        lines = (self.path / "seen.jsonl").read_text().splitlines()
+        return {entry["test"]: entry["seen"] for entry in map(json.loads, lines)}
+
+    def recordings(self) -> dict[str, dict[str, Any]]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted(self.cassettes.glob("*.json"))}
+
+    def cassette_text(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.cassettes.rglob("*")) if p.is_file())
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, llm_server: LLMServer, monkeypatch: pytest.MonkeyPatch) -> Suite:
+    monkeypatch.setenv("LLM_URL", llm_server.url)
+    monkeypatch.setenv("SEEN_FILE", str(pytester.path / "seen.jsonl"))
+    for name, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PROMPTCACHE_MODE", raising=False)
+    return Suite(pytester, llm_server)
+
+
+@pytest.fixture
+def newcomer(suite: Suite) -> Suite:
+    for source in (SUITES / "newcomer").glob("*.py"):
+        shutil.copy(source, suite.path / source.name)
+    return suite
