@@ -32,9 +32,9 @@ class CorruptRecording(Exception):
         self.path = path
         self.reason = reason
         super().__init__(
-            f"recording {path} is unusable: {reason}. It was left untouched. Fix it by hand, "
-            f"delete it and record again (pytest --promptcache=record), or overwrite it with "
-            f"--promptcache=rewrite."
+            f"promptcache: recording {path} is unusable: {reason}.\n"
+            "It was left untouched: fix it by hand, or delete it and record again "
+            "(pytest --promptcache=record), or overwrite it with --promptcache=rewrite."
         )
 
 

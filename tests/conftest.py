@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# Imported here so pytester's in-process runs find them in sys.modules instead of importing them again
+# for every run: the SDKs cost about a second each, and httpx maps the exceptions of the httpcore it
+# imported first, so a fresh httpcore per run would leak unmapped httpcore errors to the clients.
+import anthropic  # noqa: F401
+import httpcore  # noqa: F401
+import httpcore2  # noqa: F401
+import openai  # noqa: F401
 import pytest
 from llm_server import LLMServer
-
-# Imported here so pytester's in-process runs find them in sys.modules instead of importing the SDKs
-# again for every run (about a second each).
-import anthropic  # noqa: F401
-import openai  # noqa: F401
 
 # Suites under tests/suites are run by pytester inside our tests, never collected directly.
 collect_ignore = ["suites"]
@@ -70,6 +72,38 @@ def suite(pytester: pytest.Pytester, llm_server: LLMServer, monkeypatch: pytest.
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PROMPTCACHE_MODE", raising=False)
     return Suite(pytester, llm_server)
+
+
+CLIENTS_CONFTEST = """
+import os
+import anthropic
+import openai
+import pytest
+
+BASE = os.environ["LLM_URL"]
+
+@pytest.fixture
+def oai():
+    return openai.OpenAI(base_url=BASE + "/v1")
+
+@pytest.fixture
+def oai0():
+    return openai.OpenAI(base_url=BASE + "/v1", max_retries=0)
+
+@pytest.fixture
+def claude():
+    return anthropic.Anthropic(base_url=BASE)
+
+def ask(client, text, model="gpt-4.1-mini", **kw):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}], **kw)
+"""
+
+
+@pytest.fixture
+def clients(suite: Suite) -> Suite:
+    """A suite with SDK client fixtures and ``ask(client, text)`` in its conftest."""
+    suite.pytester.makeconftest(CLIENTS_CONFTEST)
+    return suite
 
 
 @pytest.fixture

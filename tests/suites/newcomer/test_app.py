@@ -39,7 +39,9 @@ def test_openai_chat_twice_is_one_live_call(oai: openai.OpenAI, seen: list[Any])
 
 def test_openai_chat_async(aoai: openai.AsyncOpenAI, seen: list[Any]) -> None:
     async def go() -> Any:
-        return await aoai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "Async hi"}])
+        return await aoai.chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "Async hi"}]
+        )
 
     r = asyncio.run(go())
     seen += [r.id, r.choices[0].message.content]
@@ -112,7 +114,9 @@ def test_openai_embeddings(oai: openai.OpenAI, seen: list[Any]) -> None:
 
 
 def test_anthropic_create(claude: anthropic.Anthropic, seen: list[Any]) -> None:
-    m = claude.messages.create(model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "Hi Claude"}])
+    m = claude.messages.create(
+        model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "Hi Claude"}]
+    )
     assert m.content[0].text == "echo: Hi Claude"  # type: ignore[union-attr]
     seen += [m.id, m.usage.model_dump()]
 
@@ -153,7 +157,12 @@ def test_anthropic_tools(claude: anthropic.Anthropic, seen: list[Any]) -> None:
     m = claude.messages.create(
         model=CLAUDE,
         max_tokens=64,
-        tools=[{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        tools=[
+            {
+                "name": "get_weather",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }
+        ],
         messages=[{"role": "user", "content": "Weather in Oslo?"}],
     )
     assert m.stop_reason == "tool_use"
@@ -171,13 +180,16 @@ def test_raw_httpx_gemini_with_query_key(seen: list[Any]) -> None:
 
 
 def test_raw_httpx2_gemini_stream(seen: list[Any]) -> None:
-    with httpx2.Client() as client, client.stream(
-        "POST",
-        f"{BASE}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-        params={"alt": "sse"},
-        headers={"x-goog-api-key": os.environ["GEMINI_API_KEY"]},
-        json={"contents": [{"parts": [{"text": "Gemini stream"}]}]},
-    ) as r:
+    with (
+        httpx2.Client() as client,
+        client.stream(
+            "POST",
+            f"{BASE}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            params={"alt": "sse"},
+            headers={"x-goog-api-key": os.environ["GEMINI_API_KEY"]},
+            json={"contents": [{"parts": [{"text": "Gemini stream"}]}]},
+        ) as r,
+    ):
         seen += [line for line in r.iter_lines() if line]
 
 
@@ -205,4 +217,3 @@ def test_raw_httpx2_async_chat(seen: list[Any]) -> None:
             return r.json()
 
     seen.append(asyncio.run(go()))
-
