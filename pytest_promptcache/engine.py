@@ -59,6 +59,8 @@ class CallEvent:
 class TestContext:
     nodeid: str | None
     mode: Mode
+    # The test as the user would name it on the command line, from where they ran pytest.
+    target: str | None = None
     problems: list[str] = field(default_factory=list)
     calls: list[CallEvent] = field(default_factory=list)
 
@@ -82,8 +84,8 @@ class Engine:
 
     # -- test lifecycle (driven by the plugin) -------------------------------------------------------
 
-    def begin_test(self, nodeid: str, mode: Mode | None = None) -> TestContext:
-        self._context = TestContext(nodeid=nodeid, mode=mode or self.settings.mode)
+    def begin_test(self, nodeid: str, mode: Mode | None = None, target: str | None = None) -> TestContext:
+        self._context = TestContext(nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid)
         return self._context
 
     def end_test(self) -> None:
@@ -151,7 +153,7 @@ class Engine:
             key=key,
             url=url,
             directory=self.settings.cassette_dir,
-            nodeid=ctx.nodeid,
+            target=ctx.target,
             near=near,
             recorded_by=recorded_by,
         )

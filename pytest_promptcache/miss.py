@@ -74,10 +74,10 @@ def pretty_request(request: CanonicalRequest) -> list[str]:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-def record_command(nodeid: str | None) -> str:
-    if nodeid is None:
+def record_command(target: str | None) -> str:
+    if target is None:
         return "pytest --promptcache=record"
-    return f"pytest --promptcache=record {shlex.quote(nodeid)}"
+    return f"pytest --promptcache=record {shlex.quote(target)}"
 
 
 def miss_message(
@@ -86,7 +86,7 @@ def miss_message(
     key: str,
     url: str,
     directory: Path,
-    nodeid: str | None,
+    target: str | None,
     near: tuple[str, CanonicalRequest, float] | None,
     recorded_by: str | None = None,
     max_diff_lines: int = 80,
@@ -118,5 +118,5 @@ def miss_message(
             diff = [*diff[:max_diff_lines], f"... ({len(diff) - max_diff_lines} more diff lines)"]
         lines.append("")
         lines.extend(diff)
-    lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(nodeid)}"]
+    lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)

@@ -91,6 +91,18 @@ def _options(item: pytest.Item) -> TestOptions:
     return item.stash[OPTIONS_KEY]
 
 
+def _command_target(item: pytest.Item) -> str:
+    """The node id as it must be typed from the directory pytest was started in (node ids are
+    relative to the rootdir, which differs when a suite has its own ini file)."""
+    invocation_dir = item.config.invocation_params.dir
+    _, sep, rest = item.nodeid.partition("::")
+    try:
+        relative = item.path.relative_to(invocation_dir).as_posix()
+    except ValueError:
+        relative = os.path.relpath(item.path, invocation_dir)
+    return relative + sep + rest
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Bad marker arguments are usage errors before anything runs, not failures halfway through.
     for item in items:
@@ -100,7 +112,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     engine = item.config.stash[ENGINE_KEY]
-    engine.begin_test(item.nodeid, _options(item).mode)
+    engine.begin_test(item.nodeid, _options(item).mode, _command_target(item))
     try:
         return (yield)
     finally:
