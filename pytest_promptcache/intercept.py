@@ -18,7 +18,8 @@ from .engine import Engine
 from .keys import RawRequest
 from .streams import Replay, StreamTypes, make_stream_types
 
-MODULE_NAMES = ("httpx2", "httpx")
+# Each client module and the connection-pool module below its default transport.
+MODULE_NAMES = {"httpx2": "httpcore2", "httpx": "httpcore"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,16 @@ class Flavor:
     name: str
     module: ModuleType
     streams: StreamTypes
+    # The pool methods below the transport as they were at install time.
+    pool_methods: tuple[tuple[type, str, Any], ...] = ()
+
+    def mocked_below(self) -> bool:
+        """True while a mocking library (respx) has replaced the connection pool under the transport.
+
+        Such a test answers its HTTP calls itself and never reaches the network, so its LLM calls are
+        its own business: intercepting them would turn the mock's answers into replay misses.
+        """
+        return any(cls.__dict__.get(attr) is not original for cls, attr, original in self.pool_methods)
 
     def response(self, replay: Replay, request: Any) -> Any:
         return self.module.Response(
@@ -64,7 +75,7 @@ def active_engine() -> Engine | None:
 def _sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
     def handle_request(self: Any, request: Any) -> Any:
         engine = active_engine()
-        if engine is None or not engine.handles(request.url.host, request.url.path):
+        if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
             return original(self, request)
         decision = engine.start(raw_request(request, request.read()))
         if isinstance(decision, Replay):
@@ -86,7 +97,7 @@ def _sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[...,
 def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
     async def handle_async_request(self: Any, request: Any) -> Any:
         engine = active_engine()
-        if engine is None or not engine.handles(request.url.host, request.url.path):
+        if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
             return await original(self, request)
         decision = engine.start(raw_request(request, await request.aread()))
         if isinstance(decision, Replay):
@@ -105,14 +116,29 @@ def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[...
     return handle_async_request
 
 
+def _pool_methods(pool_module_name: str) -> tuple[tuple[type, str, Any], ...]:
+    try:
+        pool = importlib.import_module(pool_module_name)
+    except ImportError:
+        return ()
+    return (
+        (pool.ConnectionPool, "handle_request", pool.ConnectionPool.__dict__.get("handle_request")),
+        (
+            pool.AsyncConnectionPool,
+            "handle_async_request",
+            pool.AsyncConnectionPool.__dict__.get("handle_async_request"),
+        ),
+    )
+
+
 def available_flavors() -> list[Flavor]:
     flavors = []
-    for name in MODULE_NAMES:
+    for name, pool_name in MODULE_NAMES.items():
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        flavors.append(Flavor(name, module, make_stream_types(module)))
+        flavors.append(Flavor(name, module, make_stream_types(module), _pool_methods(pool_name)))
     return flavors
 
 
