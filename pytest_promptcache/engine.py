@@ -10,19 +10,22 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from . import __version__
 from .keys import Keyer, RawRequest, display_url
 from .miss import miss_message, nearest
 from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
+from .report import CallRecord, Ledger
 from .scrub import Scrubber
 from .settings import Mode, Settings
 from .store import CassetteStore, CorruptRecording
 from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
+from .usage import PriceBook
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
 NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})
@@ -38,6 +41,7 @@ class Outcome(StrEnum):
     LIVE = "live"  # went live, not saved (mode off, or the body never completed)
     MISS = "miss"  # replay found no usable recording
     ERROR = "error"  # went live and failed: transport error or a status that is not recorded
+    BLOCKED = "blocked"  # would have gone live, but the session's budget was spent
 
 
 @dataclass
@@ -53,6 +57,8 @@ class CallEvent:
     recording: Recording | None = None
     response: RecordedResponse | None = None
     detail: str | None = None
+    # Usage and cost, filled in by the ledger (at once for live calls, lazily for replayed ones).
+    record: CallRecord | None = None
 
 
 @dataclass
@@ -76,8 +82,8 @@ class Engine:
         )
         self.keyer = Keyer(settings, self.scrubber)
         self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
+        self.ledger = Ledger(PriceBook(settings.prices))
         self.events: list[CallEvent] = []
-        self.listeners: list[Callable[[CallEvent], None]] = []
         self._lock = threading.Lock()
         # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
         self._context = TestContext(nodeid=None, mode=settings.mode)
@@ -112,6 +118,9 @@ class Engine:
         self.scrubber.learn(raw.headers)
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
+            if self._budget_spent():
+                canonical = self.keyer.canonical(raw)
+                return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
             return LiveCall(self, ctx, url, key=None, canonical=None, save=False)
         key, canonical = self.keyer.key_for(raw)
         if ctx.mode in (Mode.REPLAY, Mode.RECORD):
@@ -137,7 +146,21 @@ class Engine:
             if ctx.mode is Mode.REPLAY:
                 message = self._miss_message(ctx, url, canonical, key)
                 return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+        if self._budget_spent():
+            return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
         return LiveCall(self, ctx, url, key=key, canonical=canonical, save=True)
+
+    def _budget_spent(self) -> bool:
+        budget = self.settings.budget_usd
+        return budget is not None and self.ledger.live_spent >= Decimal(str(budget))
+
+    def _budget_message(self, url: str) -> str:
+        return (
+            f"promptcache: budget reached, live call refused: {url}\n"
+            f"  live calls in this session have cost ${self.ledger.live_spent:.4f}; "
+            f"the budget (--promptcache-budget / promptcache_budget) is ${self.settings.budget_usd:.4f}.\n"
+            "  Raise the budget, or record fewer tests at a time."
+        )
 
     def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
         near = nearest(canonical, self.store.all_requests())
@@ -164,7 +187,7 @@ class Engine:
         outcome: Outcome,
         url: str,
         canonical: CanonicalRequest,
-        key: str,
+        key: str | None,
         message: str,
     ) -> Replay:
         """Fail the test, and answer the client in a way SDKs neither retry nor hide.
@@ -211,8 +234,7 @@ class Engine:
         with self._lock:
             ctx.calls.append(event)
             self.events.append(event)
-        for listener in self.listeners:
-            listener(event)
+        self.ledger.add(event)
 
     # -- saving --------------------------------------------------------------------------------------
 

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from .engine import Engine, Outcome
+from .engine import Engine
 from .intercept import install, uninstall
+from .report import Report, TestCalls, append_github_summary, markdown, terminal_lines
 from .settings import MODES_HELP, SettingsError, TestOptions, build_settings
+from .store import write_atomic
 
 ENGINE_KEY = pytest.StashKey[Engine]()
 OPTIONS_KEY = pytest.StashKey[TestOptions]()
+REPORT_KEY = pytest.StashKey[Report]()
 
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
@@ -27,6 +30,8 @@ INI_LINELISTS = {
     "promptcache_secret_headers": "more header names never written to disk",
     "promptcache_secret_params": "more query parameter names never written to disk",
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
+    "promptcache_prices": "prices per million tokens for models genai-prices lacks or that you pay "
+    "differently: 'MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]'",
 }
 
 
@@ -48,7 +53,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="directory of recordings, relative to the rootdir (default: cassettes). Ini promptcache_dir.",
     )
+    group.addoption(
+        "--promptcache-report",
+        dest="promptcache_report",
+        metavar="PATH",
+        default=None,
+        help="write the session's calls, tokens and dollars as JSON to PATH",
+    )
+    group.addoption(
+        "--promptcache-report-md",
+        dest="promptcache_report_md",
+        metavar="PATH",
+        default=None,
+        help="write the session report as Markdown to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
+    )
+    group.addoption(
+        "--promptcache-budget",
+        dest="promptcache_budget",
+        metavar="USD",
+        default=None,
+        help="refuse live calls once live calls in this session have cost USD; the session then fails. "
+        "Ini promptcache_budget.",
+    )
     parser.addini("promptcache_mode", "default mode: replay, record, rewrite or off", default="")
+    parser.addini("promptcache_budget", "refuse live calls once they have cost this many USD", default="")
     parser.addini("promptcache_dir", "directory of recordings, relative to the rootdir", default="")
     parser.addini("promptcache_memory_size", "recordings kept parsed in memory (default 4096)", default="")
     for name, help_text in INI_LINELISTS.items():
@@ -60,13 +88,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
     )
-    names = ("promptcache_mode", "promptcache_dir", "promptcache_memory_size", *INI_LINELISTS)
+    names = (
+        "promptcache_mode",
+        "promptcache_dir",
+        "promptcache_memory_size",
+        "promptcache_budget",
+        *INI_LINELISTS,
+    )
     ini = {name: config.getini(name) for name in names}
     try:
         settings = build_settings(
             rootdir=Path(config.rootpath),
             cli_mode=config.getoption("promptcache_mode"),
             cli_dir=config.getoption("promptcache_dir"),
+            cli_budget=config.getoption("promptcache_budget"),
             env=os.environ,
             ini=ini,
         )
@@ -140,15 +175,49 @@ def pytest_runtest_makereport(
     return report
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    engine = terminalreporter.config.stash.get(ENGINE_KEY, None)
-    if engine is None or not engine.events:
+@pytest.fixture
+def promptcache(request: pytest.FixtureRequest) -> TestCalls:
+    """This test's LLM calls so far (replayed or live), with model, usage and cost.
+
+    ``promptcache.calls``, ``.total_tokens``, ``.input_tokens``, ``.output_tokens``, ``.cost_usd``.
+    """
+    engine = request.config.stash[ENGINE_KEY]
+    ctx = engine.context
+    return TestCalls(lambda: [engine.ledger.record_of(event) for event in list(ctx.calls)])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    engine = config.stash.get(ENGINE_KEY, None)
+    if engine is None:
         return
-    counts = dict.fromkeys(Outcome, 0)
-    for event in engine.events:
-        counts[event.outcome] += 1
-    parts = [f"{counts[o]} {o.value}" for o in Outcome if counts[o]]
-    terminalreporter.write_sep("-", "promptcache")
-    terminalreporter.write_line(
-        f"mode {engine.settings.mode.value}: {len(engine.events)} LLM calls: {', '.join(parts)}"
+    report = Report.build(
+        engine.settings.mode.value,
+        (engine.ledger.record_of(event) for event in engine.events),
+        budget_usd=engine.settings.budget_usd,
+        live_spent=float(engine.ledger.live_spent),
     )
+    config.stash[REPORT_KEY] = report
+    base = config.invocation_params.dir
+    json_path = config.getoption("promptcache_report")
+    if json_path:
+        write_atomic(base / json_path, report.model_dump_json(indent=2) + "\n")
+    md_path = config.getoption("promptcache_report_md")
+    if report.totals.calls and (md_path or os.environ.get("GITHUB_STEP_SUMMARY")):
+        text = markdown(report)
+        if md_path:
+            write_atomic(base / md_path, text)
+        append_github_summary(text)
+    if report.budget_exceeded and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report = terminalreporter.config.stash.get(REPORT_KEY, None)
+    if report is None or not report.totals.calls:
+        return
+    terminalreporter.write_sep("-", "promptcache")
+    verbose = terminalreporter.config.get_verbosity() > 0
+    for text, colour in terminal_lines(report, verbose):
+        markup = {colour: True} if colour else {}
+        terminalreporter.write_line(text, **markup)

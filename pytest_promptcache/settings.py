@@ -5,6 +5,7 @@ Precedence is CLI > environment > ini; the plugin collects the raw values and th
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from .usage import ModelPrice, PriceError, parse_prices
 
 
 class Mode(StrEnum):
@@ -149,6 +152,8 @@ class Settings(BaseModel):
     secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     # Parsed recordings kept in memory; enough for a large suite, bounded so a huge one cannot balloon.
     memory_size: int = 4096
+    prices: dict[str, ModelPrice] = {}
+    budget_usd: float | None = None
 
     @field_validator("secret_patterns")
     @classmethod
@@ -172,6 +177,16 @@ def _lines(value: Any) -> list[str]:
     return [str(v) for v in value if str(v).strip()]
 
 
+def parse_budget(value: str, source: str) -> float:
+    try:
+        budget = float(value.strip().removeprefix("$"))
+    except ValueError:
+        raise SettingsError(f"{source}: {value!r} is not an amount of US dollars (e.g. 2.50)") from None
+    if not math.isfinite(budget) or budget < 0:
+        raise SettingsError(f"{source}: the budget must be a finite amount of 0 or more, got {value!r}")
+    return budget
+
+
 def build_settings(
     *,
     rootdir: Path,
@@ -179,6 +194,7 @@ def build_settings(
     cli_dir: str | None,
     env: Mapping[str, str],
     ini: Mapping[str, Any],
+    cli_budget: str | None = None,
 ) -> Settings:
     """Combine raw option values (CLI > env > ini) into validated settings."""
     if cli_mode is not None:
@@ -206,6 +222,17 @@ def build_settings(
         )
     memory_raw = str(ini.get("promptcache_memory_size") or "").strip()
     try:
+        prices = parse_prices(_lines(ini.get("promptcache_prices")))
+    except PriceError as exc:
+        raise SettingsError(str(exc)) from None
+    budget_ini = str(ini.get("promptcache_budget") or "").strip()
+    if cli_budget is not None:
+        budget: float | None = parse_budget(cli_budget, "--promptcache-budget")
+    elif budget_ini:
+        budget = parse_budget(budget_ini, "ini promptcache_budget")
+    else:
+        budget = None
+    try:
         return Settings(
             mode=mode,
             cassette_dir=cassette_dir,
@@ -216,6 +243,8 @@ def build_settings(
             secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
             secret_patterns=(*DEFAULT_SECRET_PATTERNS, *_lines(ini.get("promptcache_secret_patterns"))),
             memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
+            prices=prices,
+            budget_usd=budget,
         )
     except ValidationError as exc:
         raise SettingsError("; ".join(str(e["msg"]) for e in exc.errors())) from None

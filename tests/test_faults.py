@@ -29,7 +29,7 @@ def test_transient_and_auth_failures_reach_the_client_and_are_not_recorded(
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 error"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 failed)"])
     assert not clients.cassettes.exists() or not any(clients.cassettes.iterdir())
 
 
@@ -74,7 +74,7 @@ def test_stream_cut_midway_is_not_recorded(clients: Suite) -> None:
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["mode record: 2 LLM calls: 2 error"])
+    result.stdout.fnmatch_lines(["mode record: 2 LLM calls: 2 live (2 failed)"])
     assert clients.recordings() == {}
 
 
@@ -116,7 +116,7 @@ def test_transport_error_while_recording_is_not_recorded(clients: Suite) -> None
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 error"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 failed)"])
     assert not clients.cassettes.exists()
 
 

@@ -32,7 +32,7 @@ def test_changed_prompt_fails_exactly_that_test_with_diff_and_command(newcomer: 
         ]
     )
     # The SDK (default max_retries=2) did not retry: one attempt, one miss, no backoff.
-    result.stdout.fnmatch_lines(["mode replay: 20 LLM calls: 19 replayed, 1 miss"])
+    result.stdout.fnmatch_lines(["mode replay: 20 LLM calls: 19 replayed, 1 missed"])
     assert "APIConnectionError" not in result.stdout.str()
 
 
@@ -61,7 +61,7 @@ def test_miss_fails_the_test_even_when_the_code_catches_the_error(clients: Suite
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*nearest:   none (no recording of POST 127.0.0.1:*/v1/chat/completions)*"])
     result.stdout.fnmatch_lines(["*pytest --promptcache=record test_miss_*.py::test_swallows_anthropic"])
-    result.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 miss"])
+    result.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 missed"])
     assert clients.server.count() == 0
 
 
@@ -108,4 +108,4 @@ def test_async_and_streaming_misses_fail_the_same_way(clients: Suite) -> None:
     result = clients.run()
     result.assert_outcomes(failed=2)
     assert result.stdout.lines.count("promptcache: no recording for this request (mode: replay)") == 2
-    result.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 miss"])
+    result.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 missed"])

@@ -44,7 +44,7 @@ def test_precedence_is_cli_then_env_then_ini(clients: Suite, monkeypatch: pytest
     clients.pytester.makeini("[pytest]\npromptcache_mode = off\n")
     clients.run().stdout.fnmatch_lines(["mode off: 1 LLM calls: 1 live"])
     monkeypatch.setenv("PROMPTCACHE_MODE", "record")
-    clients.run().stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 recorded"])
+    clients.run().stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 recorded)"])
     clients.run("--promptcache=replay").stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
 
 
@@ -173,7 +173,9 @@ def test_endpoints_ini_extends_or_replaces_the_defaults(clients: Suite) -> None:
         """
     )
     clients.pytester.makeini("[pytest]\npromptcache_endpoints =\n    defaults\n    /v1/rerank\n")
-    clients.run("--promptcache=record").stdout.fnmatch_lines(["mode record: 2 LLM calls: 2 recorded"])
+    clients.run("--promptcache=record").stdout.fnmatch_lines(
+        ["mode record: 2 LLM calls: 2 live (2 recorded)"]
+    )
 
     clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\n")
     clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])

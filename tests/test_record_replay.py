@@ -18,7 +18,7 @@ def test_newcomer_suite_records_once_then_replays_offline_identically(newcomer: 
     assert set(sent.values()) == {1}, sent
     assert len(sent) == 19
     assert len(newcomer.recordings()) == 19
-    recorded.stdout.fnmatch_lines(["*1 replayed, 19 recorded*"])
+    recorded.stdout.fnmatch_lines(["*1 replayed, 19 live (19 recorded)*"])
 
     newcomer.server.stop()
     replayed = newcomer.run()

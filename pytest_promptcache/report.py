@@ -1,0 +1,371 @@
+"""Tokens and dollars: per-call records, the session report model, and its renderings.
+
+Replayed calls are priced lazily (once per recording, at its ``recorded_at``) so the replay path stays a
+dict lookup; live calls are priced when they complete, because the budget needs the running total.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .usage import PriceBook, TokenUsage, api_family, extract
+
+if TYPE_CHECKING:
+    from .engine import CallEvent
+
+REPORT_SCHEMA_VERSION: Literal[1] = 1
+NO_MODEL = "(no model)"
+NO_TEST = "(outside tests)"
+
+
+class CallRecord(BaseModel):
+    """One intercepted call as reports and the ``promptcache`` fixture see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    test: str | None
+    outcome: str
+    url: str
+    model: str | None
+    key: str | None = None
+    status: int | None = None
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+    detail: str | None = None
+
+    @property
+    def replayed(self) -> bool:
+        return self.outcome == "replayed"
+
+    @property
+    def live(self) -> bool:
+        return self.outcome in ("recorded", "live", "error")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in ("replayed", "recorded", "live") and (self.status or 200) < 400
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_usd is not None
+
+
+class Bucket(BaseModel):
+    calls: int = 0
+    replayed: int = 0
+    live: int = 0
+    recorded: int = 0
+    misses: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    calls_without_usage: int = 0
+    unpriced_calls: int = 0
+
+    def add(self, call: CallRecord) -> None:
+        self.calls += 1
+        if call.replayed:
+            self.replayed += 1
+        elif call.live:
+            self.live += 1
+            self.recorded += call.outcome == "recorded"
+            self.errors += call.outcome == "error"
+        else:  # a miss, or a call the budget refused: neither served nor sent
+            self.misses += 1
+        if not call.succeeded:
+            return
+        if call.usage is None:
+            self.calls_without_usage += 1
+            return
+        self.input_tokens += call.usage.input_tokens
+        self.cached_input_tokens += call.usage.cached_input_tokens
+        self.cache_write_tokens += call.usage.cache_write_tokens
+        self.output_tokens += call.usage.output_tokens
+        if call.cost_usd is None:
+            self.unpriced_calls += 1
+        elif call.replayed:
+            self.saved_usd = _money(Decimal(str(self.saved_usd)) + Decimal(str(call.cost_usd)))
+        else:
+            self.spent_usd = _money(Decimal(str(self.spent_usd)) + Decimal(str(call.cost_usd)))
+
+    @property
+    def cost_usd(self) -> float:
+        return self.spent_usd + self.saved_usd
+
+
+def _money(value: Decimal) -> float:
+    return float(round(value, 10))
+
+
+class Budget(BaseModel):
+    limit_usd: float
+    spent_usd: float
+    blocked_calls: int
+
+
+class UnsavedCall(BaseModel):
+    test: str | None
+    url: str
+    reason: str
+
+
+class Report(BaseModel):
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    mode: str
+    totals: Bucket
+    by_model: dict[str, Bucket]
+    by_test: dict[str, Bucket]
+    unpriced_models: list[str] = []
+    not_saved: list[UnsavedCall] = []
+    budget: Budget | None = None
+
+    @classmethod
+    def build(
+        cls, mode: str, calls: Iterable[CallRecord], budget_usd: float | None = None, live_spent: float = 0.0
+    ) -> Report:
+        totals = Bucket()
+        by_model: dict[str, Bucket] = {}
+        by_test: dict[str, Bucket] = {}
+        unpriced: set[str] = set()
+        not_saved: list[UnsavedCall] = []
+        blocked = 0
+        for call in calls:
+            totals.add(call)
+            by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
+            by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
+            if call.succeeded and call.usage is not None and call.cost_usd is None:
+                unpriced.add(call.model or NO_MODEL)
+            if call.outcome == "live" and call.detail and call.detail.startswith("not saved"):
+                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=call.detail))
+            blocked += call.outcome == "blocked"
+        budget = None
+        if budget_usd is not None:
+            budget = Budget(limit_usd=budget_usd, spent_usd=live_spent, blocked_calls=blocked)
+        return cls(
+            mode=mode,
+            totals=totals,
+            by_model=dict(sorted(by_model.items())),
+            by_test=dict(sorted(by_test.items())),
+            unpriced_models=sorted(unpriced),
+            not_saved=not_saved,
+            budget=budget,
+        )
+
+    @property
+    def budget_exceeded(self) -> bool:
+        return self.budget is not None and self.budget.blocked_calls > 0
+
+
+class Ledger:
+    """Every call of the session, priced when needed."""
+
+    def __init__(self, prices: PriceBook) -> None:
+        self.prices = prices
+        self._lock = threading.Lock()
+        self._replay_memo: dict[str, tuple[TokenUsage | None, float | None]] = {}
+        self.live_spent = Decimal(0)
+
+    def add(self, event: CallEvent) -> None:
+        if event.outcome.value in ("recorded", "live"):
+            # Priced now, at the time of the call: the budget needs it and prices change over time.
+            event.record = record = self._price(event, datetime.now(UTC))
+            if record.cost_usd is not None:
+                with self._lock:
+                    self.live_spent += Decimal(str(record.cost_usd))
+
+    def record_of(self, event: CallEvent) -> CallRecord:
+        if event.record is not None:
+            return event.record
+        if event.outcome.value == "replayed" and event.recording is not None and event.key is not None:
+            memo = self._replay_memo.get(event.key)
+            if memo is None:
+                priced = self._price(event, event.recording.meta.recorded_at)
+                memo = self._replay_memo[event.key] = (priced.usage, priced.cost_usd)
+            return self._record(event, *memo)
+        return self._record(event, None, None)
+
+    def _price(self, event: CallEvent, at: datetime) -> CallRecord:
+        response = event.recording.response if event.recording is not None else event.response
+        if response is None or response.status >= 400:
+            return self._record(event, None, None)
+        family = api_family(event.recording.request.path if event.recording else _path(event.url))
+        usage, response_model = extract(response, family)
+        if usage is None:
+            return self._record(event, None, None)
+        cost = self.prices.cost(usage, (response_model, event.model), family, event.url.split("?", 1)[0], at)
+        return self._record(event, usage, None if cost is None else _money(cost))
+
+    @staticmethod
+    def _record(event: CallEvent, usage: TokenUsage | None, cost: float | None) -> CallRecord:
+        return CallRecord(
+            test=event.test,
+            outcome=event.outcome.value,
+            url=event.url,
+            model=event.model,
+            key=event.key,
+            status=event.status,
+            usage=usage,
+            cost_usd=cost,
+            detail=event.detail,
+        )
+
+
+def _path(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    return "/" + rest.split("/", 1)[1].split("?", 1)[0] if "/" in rest else "/"
+
+
+@dataclass
+class TestCalls:
+    """What the ``promptcache`` fixture gives a test: its own calls so far, with usage and cost."""
+
+    __test__ = False
+
+    _records: Callable[[], Iterable[CallRecord]]
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return list(self._records())
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.usage.input_tokens for c in self.calls if c.usage)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.usage.output_tokens for c in self.calls if c.usage)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return _money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
+
+
+# -- renderings ----------------------------------------------------------------------------------------
+
+
+def usd(value: float) -> str:
+    if 0 < value < 0.0001:
+        return "<$0.0001"
+    return f"${value:,.4f}"
+
+
+def _tokens(b: Bucket) -> str:
+    cached = f" ({b.cached_input_tokens:,} cached)" if b.cached_input_tokens else ""
+    return f"{b.input_tokens:,} in{cached}, {b.output_tokens:,} out"
+
+
+Line = tuple[str, str | None]  # text and an optional colour name
+
+
+def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
+    t = report.totals
+    parts = [f"{t.replayed} replayed"] if t.replayed else []
+    if t.live:
+        detail = [f"{n} {what}" for n, what in ((t.recorded, "recorded"), (t.errors, "failed")) if n]
+        parts.append(f"{t.live} live" + (f" ({', '.join(detail)})" if detail else ""))
+    if t.misses:
+        parts.append(f"{t.misses} missed")
+    yield f"mode {report.mode}: {t.calls} LLM calls: {', '.join(parts)}", None
+    yield f"tokens: {_tokens(t)}", None
+    spent_colour = "yellow" if t.spent_usd else "green"
+    yield f"spent {usd(t.spent_usd)} on live calls, saved {usd(t.saved_usd)} by replay", spent_colour
+    if t.calls_without_usage:
+        no_usage = f"{t.calls_without_usage} calls carried no usage (e.g. streams without include_usage)"
+        yield no_usage + ": not in the totals", None
+    if report.unpriced_models:
+        names = ", ".join(report.unpriced_models)
+        yield (
+            (
+                f"unpriced models: {names} ({t.unpriced_calls} calls; tokens counted, no dollars): "
+                "add them to ini promptcache_prices"
+            ),
+            "yellow",
+        )
+    if report.not_saved:
+        yield f"{len(report.not_saved)} live calls were not saved (their body never completed)", "yellow"
+    if report.budget is not None and report.budget_exceeded:
+        limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
+        yield f"budget of {limit} reached: {blocked} live calls refused", "red"
+    if not verbose:
+        yield "(-v shows the per-model table and the most expensive tests)", None
+        return
+    yield "", None
+    width = max([len(m) for m in report.by_model] + [5])
+    columns = (("calls", 5), ("input", 9), ("cached", 8), ("output", 8), ("spent", 9), ("saved", 9))
+    yield f"{'model':<{width}}" + "".join(f"  {name:>{w}}" for name, w in columns), None
+    for model, b in report.by_model.items():
+        cells = (
+            b.calls,
+            f"{b.input_tokens:,}",
+            f"{b.cached_input_tokens:,}",
+            f"{b.output_tokens:,}",
+            usd(b.spent_usd),
+            usd(b.saved_usd),
+        )
+        yield (
+            f"{model:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)),
+            None,
+        )
+    top = sorted(report.by_test.items(), key=lambda kv: -kv[1].cost_usd)[:5]
+    top = [(name, b) for name, b in top if b.cost_usd > 0]
+    if top:
+        yield "", None
+        yield "most expensive tests (live + replayed cost):", None
+        for name, b in top:
+            yield f"  {usd(b.cost_usd):>9}  {name}", None
+    for unsaved in report.not_saved:
+        yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
+
+
+def markdown(report: Report) -> str:
+    t = report.totals
+    lines = [
+        "### promptcache",
+        "",
+        f"Mode `{report.mode}`: **{t.calls}** LLM calls, {t.replayed} replayed, {t.live} live "
+        f"({t.recorded} recorded), {t.misses} missed, {t.errors} failed.",
+        f"Tokens: {_tokens(t)}. Spent **{usd(t.spent_usd)}** on live calls; replay saved "
+        f"**{usd(t.saved_usd)}**.",
+        "",
+        "| model | calls | replayed | live | input | cached | output | spent | saved |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, b in report.by_model.items():
+        lines.append(
+            f"| {model} | {b.calls} | {b.replayed} | {b.live} | {b.input_tokens:,} | "
+            f"{b.cached_input_tokens:,} | {b.output_tokens:,} | {usd(b.spent_usd)} | {usd(b.saved_usd)} |"
+        )
+    if report.unpriced_models:
+        lines += ["", f"Unpriced models (tokens counted, no dollars): {', '.join(report.unpriced_models)}."]
+    if t.calls_without_usage:
+        lines += ["", f"{t.calls_without_usage} calls carried no usage and are not in the totals."]
+    if report.budget_exceeded and report.budget is not None:
+        lines += [
+            "",
+            f"**Budget of {usd(report.budget.limit_usd)} reached**: {report.budget.blocked_calls} "
+            "live calls refused.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def append_github_summary(text: str) -> None:
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)

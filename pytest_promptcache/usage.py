@@ -1,0 +1,279 @@
+"""Tokens from responses and streams, and what they cost.
+
+Token convention (genai-prices'): ``input_tokens`` is the whole input, cache reads and writes included;
+``output_tokens`` includes reasoning tokens. Extraction never depends on pricing: a model genai-prices
+does not know still has its tokens counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import RecordedResponse
+
+
+class TokenUsage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def api_family(path: str) -> str | None:
+    """Which wire format a path speaks: how to read its usage and whose prices apply."""
+    if path.endswith("/messages"):
+        return "anthropic"
+    if path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
+    if path.endswith("/responses"):
+        return "openai-responses"
+    if path.endswith("/embeddings"):
+        return "openai-embeddings"
+    if path.endswith(("/chat/completions", "/completions")):
+        return "openai-chat"
+    return None
+
+
+PROVIDER_OF_FAMILY = {
+    "anthropic": "anthropic",
+    "gemini": "google",
+    "openai-responses": "openai",
+    "openai-embeddings": "openai",
+    "openai-chat": "openai",
+}
+
+
+def _int(mapping: Any, *path: str) -> int:
+    value: Any = mapping
+    for part in path:
+        if not isinstance(value, dict):
+            return 0
+        value = value.get(part)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _openai_usage(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    if "prompt_tokens" in usage:  # chat, completions, embeddings
+        return TokenUsage(
+            input_tokens=_int(usage, "prompt_tokens"),
+            cached_input_tokens=_int(usage, "prompt_tokens_details", "cached_tokens"),
+            output_tokens=_int(usage, "completion_tokens"),
+            reasoning_tokens=_int(usage, "completion_tokens_details", "reasoning_tokens"),
+        )
+    if "input_tokens" in usage:  # responses
+        return TokenUsage(
+            input_tokens=_int(usage, "input_tokens"),
+            cached_input_tokens=_int(usage, "input_tokens_details", "cached_tokens"),
+            output_tokens=_int(usage, "output_tokens"),
+            reasoning_tokens=_int(usage, "output_tokens_details", "reasoning_tokens"),
+        )
+    return None
+
+
+def _anthropic_usage(usage: Mapping[str, Any]) -> TokenUsage:
+    cache_read = _int(usage, "cache_read_input_tokens")
+    cache_write = _int(usage, "cache_creation_input_tokens")
+    # Anthropic's input_tokens excludes cached input; the convention here counts the whole input.
+    return TokenUsage(
+        input_tokens=_int(usage, "input_tokens") + cache_read + cache_write,
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        output_tokens=_int(usage, "output_tokens"),
+    )
+
+
+def _gemini_usage(meta: Any) -> TokenUsage | None:
+    if not isinstance(meta, dict):
+        return None
+    thoughts = _int(meta, "thoughtsTokenCount")
+    return TokenUsage(
+        input_tokens=_int(meta, "promptTokenCount") + _int(meta, "toolUsePromptTokenCount"),
+        cached_input_tokens=_int(meta, "cachedContentTokenCount"),
+        # Gemini reports thinking apart from the answer; both are billed as output.
+        output_tokens=_int(meta, "candidatesTokenCount") + thoughts,
+        reasoning_tokens=thoughts,
+    )
+
+
+def _event_payloads(response: RecordedResponse) -> Iterable[dict[str, Any]]:
+    for ev in response.events or ():
+        if isinstance(ev.data, dict):
+            yield ev.data
+
+
+def extract(response: RecordedResponse, family: str | None) -> tuple[TokenUsage | None, str | None]:
+    """Usage and the model the provider says it used, from a JSON body or a stream's events."""
+    if response.is_stream:
+        return _from_stream(response, family)
+    body = response.body
+    if not isinstance(body, dict):
+        return None, None
+    raw_model = body.get("model")
+    model = raw_model if isinstance(raw_model, str) else None
+    if family == "anthropic":
+        usage = body.get("usage")
+        return (_anthropic_usage(usage) if isinstance(usage, dict) else None), model
+    if family == "gemini":
+        version = body.get("modelVersion")
+        return _gemini_usage(body.get("usageMetadata")), version if isinstance(version, str) else None
+    return _openai_usage(body.get("usage")), model
+
+
+def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenUsage | None, str | None]:
+    usage: TokenUsage | None = None
+    model: str | None = None
+    if family == "anthropic":
+        fields: dict[str, Any] = {}
+        for data in _event_payloads(response):
+            if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
+                message = data["message"]
+                model = message.get("model") if isinstance(message.get("model"), str) else model
+                fields.update(message.get("usage") or {})
+            elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
+                # message_delta carries cumulative counts; they replace message_start's.
+                fields.update({k: v for k, v in data["usage"].items() if v is not None})
+        return (_anthropic_usage(fields) if fields else None), model
+    for data in _event_payloads(response):
+        if family == "gemini":
+            if "usageMetadata" in data:
+                usage = _gemini_usage(data["usageMetadata"])
+            if isinstance(data.get("modelVersion"), str):
+                model = data["modelVersion"]
+        elif family == "openai-responses":
+            inner = data.get("response")
+            if data.get("type") in ("response.completed", "response.incomplete") and isinstance(inner, dict):
+                usage = _openai_usage(inner.get("usage")) or usage
+                model = inner.get("model") if isinstance(inner.get("model"), str) else model
+        else:
+            if isinstance(data.get("model"), str):
+                model = data["model"]
+            # Only the final chunk of a stream with include_usage carries usage; others have null.
+            usage = _openai_usage(data.get("usage")) or usage
+    return usage, model
+
+
+# -- prices ------------------------------------------------------------------------------------------
+
+PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")
+_MTOK = Decimal(1_000_000)
+
+
+class PriceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens; cache prices default to the input price."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+
+    def cost(self, usage: TokenUsage) -> Decimal:
+        read = self.input if self.cache_read is None else self.cache_read
+        write = self.input if self.cache_write is None else self.cache_write
+        uncached = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
+        return (
+            uncached * self.input
+            + usage.cached_input_tokens * read
+            + usage.cache_write_tokens * write
+            + usage.output_tokens * self.output
+        ) / _MTOK
+
+
+def parse_prices(lines: Iterable[str]) -> dict[str, ModelPrice]:
+    """ini ``promptcache_prices`` lines: ``MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]``."""
+    prices: dict[str, ModelPrice] = {}
+    for line in lines:
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        model, fields = parts[0], parts[1:]
+        values: dict[str, Decimal] = {}
+        for field in fields:
+            name, sep, raw = field.partition("=")
+            if not sep or name not in PRICE_FIELDS:
+                raise PriceError(
+                    f"promptcache_prices: {field!r} in the line for {model!r} is not "
+                    f"NAME=USD_PER_MILLION_TOKENS with NAME one of {', '.join(PRICE_FIELDS)}"
+                )
+            try:
+                values[name] = Decimal(raw)
+            except ArithmeticError:
+                raise PriceError(f"promptcache_prices: {raw!r} for {model} {name} is not a number") from None
+            if values[name] < 0:
+                raise PriceError(f"promptcache_prices: {model} {name} is negative")
+        missing = [f for f in ("input", "output") if f not in values]
+        if missing:
+            raise PriceError(f"promptcache_prices: the line for {model!r} needs {' and '.join(missing)}=...")
+        prices[model] = ModelPrice(**values)
+    return prices
+
+
+_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{8}$")
+
+
+class PriceBook:
+    """genai-prices, offline, behind the user's own prices. A price is asked for once per call."""
+
+    def __init__(self, overrides: Mapping[str, ModelPrice] | None = None) -> None:
+        self.overrides = dict(overrides or {})
+
+    def cost(
+        self, usage: TokenUsage, models: Iterable[str | None], family: str | None, url: str, at: datetime
+    ) -> Decimal | None:
+        """USD for ``usage`` of the first of ``models`` that has a price, at time ``at``; None if none has."""
+        candidates = [m for m in dict.fromkeys(models) if m]
+        for model in candidates:
+            if model in self.overrides:
+                return self.overrides[model].cost(usage)
+            base = _DATE_SUFFIX.sub("", model)
+            if base in self.overrides:
+                return self.overrides[base].cost(usage)
+        for model in candidates:
+            price = _genai_price(usage, model, family, url, at)
+            if price is not None:
+                return price
+        return None
+
+
+def _genai_price(usage: TokenUsage, model: str, family: str | None, url: str, at: datetime) -> Decimal | None:
+    import genai_prices
+
+    gp_usage = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+    )
+    # The host says most (groq, together, ...); the wire format says whose API a proxy or a test server
+    # imitates; the model name alone is the last resort.
+    attempts: list[dict[str, Any]] = [{"provider_api_url": url}]
+    if family in PROVIDER_OF_FAMILY:
+        attempts.append({"provider_id": PROVIDER_OF_FAMILY[family]})
+    attempts.append({})
+    for kwargs in attempts:
+        try:
+            result = genai_prices.calc_price(gp_usage, model, genai_request_timestamp=at, **kwargs)
+        except LookupError:
+            continue
+        return result.total_price
+    return None
