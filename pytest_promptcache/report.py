@@ -260,9 +260,17 @@ class TestCalls:
 
 
 def usd(value: float) -> str:
-    if 0 < value < 0.0001:
-        return "<$0.0001"
+    # Test suites cost fractions of a cent per call: keep enough digits to tell them apart.
+    if 0 < value < 0.01:
+        return f"${value:.6f}"
     return f"${value:,.4f}"
+
+
+def _usd_cell(value: float, bucket: Bucket) -> str:
+    """A money cell that does not show a silent zero for calls nobody could price."""
+    if value == 0 and bucket.unpriced_calls:
+        return "unpriced"
+    return usd(value)
 
 
 def _tokens(b: Bucket) -> str:
@@ -315,8 +323,8 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
             f"{b.output_tokens:,}",
-            usd(b.spent_usd),
-            usd(b.saved_usd),
+            _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
+            _usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd),
         )
         yield (
             f"{model:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)),

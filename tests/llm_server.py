@@ -82,6 +82,9 @@ class ReceivedRequest:
     body: bytes
     json: Json = None  # parsed body, or None if absent / not JSON
     received_at: float = field(default_factory=time.time)
+    # The usage object the answer carried, in the provider's own shape; None when it carried none
+    # (errors, chat streams without include_usage). Ground truth for token and cost accounting tests.
+    sent_usage: Json = None
 
 
 # ---------------------------------------------------------------------------
@@ -246,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Never block forever on an idle keep-alive connection from a client that
     # vanished without FIN; stop() also shuts active sockets down explicitly.
     timeout = 60.0
+    _received: ReceivedRequest
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -435,15 +439,14 @@ class _Handler(BaseHTTPRequestHandler):
                 parsed = json.loads(raw)
             except ValueError:
                 parsed = None
-        self.owner._record(
-            ReceivedRequest(
-                method=self.command,
-                path=self.path,
-                headers=self._lower_headers(),
-                body=raw,
-                json=parsed,
-            )
+        self._received = ReceivedRequest(
+            method=self.command,
+            path=self.path,
+            headers=self._lower_headers(),
+            body=raw,
+            json=parsed,
         )
+        self.owner._record(self._received)
         route = urlsplit(self.path).path.rstrip("/")
 
         endpoint: Callable[[Json, str, bool, str | None], None] | None = None
@@ -515,6 +518,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "rejected_prediction_tokens": 0,
             },
         }
+        opts = body.get("stream_options")
+        if not stream or (isinstance(opts, dict) and opts.get("include_usage")):
+            self._received.sent_usage = usage
         tool_name = _first_tool_name(body.get("tools"))
         call_id = f"call_{secrets.token_hex(12)}"
         arguments = json.dumps({"echo": user_text})
@@ -617,6 +623,7 @@ class _Handler(BaseHTTPRequestHandler):
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens,
         }
+        self._received.sent_usage = usage
         resp_id = self.owner._new_id("resp")
         msg_id = self.owner._new_id("msg")
         created = int(time.time())
@@ -716,6 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
+        self._received.sent_usage = obj["usage"]
         # Embeddings never stream; fault-cut still applies to the plain body.
         self._send_json(200, obj, [("openai-model", model)], cut=fault == "fault-cut")
 
@@ -736,6 +744,7 @@ class _Handler(BaseHTTPRequestHandler):
             "cache_read_input_tokens": cache_read,
             "service_tier": "standard",
         }
+        self._received.sent_usage = usage
         tool_name = _first_tool_name(body.get("tools"))
         tool_id = f"toolu_{secrets.token_hex(12)}"
         if tool_name is not None:
@@ -805,6 +814,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if body.get("cachedContent"):
             usage["cachedContentTokenCount"] = _GEMINI_CACHED_CONTENT_TOKENS
+        self._received.sent_usage = usage
         response_id = self.owner._new_id("gem")
         # Ids must be unique but Gemini's have no prefix; keep the counter anyway.
         meta = {"modelVersion": model, "responseId": response_id}
