@@ -8,27 +8,31 @@ responses of the right module.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 from . import __version__
+from .flight import Flight, Flights, Wait
 from .keys import Keyer, RawRequest, display_url
 from .miss import miss_message, nearest
 from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
 from .report import CallRecord, Ledger
 from .scrub import Scrubber
 from .settings import Mode, Settings
+from .state import SharedState, default_state_root
 from .store import CassetteStore, CorruptRecording
 from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
 from .usage import PriceBook
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
 NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})
+MAX_RETRY_WAIT = 120.0
 
 
 def is_recordable_status(status: int) -> bool:
@@ -42,6 +46,7 @@ class Outcome(StrEnum):
     MISS = "miss"  # replay found no usable recording
     ERROR = "error"  # went live and failed: transport error or a status that is not recorded
     BLOCKED = "blocked"  # would have gone live, but the session's budget was spent
+    SHARED_FAILURE = "shared-failure"  # waited for an identical live call, which failed
 
 
 @dataclass
@@ -82,7 +87,14 @@ class Engine:
         )
         self.keyer = Keyer(settings, self.scrubber)
         self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
-        self.ledger = Ledger(PriceBook(settings.prices))
+        self.state = SharedState(
+            settings.state_dir or default_state_root(settings.cassette_dir),
+            session_id=(env if env is not None else os.environ).get("PYTEST_XDIST_TESTRUNUID") or None,
+        )
+        self.flights = Flights(self.state)
+        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
+        if settings.mode in (Mode.RECORD, Mode.REWRITE):
+            self.store.sweep_temp_files()
         self.events: list[CallEvent] = []
         self._lock = threading.Lock()
         # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
@@ -112,8 +124,9 @@ class Engine:
 
     # -- one call --------------------------------------------------------------------------------------
 
-    def start(self, raw: RawRequest) -> Replay | LiveCall:
-        """Either the response to serve, or a live call the interceptor must send and report back on."""
+    def start(self, raw: RawRequest) -> Replay | LiveCall | Wait:
+        """The response to serve, a live call the interceptor must send and report back on, or something
+        to wait for (an identical call in flight) before asking again."""
         ctx = self._context
         self.scrubber.learn(raw.headers)
         url = display_url(raw, self.scrubber)
@@ -121,43 +134,92 @@ class Engine:
             if self._budget_spent():
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
-            return LiveCall(self, ctx, url, key=None, canonical=None, save=False)
+            return LiveCall(self, ctx, url, raw.netloc, key=None, canonical=None, flight=None)
         key, canonical = self.keyer.key_for(raw)
-        if ctx.mode in (Mode.REPLAY, Mode.RECORD):
-            try:
-                entry = self.store.get(key)
-            except CorruptRecording as exc:
-                return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
-            if entry is not None:
-                self._emit(
-                    ctx,
-                    CallEvent(
-                        test=ctx.nodeid,
-                        mode=ctx.mode,
-                        outcome=Outcome.REPLAYED,
-                        url=url,
-                        model=canonical.model,
-                        key=key,
-                        status=entry.replay.status,
-                        recording=entry.recording,
-                    ),
-                )
-                return entry.replay
-            if ctx.mode is Mode.REPLAY:
-                message = self._miss_message(ctx, url, canonical, key)
-                return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+        served = self._serve_recorded(ctx, url, canonical, key)
+        if served is not None:
+            return served
+        if ctx.mode is Mode.REPLAY:
+            message = self._miss_message(ctx, url, canonical, key)
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
-        return LiveCall(self, ctx, url, key=key, canonical=canonical, save=True)
+        claim = self.flights.claim(key)
+        if isinstance(claim, Wait):
+            return claim
+        if claim is not None:
+            # Leading now; the recording may have landed while this caller waited for the lead.
+            served = self._serve_recorded(ctx, url, canonical, key)
+            if served is not None:
+                self.flights.finish(claim)
+                return served
+        return LiveCall(self, ctx, url, raw.netloc, key=key, canonical=canonical, flight=claim)
+
+    def _serve_recorded(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
+    ) -> Replay | None:
+        """The recording for ``key`` if this mode serves it now: replay and record always, rewrite only
+        once this session has rewritten it (so each request is paid for once)."""
+        if ctx.mode is Mode.REWRITE and not self.state.was_rewritten(key):
+            return None
+        try:
+            entry = self.store.get(key)
+        except CorruptRecording as exc:
+            if ctx.mode is Mode.REWRITE:
+                return None
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
+        if entry is None:
+            return None
+        self._emit(
+            ctx,
+            CallEvent(
+                test=ctx.nodeid,
+                mode=ctx.mode,
+                outcome=Outcome.REPLAYED,
+                url=url,
+                model=canonical.model,
+                key=key,
+                status=entry.replay.status,
+                recording=entry.recording,
+            ),
+        )
+        return entry.replay
+
+    def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
+        """After waiting for an identical call: its failure, shared (raised or served), or None to ask
+        again (its recording is there now, or it was abandoned and this caller may go live)."""
+        flight = wait.failure
+        if flight is None:
+            return None
+        ctx = self._context
+        key, canonical = self.keyer.key_for(raw)
+        detail = "an identical call in flight failed: "
+        detail += repr(flight.exception) if flight.exception is not None else f"HTTP {flight.response.status}"  # type: ignore[union-attr]
+        self._emit(
+            ctx,
+            CallEvent(
+                test=ctx.nodeid,
+                mode=ctx.mode,
+                outcome=Outcome.SHARED_FAILURE,
+                url=display_url(raw, self.scrubber),
+                model=canonical.model,
+                key=key,
+                status=flight.response.status if flight.response is not None else None,
+                detail=detail,
+            ),
+        )
+        if flight.exception is not None:
+            raise flight.exception
+        return flight.response
 
     def _budget_spent(self) -> bool:
         budget = self.settings.budget_usd
-        return budget is not None and self.ledger.live_spent >= Decimal(str(budget))
+        return budget is not None and self.state.spent() >= budget
 
     def _budget_message(self, url: str) -> str:
         return (
             f"promptcache: budget reached, live call refused: {url}\n"
-            f"  live calls in this session have cost ${self.ledger.live_spent:.4f}; "
+            f"  live calls in this session have cost ${self.state.spent():.4f}; "
             f"the budget (--promptcache-budget / promptcache_budget) is ${self.settings.budget_usd:.4f}.\n"
             "  Raise the budget, or record fewer tests at a time."
         )
@@ -271,17 +333,20 @@ class LiveCall:
         engine: Engine,
         ctx: TestContext,
         url: str,
+        host: str,
         *,
         key: str | None,
         canonical: CanonicalRequest | None,
-        save: bool,
+        flight: Flight | None,
     ) -> None:
         self._engine = engine
         self._ctx = ctx
         self.url = url
+        self.host = host
         self.key = key
         self.canonical = canonical
-        self.save = save
+        self.save = key is not None
+        self.flight = flight
         self._started = time.perf_counter()
 
     def _event(self, outcome: Outcome, **kw: object) -> CallEvent:
@@ -295,8 +360,33 @@ class LiveCall:
             **kw,  # type: ignore[arg-type]
         )
 
+    def _finish(self, *, exception: BaseException | None = None, response: Replay | None = None) -> None:
+        if self.flight is not None:
+            flight, self.flight = self.flight, None
+            self._engine.flights.finish(flight, exception=exception, response=response)
+
+    # -- before sending: pacing and retries (record and rewrite only) ------------------------------------
+
+    def pace(self) -> float:
+        """Seconds to wait before sending, to hold the host's configured requests per minute."""
+        rpm = self._engine.settings.record_rpm
+        if not self.save or not rpm:
+            return 0.0
+        return self._engine.state.reserve_slot(self.host, 60.0 / rpm)
+
+    def retry_delay(self, status: int, headers: list[tuple[str, str]], attempt: int) -> float | None:
+        """Seconds to wait before sending again after a 429 or 5xx, or None to hand it to the client."""
+        retries = self._engine.settings.record_retries
+        if not self.save or attempt >= retries or (status != 429 and status < 500):
+            return None
+        self._started = time.perf_counter()
+        return retry_delay(headers, attempt)
+
+    # -- what came back ----------------------------------------------------------------------------------
+
     def failed(self, exc: BaseException) -> None:
         self._engine._emit(self._ctx, self._event(Outcome.ERROR, detail=f"transport error: {exc!r}"))
+        self._finish(exception=exc)
 
     def response(self, status: int, headers: list[tuple[str, str]]) -> BodyRecorder | None:
         """Called when the live response's head arrives; a recorder to tee the body through, or None
@@ -304,7 +394,15 @@ class LiveCall:
         latency_ms = (time.perf_counter() - self._started) * 1000
         if not is_recordable_status(status):
             self._engine._emit(self._ctx, self._event(Outcome.ERROR, status=status, detail=f"HTTP {status}"))
-            return None
+            if self.flight is None:
+                return None
+            # Waiting identical calls get this same answer once its body has been read.
+            return BodyRecorder(
+                status=status,
+                headers=headers,
+                on_complete=lambda r: self._finish(response=build_replay(r)),
+                on_incomplete=lambda reason, failed: self._finish(),
+            )
 
         def complete(response: RecordedResponse) -> None:
             if not self.save or self.key is None or self.canonical is None:
@@ -329,12 +427,40 @@ class LiveCall:
                     self._ctx, f"promptcache: could not save the recording for {self.url}: {exc}"
                 )
                 self._engine._emit(self._ctx, self._event(Outcome.LIVE, status=status, response=response))
+                self._finish()
                 return
-            self._engine._emit(self._ctx, self._event(Outcome.RECORDED, status=status, recording=recording))
+            if self._ctx.mode is Mode.REWRITE:
+                self._engine.state.mark_rewritten(self.key)
+            event = self._event(Outcome.RECORDED, status=status, recording=recording)
+            self._engine._emit(self._ctx, event)
+            self._finish()
+            self._charge_tokens(event)
 
         def incomplete(reason: str, failed: bool) -> None:
             outcome = Outcome.ERROR if failed else Outcome.LIVE
             event = self._event(outcome, status=status, detail=f"not saved: {reason}")
             self._engine._emit(self._ctx, event)
+            self._finish()
 
         return BodyRecorder(status=status, headers=headers, on_complete=complete, on_incomplete=incomplete)
+
+    def _charge_tokens(self, event: CallEvent) -> None:
+        """Under a tokens-per-minute limit, a call's tokens delay the host's next request."""
+        tpm = self._engine.settings.record_tpm
+        if tpm and event.record is not None and event.record.usage is not None:
+            self._engine.state.add_debt(self.host, event.record.usage.total_tokens * 60.0 / tpm)
+
+
+def retry_delay(headers: list[tuple[str, str]], attempt: int) -> float:
+    """Exponential backoff with full jitter, or what the provider's Retry-After asks for."""
+    for name, value in headers:
+        if name.lower() == "retry-after":
+            try:
+                return min(max(float(value), 0.0), MAX_RETRY_WAIT)
+            except ValueError:
+                try:
+                    when = parsedate_to_datetime(value)
+                except (TypeError, ValueError):
+                    break
+                return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_WAIT)
+    return random.uniform(0, min(MAX_RETRY_WAIT, 2.0**attempt))

@@ -7,14 +7,18 @@ last uninstall restores the original methods exactly.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .engine import Engine
+from .engine import Engine, LiveCall
+from .flight import Wait
 from .keys import RawRequest
 from .streams import Replay, StreamTypes, make_stream_types
 
@@ -77,21 +81,49 @@ def _sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[...,
         engine = active_engine()
         if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
             return original(self, request)
-        decision = engine.start(raw_request(request, request.read()))
+        raw = raw_request(request, request.read())
+        while True:
+            decision = engine.start(raw)
+            if not isinstance(decision, Wait):
+                break
+            decision.wait_sync()
+            shared = engine.after_wait(decision, raw)
+            if shared is not None:
+                return flavor.response(shared, request)
         if isinstance(decision, Replay):
             return flavor.response(decision, request)
-        try:
-            response = original(self, request)
-        except BaseException as exc:
-            decision.failed(exc)
-            raise
-        recorder = decision.response(response.status_code, response.headers.multi_items())
-        if recorder is not None:
-            response.stream = flavor.streams.sync_tee(response.stream, recorder)
-        return response
+        return _send_sync(flavor, original, self, request, decision)
 
     handle_request.__wrapped__ = original  # type: ignore[attr-defined]
     return handle_request
+
+
+def _send_sync(
+    flavor: Flavor, original: Callable[..., Any], transport: Any, request: Any, call: LiveCall
+) -> Any:
+    wait = call.pace()
+    if wait > 0:
+        time.sleep(wait)
+    attempt = 0
+    while True:
+        try:
+            response = original(transport, request)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        headers = response.headers.multi_items()
+        delay = call.retry_delay(response.status_code, headers, attempt)
+        if delay is None:
+            break
+        response.close()
+        time.sleep(delay)
+        attempt += 1
+    recorder = call.response(response.status_code, headers)
+    if recorder is not None:
+        response.stream = tee = flavor.streams.sync_tee(response.stream, recorder)
+        # A response dropped unread must still end its call, or identical waiting calls would hang.
+        weakref.finalize(tee, recorder.closed)
+    return response
 
 
 def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,21 +131,48 @@ def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[...
         engine = active_engine()
         if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
             return await original(self, request)
-        decision = engine.start(raw_request(request, await request.aread()))
+        raw = raw_request(request, await request.aread())
+        while True:
+            decision = engine.start(raw)
+            if not isinstance(decision, Wait):
+                break
+            await decision.wait_async()
+            shared = engine.after_wait(decision, raw)
+            if shared is not None:
+                return flavor.response(shared, request)
         if isinstance(decision, Replay):
             return flavor.response(decision, request)
-        try:
-            response = await original(self, request)
-        except BaseException as exc:
-            decision.failed(exc)
-            raise
-        recorder = decision.response(response.status_code, response.headers.multi_items())
-        if recorder is not None:
-            response.stream = flavor.streams.async_tee(response.stream, recorder)
-        return response
+        return await _send_async(flavor, original, self, request, decision)
 
     handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
     return handle_async_request
+
+
+async def _send_async(
+    flavor: Flavor, original: Callable[..., Any], transport: Any, request: Any, call: LiveCall
+) -> Any:
+    wait = call.pace()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    attempt = 0
+    while True:
+        try:
+            response = await original(transport, request)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        headers = response.headers.multi_items()
+        delay = call.retry_delay(response.status_code, headers, attempt)
+        if delay is None:
+            break
+        await response.aclose()
+        await asyncio.sleep(delay)
+        attempt += 1
+    recorder = call.response(response.status_code, headers)
+    if recorder is not None:
+        response.stream = tee = flavor.streams.async_tee(response.stream, recorder)
+        weakref.finalize(tee, recorder.closed)
+    return response
 
 
 def _pool_methods(pool_module_name: str) -> tuple[tuple[type, str, Any], ...]:

@@ -6,19 +6,33 @@ from __future__ import annotations
 import os
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from .engine import Engine
 from .intercept import install, uninstall
-from .report import Report, TestCalls, append_github_summary, markdown, terminal_lines
+from .report import CallRecord, Report, TestCalls, append_github_summary, markdown, terminal_lines
 from .settings import MODES_HELP, SettingsError, TestOptions, build_settings
 from .store import write_atomic
 
 ENGINE_KEY = pytest.StashKey[Engine]()
 OPTIONS_KEY = pytest.StashKey[TestOptions]()
 REPORT_KEY = pytest.StashKey[Report]()
+WORKER_CALLS_KEY = pytest.StashKey[list[CallRecord]]()
+WORKEROUTPUT_KEY = "promptcache_calls"
 
+INI_STRINGS = {
+    "promptcache_mode": "default mode: replay, record, rewrite or off",
+    "promptcache_dir": "directory of recordings, relative to the rootdir",
+    "promptcache_budget": "refuse live calls once they have cost this many USD",
+    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
+    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
+    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
+    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
+    "promptcache_state_dir": "where processes coordinate (locks, pacing, budget); default: a temp directory",
+}
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
@@ -75,10 +89,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="refuse live calls once live calls in this session have cost USD; the session then fails. "
         "Ini promptcache_budget.",
     )
-    parser.addini("promptcache_mode", "default mode: replay, record, rewrite or off", default="")
-    parser.addini("promptcache_budget", "refuse live calls once they have cost this many USD", default="")
-    parser.addini("promptcache_dir", "directory of recordings, relative to the rootdir", default="")
-    parser.addini("promptcache_memory_size", "recordings kept parsed in memory (default 4096)", default="")
+    for name, help_text in INI_STRINGS.items():
+        parser.addini(name, help_text, default="")
     for name, help_text in INI_LINELISTS.items():
         parser.addini(name, help_text, type="linelist", default=[])
 
@@ -88,14 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
     )
-    names = (
-        "promptcache_mode",
-        "promptcache_dir",
-        "promptcache_memory_size",
-        "promptcache_budget",
-        *INI_LINELISTS,
-    )
-    ini = {name: config.getini(name) for name in names}
+    ini = {name: config.getini(name) for name in (*INI_STRINGS, *INI_LINELISTS)}
     try:
         settings = build_settings(
             rootdir=Path(config.rootpath),
@@ -109,8 +114,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
     engine = Engine(settings)
     config.stash[ENGINE_KEY] = engine
+    config.stash[WORKER_CALLS_KEY] = []
     install(engine)
     config.add_cleanup(lambda: uninstall(engine))
+    if config.pluginmanager.hasplugin("xdist"):
+        # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
+        config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
 
 
 def _options(item: pytest.Item) -> TestOptions:
@@ -186,17 +195,33 @@ def promptcache(request: pytest.FixtureRequest) -> TestCalls:
     return TestCalls(lambda: [engine.ledger.record_of(event) for event in list(ctx.calls)])
 
 
+class XdistMerge:
+    """On the xdist controller: collect each worker's calls as it finishes."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        payload = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+        if payload:
+            calls = TypeAdapter(list[CallRecord]).validate_json(payload)
+            self.config.stash[WORKER_CALLS_KEY].extend(calls)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     engine = config.stash.get(ENGINE_KEY, None)
     if engine is None:
         return
-    report = Report.build(
-        engine.settings.mode.value,
-        (engine.ledger.record_of(event) for event in engine.events),
-        budget_usd=engine.settings.budget_usd,
-        live_spent=float(engine.ledger.live_spent),
-    )
+    calls = [engine.ledger.record_of(event) for event in engine.events]
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker hands its calls to the controller, which reports for the whole run.
+        workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
+        return
+    merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
+    calls.extend(merged)
+    report = Report.build(engine.settings.mode.value, calls, budget_usd=engine.settings.budget_usd)
     config.stash[REPORT_KEY] = report
     base = config.invocation_params.dir
     json_path = config.getoption("promptcache_report")

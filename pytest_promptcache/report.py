@@ -7,7 +7,6 @@ dict lookup; live calls are priced when they complete, because the budget needs 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -132,9 +131,7 @@ class Report(BaseModel):
     budget: Budget | None = None
 
     @classmethod
-    def build(
-        cls, mode: str, calls: Iterable[CallRecord], budget_usd: float | None = None, live_spent: float = 0.0
-    ) -> Report:
+    def build(cls, mode: str, calls: Iterable[CallRecord], budget_usd: float | None = None) -> Report:
         totals = Bucket()
         by_model: dict[str, Bucket] = {}
         by_test: dict[str, Bucket] = {}
@@ -152,14 +149,14 @@ class Report(BaseModel):
             blocked += call.outcome == "blocked"
         budget = None
         if budget_usd is not None:
-            budget = Budget(limit_usd=budget_usd, spent_usd=live_spent, blocked_calls=blocked)
+            budget = Budget(limit_usd=budget_usd, spent_usd=totals.spent_usd, blocked_calls=blocked)
         return cls(
             mode=mode,
             totals=totals,
             by_model=dict(sorted(by_model.items())),
             by_test=dict(sorted(by_test.items())),
             unpriced_models=sorted(unpriced),
-            not_saved=not_saved,
+            not_saved=sorted(not_saved, key=lambda u: (u.test or "", u.url, u.reason)),
             budget=budget,
         )
 
@@ -171,19 +168,17 @@ class Report(BaseModel):
 class Ledger:
     """Every call of the session, priced when needed."""
 
-    def __init__(self, prices: PriceBook) -> None:
+    def __init__(self, prices: PriceBook, on_live_cost: Callable[[float], object] | None = None) -> None:
         self.prices = prices
-        self._lock = threading.Lock()
+        self._on_live_cost = on_live_cost
         self._replay_memo: dict[str, tuple[TokenUsage | None, float | None]] = {}
-        self.live_spent = Decimal(0)
 
     def add(self, event: CallEvent) -> None:
         if event.outcome.value in ("recorded", "live"):
             # Priced now, at the time of the call: the budget needs it and prices change over time.
             event.record = record = self._price(event, datetime.now(UTC))
-            if record.cost_usd is not None:
-                with self._lock:
-                    self.live_spent += Decimal(str(record.cost_usd))
+            if record.cost_usd is not None and self._on_live_cost is not None:
+                self._on_live_cost(record.cost_usd)
 
     def record_of(self, event: CallEvent) -> CallRecord:
         if event.record is not None:
@@ -260,7 +255,10 @@ class TestCalls:
 
 
 def usd(value: float) -> str:
-    # Test suites cost fractions of a cent per call: keep enough digits to tell them apart.
+    # Test suites cost fractions of a cent per call: keep enough digits to tell them apart, and never
+    # print a real cost as zero.
+    if 0 < value < 0.000001:
+        return f"${value:.1e}"
     if 0 < value < 0.01:
         return f"${value:.6f}"
     return f"${value:,.4f}"

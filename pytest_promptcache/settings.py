@@ -74,10 +74,12 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
 
 # Key shapes that are never legitimate content of a recording.
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
-    r"sk-ant-[A-Za-z0-9_\-]{16,}",
-    r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
-    r"AIza[0-9A-Za-z_\-]{35}",
-    r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{16,}",
+    # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required:
+    # real keys are random and always have one; a false match would change keys and hide prompt text.
+    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{16,}",
+    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}",
+    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}",
+    r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}",
 )
 
 
@@ -154,6 +156,11 @@ class Settings(BaseModel):
     memory_size: int = 4096
     prices: dict[str, ModelPrice] = {}
     budget_usd: float | None = None
+    # Where processes coordinate (key locks, pacing, the session's spend); None: a temp directory.
+    state_dir: Path | None = None
+    record_rpm: int | None = None
+    record_tpm: int | None = None
+    record_retries: int = 0
 
     @field_validator("secret_patterns")
     @classmethod
@@ -185,6 +192,11 @@ def parse_budget(value: str, source: str) -> float:
     if not math.isfinite(budget) or budget < 0:
         raise SettingsError(f"{source}: the budget must be a finite amount of 0 or more, got {value!r}")
     return budget
+
+
+def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
+    raw = str(ini.get(name) or "").strip()
+    return parse_count(raw, name, minimum) if raw else None
 
 
 def build_settings(
@@ -225,6 +237,7 @@ def build_settings(
         prices = parse_prices(_lines(ini.get("promptcache_prices")))
     except PriceError as exc:
         raise SettingsError(str(exc)) from None
+    state_raw = str(ini.get("promptcache_state_dir") or "").strip()
     budget_ini = str(ini.get("promptcache_budget") or "").strip()
     if cli_budget is not None:
         budget: float | None = parse_budget(cli_budget, "--promptcache-budget")
@@ -245,6 +258,10 @@ def build_settings(
             memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
             prices=prices,
             budget_usd=budget,
+            state_dir=(rootdir / state_raw).resolve() if state_raw else None,
+            record_rpm=_optional_count(ini, "promptcache_record_rpm", 1),
+            record_tpm=_optional_count(ini, "promptcache_record_tpm", 1),
+            record_retries=_optional_count(ini, "promptcache_record_retries", 0) or 0,
         )
     except ValidationError as exc:
         raise SettingsError("; ".join(str(e["msg"]) for e in exc.errors())) from None

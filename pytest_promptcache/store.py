@@ -19,10 +19,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .keys import key_of
 from .models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
 from .streams import Replay, build_replay
 
 SUFFIX = ".json"
+TMP_SUFFIX = ".tmp"
 
 
 class CorruptRecording(Exception):
@@ -81,6 +83,10 @@ def read_recording(path: Path) -> Recording:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptRecording(path, f"not UTF-8 text ({exc})") from None
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise CorruptRecording(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -103,13 +109,20 @@ def read_recording(path: Path) -> Recording:
         raise CorruptRecording(path, reason) from None
     if recording.key != path.name.removesuffix(SUFFIX):
         raise CorruptRecording(path, f"it holds key {recording.key}, not the key in its file name")
+    actual = key_of(recording.request)
+    if actual != recording.key:
+        # A hand-edited request would otherwise be served for a request it no longer describes.
+        raise CorruptRecording(
+            path, f"its request was edited after recording (it now hashes to {actual[:12]}, not to its key)"
+        )
     return recording
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one, even if this process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The writer's pid in the name lets a later run remove what a killed writer left behind.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -120,6 +133,18 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class CassetteStore:
@@ -164,6 +189,24 @@ class CassetteStore:
             self._memory.move_to_end(entry.recording.key)
             while len(self._memory) > self._memory_size:
                 self._memory.popitem(last=False)
+
+    def sweep_temp_files(self) -> list[Path]:
+        """Remove temp files of writers that died before renaming them (SIGKILL mid-write)."""
+        removed: list[Path] = []
+        if not self.directory.is_dir():
+            return removed
+        for item in os.scandir(self.directory):
+            if not (item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)):
+                continue
+            try:
+                pid = int(item.name.removesuffix(TMP_SUFFIX).split(".")[-2])
+            except (ValueError, IndexError):
+                continue
+            if not _alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(item.path)
+                    removed.append(Path(item.path))
+        return removed
 
     def keys(self) -> Iterator[str]:
         if not self.directory.is_dir():

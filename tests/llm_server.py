@@ -61,7 +61,8 @@ _FAULT_STATUS: dict[str, int] = {
     "fault-401": 401,
     "fault-400": 400,
 }
-_FAULTS = (*_FAULT_STATUS, "fault-cut", "fault-slow", "fault-hang-after-first")
+# fault-flaky: the first request with a given body gets a 429 (retry-after: 0), later ones succeed.
+_FAULTS = (*_FAULT_STATUS, "fault-cut", "fault-slow", "fault-hang-after-first", "fault-flaky")
 
 _SLOW_SECONDS = 0.3
 _HANG_FACTOR = 50
@@ -478,11 +479,15 @@ class _Handler(BaseHTTPRequestHandler):
         stream = route.endswith(":streamGenerateContent") if family == "gemini" else bool(body.get("stream"))
 
         fault = _fault_of(model)
+        if "fault-slow" in model:
+            # Also before an injected error, so concurrent identical failing calls overlap.
+            time.sleep(_SLOW_SECONDS)
+        if fault == "fault-flaky" and self.owner._first_time(raw):
+            self._send_error_json(family, 429, f"Injected transient fault for model {model!r}")
+            return
         if fault in _FAULT_STATUS:
             self._send_error_json(family, _FAULT_STATUS[fault], f"Injected fault {fault} for model {model!r}")
             return
-        if fault == "fault-slow":
-            time.sleep(_SLOW_SECONDS)
         endpoint(body, model, stream, fault)
 
     def _lower_headers(self) -> dict[str, str]:
@@ -881,11 +886,19 @@ class LLMServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._counter = 0
+        self._seen_bodies: set[bytes] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
 
     # -- lifecycle ---------------------------------------------------------
+
+    def _first_time(self, body: bytes) -> bool:
+        with self._lock:
+            if body in self._seen_bodies:
+                return False
+            self._seen_bodies.add(body)
+            return True
 
     def start(self) -> LLMServer:
         if self._httpd is not None:

@@ -134,7 +134,7 @@ def test_non_json_bodies_are_hashed_as_bytes() -> None:
 
 
 def test_secret_values_in_the_body_never_reach_the_canonical_request() -> None:
-    secret = "sk-proj-ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ"
+    secret = "sk-proj-ZZZZ1234ZZZZZZZZZZZZZZZZ5678ZZ"
     s = settings()
     scrub = Scrubber(
         secret_headers=s.secret_headers,
@@ -161,3 +161,36 @@ def test_empty_and_short_environment_values_are_not_treated_as_secrets() -> None
         env={"OPENAI_API_KEY": "", "SHORT_TOKEN": "abc", "PATH": "/usr/bin:/bin/long/enough"},
     )
     assert scrub.text("abc /usr/bin:/bin/long/enough") == "abc /usr/bin:/bin/long/enough"
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "risk-assessment-for-the-new-product-line",
+        "Bearer of-bad-news-for-everyone-involved",
+        "desk-organisation-and-cleaning-tips",
+    ],
+)
+def test_key_shapes_do_not_match_ordinary_prose(prose: str) -> None:
+    s = settings()
+    scrub = Scrubber(
+        secret_headers=s.secret_headers, secret_params=s.secret_params, patterns=s.secret_patterns, env={}
+    )
+    assert scrub.text(prose) == prose
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+        "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe",
+        "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.abc123def456",
+    ],
+)
+def test_key_shapes_are_replaced_anywhere(secret: str) -> None:
+    s = settings()
+    scrub = Scrubber(
+        secret_headers=s.secret_headers, secret_params=s.secret_params, patterns=s.secret_patterns, env={}
+    )
+    assert "<redacted>" in scrub.text(f"my key is {secret}, keep it safe")

@@ -1,0 +1,152 @@
+"""Start-up time (pytest with and without the plugin), import cost, and peak memory, each in fresh
+subprocesses so one measurement cannot warm another's caches of Python objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PROMPTCACHE_"))}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    return env
+
+
+def _run_timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
+    """Wall seconds, exit code and peak RSS (KiB) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output.decode(errors='replace')}")
+    return elapsed, proc.returncode, usage.ru_maxrss
+
+
+def trivial_project(workdir: Path) -> Path:
+    project = workdir / "startup-project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "test_trivial.py").write_text("def test_nothing():\n    assert True\n")
+    return project
+
+
+def pytest_startup(
+    workdir: Path, stores: dict[int, Path], runs: int, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """``pytest`` on one trivial test: ``-p no:promptcache`` against the plugin loaded on a store of
+    each size, runs interleaved, medians reported. Both load every other installed plugin alike."""
+    project = trivial_project(workdir)
+    env = _clean_env()
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_trivial.py"]
+    results = []
+    for size, store in stores.items():
+        variants = {
+            "without": [*base, "-p", "no:promptcache"],
+            # --promptcache-dir only parses when the plugin is loaded: the run itself proves it is.
+            "with": [*base, f"--promptcache-dir={store}"],
+        }
+        # One unmeasured run each: the first import of a module tree pays for the OS file cache.
+        for cmd in variants.values():
+            _run_timed(cmd, project, env)
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        rss: dict[str, list[int]] = {name: [] for name in variants}
+        for r in range(runs):
+            for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
+                elapsed, _, maxrss = _run_timed(variants[name], project, env)
+                times[name].append(elapsed)
+                rss[name].append(maxrss)
+        paired = [w - wo for w, wo in zip(times["with"], times["without"], strict=True)]
+        row = {
+            "size": size,
+            "runs": runs,
+            "without_ms": statistics.median(times["without"]) * 1000,
+            "with_ms": statistics.median(times["with"]) * 1000,
+            "added_ms": statistics.median(paired) * 1000,
+            "without_rounds_ms": [round(t * 1000, 1) for t in times["without"]],
+            "with_rounds_ms": [round(t * 1000, 1) for t in times["with"]],
+            "without_maxrss_mib": statistics.median(rss["without"]) / 1024,
+            "with_maxrss_mib": statistics.median(rss["with"]) / 1024,
+        }
+        log(
+            f"    pytest start-up, {size:>7} recordings: without {row['without_ms']:7.1f} ms  "
+            f"with {row['with_ms']:7.1f} ms  added {row['added_ms']:6.1f} ms"
+        )
+        results.append(row)
+    return results
+
+
+def import_times(top: int = 12) -> dict[str, Any]:
+    """``python -X importtime``: what importing the plugin module costs, and the modules that cost most
+    (cumulative µs). pytest is imported first, so the plugin's own share is what is left."""
+    code = "import pytest; import pytest_promptcache.plugin"
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        check=True,
+    )
+    rows: list[tuple[int, int, str]] = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
+    # Top-level imports (least indentation) of everything after pytest.
+    try:
+        start = next(i for i, row in enumerate(rows) if row[2] == "pytest") + 1
+    except StopIteration:
+        start = 0
+    after = rows[start:]
+    min_indent = min((r[1] for r in after), default=1)
+    top_level = [(us, name) for us, indent, name in after if indent == min_indent]
+    total = sum(us for us, _ in top_level)
+    # Biggest modules anywhere below the plugin, to say where the time goes.
+    biggest = sorted(((us, name) for us, _, name in after), reverse=True)
+    seen: list[dict[str, Any]] = []
+    for us, name in biggest:
+        if len(seen) >= top:
+            break
+        seen.append({"module": name, "cumulative_ms": round(us / 1000, 1)})
+    return {"plugin_import_after_pytest_ms": round(total / 1000, 1), "heaviest": seen}
+
+
+def memory(
+    tool: str,
+    store: Path,
+    size: int,
+    distinct: int,
+    workdir: Path,
+    base_url: str,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the memory worker in a fresh interpreter and return its report."""
+    cmd = [
+        sys.executable,
+        str(HERE / "_memory_worker.py"),
+        tool,
+        str(store),
+        str(size),
+        str(distinct),
+        str(workdir),
+        base_url,
+        *(extra or []),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory worker failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
