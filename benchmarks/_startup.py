@@ -90,6 +90,59 @@ def pytest_startup(
     return results
 
 
+BREAKDOWN = """
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+import pytest
+t1 = time.perf_counter()
+import pytest_promptcache.plugin
+t2 = time.perf_counter()
+from pytest_promptcache.engine import Engine
+from pytest_promptcache.intercept import install, uninstall
+from pytest_promptcache.settings import build_settings
+settings = build_settings(rootdir=Path(sys.argv[1]), cli_mode=None, cli_dir=sys.argv[1], env={}, ini={})
+t3 = time.perf_counter()
+engine = Engine(settings)
+t4 = time.perf_counter()
+install(engine)
+t5 = time.perf_counter()
+uninstall(engine)
+print(json.dumps({
+    "import pytest": t1 - t0,
+    "import pytest_promptcache.plugin": t2 - t1,
+    "build_settings": t3 - t2,
+    "Engine(settings)": t4 - t3,
+    "install (imports and patches httpx, httpx2)": t5 - t4,
+    "asyncio imported by the plugin": "asyncio" in sys.modules,
+}))
+"""
+
+
+def configure_breakdown(runs: int) -> dict[str, Any]:
+    """What the plugin's import and ``pytest_configure`` steps cost, timed inside fresh interpreters."""
+    import tempfile
+
+    samples: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="promptcache-bench-cfg-") as tmp:
+        for _ in range(runs):
+            proc = subprocess.run(
+                [sys.executable, "-c", BREAKDOWN, tmp],
+                capture_output=True,
+                text=True,
+                env=_clean_env(),
+                check=True,
+                cwd=tmp,
+            )
+            samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    steps = [k for k, v in samples[0].items() if isinstance(v, float)]
+    return {
+        "runs": runs,
+        "median_ms": {k: round(statistics.median(s[k] for s in samples) * 1000, 1) for k in steps},
+        "asyncio_imported": samples[0]["asyncio imported by the plugin"],
+    }
+
+
 def import_times(top: int = 12) -> dict[str, Any]:
     """``python -X importtime``: what importing the plugin module costs, and the modules that cost most
     (cumulative µs). pytest is imported first, so the plugin's own share is what is left."""

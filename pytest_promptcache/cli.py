@@ -29,12 +29,12 @@ from typing import Any
 
 from . import __version__
 from .miss import pretty_request
-from .models import CanonicalRequest, RecordedResponse, Recording, SSEEvent
+from .models import CanonicalRequest, RecordedResponse, Recording, SSEEvent, TokenUsage
 from .report import NO_MODEL, usd
 from .scrub import REDACTED, secret_env_values
 from .settings import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_PARAMS, DEFAULT_SECRET_PATTERNS
 from .store import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording
-from .usage import PriceBook, PriceError, TokenUsage, api_family, extract, parse_prices
+from .usage import PriceBook, PriceError, api_family, extract, parse_prices
 
 DEFAULT_DIR = "cassettes"
 MIN_PREFIX = 4

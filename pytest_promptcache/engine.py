@@ -13,18 +13,19 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 from . import __version__
 from .flight import Flight, Flights, Wait
-from .keys import Keyer, RawRequest, display_url
-from .miss import miss_message, nearest
+from .keys import HookError, Keyer, RawRequest, display_url
+from .miss import miss_message, most_similar, nearest, record_command
 from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
 from .report import CallRecord, Ledger
+from .rules import KeyRules
 from .scrub import Scrubber
-from .settings import Mode, Settings
+from .settings import Expiry, Mode, Settings
 from .state import SharedState, default_state_root
 from .store import CassetteStore, CorruptRecording
 from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
@@ -62,6 +63,11 @@ class CallEvent:
     recording: Recording | None = None
     response: RecordedResponse | None = None
     detail: str | None = None
+    # Similar matching: the recording actually served, and how similar its request was.
+    served_key: str | None = None
+    similarity: float | None = None
+    # A recording older than max-age was served (expiry "warn", or "rerecord" outside record mode).
+    stale: bool = False
     # Usage and cost, filled in by the ledger (at once for live calls, lazily for replayed ones).
     record: CallRecord | None = None
 
@@ -72,6 +78,7 @@ class TestContext:
     mode: Mode
     # The test as the user would name it on the command line, from where they ran pytest.
     target: str | None = None
+    rules: KeyRules | None = None
     problems: list[str] = field(default_factory=list)
     calls: list[CallEvent] = field(default_factory=list)
 
@@ -96,14 +103,19 @@ class Engine:
         if settings.mode in (Mode.RECORD, Mode.REWRITE):
             self.store.sweep_temp_files()
         self.events: list[CallEvent] = []
+        self._started_at = datetime.now(UTC)
         self._lock = threading.Lock()
         # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
         self._context = TestContext(nodeid=None, mode=settings.mode)
 
     # -- test lifecycle (driven by the plugin) -------------------------------------------------------
 
-    def begin_test(self, nodeid: str, mode: Mode | None = None, target: str | None = None) -> TestContext:
-        self._context = TestContext(nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid)
+    def begin_test(
+        self, nodeid: str, mode: Mode | None = None, target: str | None = None, rules: KeyRules | None = None
+    ) -> TestContext:
+        self._context = TestContext(
+            nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid, rules=rules
+        )
         return self._context
 
     def end_test(self) -> None:
@@ -135,11 +147,17 @@ class Engine:
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
             return LiveCall(self, ctx, url, raw.netloc, key=None, canonical=None, flight=None)
-        key, canonical = self.keyer.key_for(raw)
+        try:
+            key, canonical = self.keyer.key_for(raw, ctx.rules)
+        except HookError as exc:
+            return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
         if ctx.mode is Mode.REPLAY:
+            similar = self._serve_similar(ctx, url, canonical, key)
+            if similar is not None:
+                return similar
             message = self._miss_message(ctx, url, canonical, key)
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
@@ -170,6 +188,15 @@ class Engine:
             return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
         if entry is None:
             return None
+        stale = self._is_stale(entry.recording)
+        if stale:
+            expiry = self.settings.on_expiry
+            if expiry is Expiry.FAIL:
+                return self._fail(
+                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, entry.recording)
+                )
+            if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
+                return None  # go live and overwrite it
         self._emit(
             ctx,
             CallEvent(
@@ -181,6 +208,59 @@ class Engine:
                 key=key,
                 status=entry.replay.status,
                 recording=entry.recording,
+                stale=stale,
+            ),
+        )
+        return entry.replay
+
+    def _is_stale(self, recording: Recording) -> bool:
+        max_age = self.settings.max_age
+        return max_age is not None and recording.meta.recorded_at < self._started_at - max_age
+
+    def _stale_message(self, ctx: TestContext, recording: Recording) -> str:
+        age = self._started_at - recording.meta.recorded_at
+        return (
+            f"promptcache: the recording for this request is stale (mode: {ctx.mode.value})\n"
+            f"  recording: {self.store.path_for(recording.key)}\n"
+            f"  recorded:  {recording.meta.recorded_at:%Y-%m-%d %H:%M} UTC, {age.days} days ago, by "
+            f"{recording.meta.test or 'an unknown test'}\n"
+            f"  max-age:   {_age(self.settings.max_age)} (promptcache_on_expiry = fail)\n"
+            "\nTo refresh it, run with the API reachable and its key set:\n"
+            f"  {record_command(ctx.target, mode='rewrite')}"
+        )
+
+    def _serve_similar(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
+    ) -> Replay | None:
+        """Opt-in (``--promptcache-match=similar:T``): the most similar recording of the same endpoint,
+        model and stream flag, if at least T similar. Every substitution is reported."""
+        threshold = self.settings.similar_threshold
+        if threshold is None:
+            return None
+        found = most_similar(canonical, self.store.all_requests(), threshold)
+        if found is None:
+            return None
+        served_key, score = found
+        try:
+            entry = self.store.get(served_key)
+        except CorruptRecording:
+            return None
+        if entry is None:
+            return None
+        self._emit(
+            ctx,
+            CallEvent(
+                test=ctx.nodeid,
+                mode=ctx.mode,
+                outcome=Outcome.REPLAYED,
+                url=url,
+                model=canonical.model,
+                key=key,
+                status=entry.replay.status,
+                recording=entry.recording,
+                served_key=served_key,
+                similarity=round(score, 4),
+                stale=self._is_stale(entry.recording),
             ),
         )
         return entry.replay
@@ -192,7 +272,7 @@ class Engine:
         if flight is None:
             return None
         ctx = self._context
-        key, canonical = self.keyer.key_for(raw)
+        key, canonical = self.keyer.key_for(raw, ctx.rules)
         detail = "an identical call in flight failed: "
         detail += repr(flight.exception) if flight.exception is not None else f"HTTP {flight.response.status}"  # type: ignore[union-attr]
         self._emit(
@@ -408,16 +488,22 @@ class LiveCall:
             if not self.save or self.key is None or self.canonical is None:
                 self._engine._emit(self._ctx, self._event(Outcome.LIVE, status=status, response=response))
                 return
+            now = datetime.now(UTC)
+            usage, cost = self._engine.ledger.measure(
+                response, self.canonical.path, self.canonical.model, self.url, now
+            )
             recording = Recording(
                 key=self.key,
                 request=self.canonical,
                 response=self._engine.scrub_response(response),
                 meta=RecordingMeta(
-                    recorded_at=datetime.now(UTC),
+                    recorded_at=now,
                     test=self._ctx.nodeid,
                     url=self.url,
                     latency_ms=round(latency_ms, 1),
                     plugin_version=__version__,
+                    usage=usage,
+                    cost_usd=cost,
                 ),
             )
             try:
@@ -449,6 +535,14 @@ class LiveCall:
         tpm = self._engine.settings.record_tpm
         if tpm and event.record is not None and event.record.usage is not None:
             self._engine.state.add_debt(self.host, event.record.usage.total_tokens * 60.0 / tpm)
+
+
+def _age(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    if value.days and not value.seconds:
+        return f"{value.days}d"
+    return f"{value.total_seconds() / 3600:g}h"
 
 
 def retry_delay(headers: list[tuple[str, str]], attempt: int) -> float:

@@ -4,10 +4,12 @@ Rules (also in the README):
 - method, host and port (port only when not the scheme's default), path, and the query parameters that
   are not secret, sorted;
 - the JSON body with sorted keys, so whitespace and key order don't matter, minus the ignored fields
-  (``promptcache_ignore_fields``: ``user``, ``metadata.user_id``...); secrets inside it are replaced;
+  (``promptcache_ignore_fields``: JSON paths such as ``user``, ``metadata.user_id``, ``messages[*].id``),
+  with volatile text normalised (``promptcache_normalize``) and secrets replaced;
 - a body that is not JSON takes part through the SHA-256 of its bytes;
 - of the headers only those that change the answer (``anthropic-version``, ``anthropic-beta``,
   ``openai-beta`` and ``promptcache_key_headers``); never auth, cookies, telemetry or retry counters.
+A ``pytest_promptcache_canonical_request`` hook may then change the canonical request as it likes.
 The key is the SHA-256 of the canonical request's compact JSON with sorted keys.
 """
 
@@ -20,11 +22,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from .models import CanonicalRequest
+from .rules import KeyRules, drop_path
 from .scrub import REDACTED, Scrubber
 from .settings import Settings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class HookError(Exception):
+    """A canonical-request hook broke the request; the message says how."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +83,6 @@ def key_of(request: CanonicalRequest) -> str:
     return hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
 
 
-def _drop_path(body: Any, path: list[str]) -> None:
-    if not path:
-        return
-    head, rest = path[0], path[1:]
-    if isinstance(body, list):
-        for item in body:
-            _drop_path(item, path)
-    elif isinstance(body, dict) and head in body:
-        if rest:
-            _drop_path(body[head], rest)
-        else:
-            del body[head]
-
-
 class Keyer:
     """Turns raw requests into canonical requests and keys; remembers recent ones, since a suite sends
     the same bytes many times and canonicalising costs far more than a dict lookup."""
@@ -98,13 +93,14 @@ class Keyer:
         self._settings = settings
         self._scrubber = scrubber
         self._key_headers = frozenset(settings.key_headers)
-        self._ignore = [f.split(".") for f in settings.ignore_fields]
+        self.default_rules = KeyRules.build(settings.ignore_fields, settings.normalize)
         self._memo: OrderedDict[tuple[Any, ...], tuple[str, CanonicalRequest]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def canonical(self, raw: RawRequest) -> CanonicalRequest:
+    def canonical(self, raw: RawRequest, rules: KeyRules | None = None) -> CanonicalRequest:
+        rules = rules or self.default_rules
         scrub = self._scrubber
-        query = sorted((k, scrub.text(v)) for k, v in raw.query if not scrub.is_secret_param(k))
+        query = sorted((k, rules.text(scrub.text(v))) for k, v in raw.query if not scrub.is_secret_param(k))
         headers = {
             k: scrub.text(v)
             for k, v in raw.headers
@@ -118,15 +114,15 @@ class Keyer:
                 body = json.loads(raw.body)
             except ValueError:
                 try:
-                    body_text = scrub.text(raw.body.decode("utf-8"))
+                    body_text = rules.text(scrub.text(raw.body.decode("utf-8")))
                     body_sha256 = hashlib.sha256(body_text.encode("utf-8")).hexdigest()
                 except UnicodeDecodeError:
                     body_sha256 = hashlib.sha256(raw.body).hexdigest()
             else:
-                for path in self._ignore:
-                    _drop_path(body, path)
-                body = scrub.json(body, request_body=True)
-        return CanonicalRequest(
+                for path in rules.ignore:
+                    drop_path(body, path)
+                body = rules.json(scrub.json(body, request_body=True))
+        canonical = CanonicalRequest(
             method=raw.method.upper(),
             host=raw.netloc,
             path=raw.path,
@@ -136,9 +132,20 @@ class Keyer:
             body_text=body_text,
             body_sha256=body_sha256,
         )
+        if rules.hook is not None:
+            data = canonical.model_dump(mode="json")
+            rules.hook(data)
+            try:
+                canonical = CanonicalRequest.model_validate(data)
+            except ValidationError as exc:
+                message = f"pytest_promptcache_canonical_request left an invalid request: {exc}"
+                raise HookError(message) from None
+        return canonical
 
-    def key_for(self, raw: RawRequest) -> tuple[str, CanonicalRequest]:
+    def key_for(self, raw: RawRequest, rules: KeyRules | None = None) -> tuple[str, CanonicalRequest]:
+        rules = rules or self.default_rules
         memo_key = (
+            rules,
             raw.method,
             raw.netloc,
             raw.path,
@@ -151,7 +158,7 @@ class Keyer:
             if hit is not None:
                 self._memo.move_to_end(memo_key)
                 return hit
-        canonical = self.canonical(raw)
+        canonical = self.canonical(raw, rules)
         result = (key_of(canonical), canonical)
         with self._lock:
             self._memo[memo_key] = result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -40,33 +41,105 @@ def text_content(request: CanonicalRequest) -> str:
     return json.dumps(request.body, sort_keys=True, ensure_ascii=False)
 
 
-def similarity(a: CanonicalRequest, b: CanonicalRequest) -> float:
-    """Ratio of matching text (difflib) over the requests' text content, in [0, 1].
+_TOKEN = re.compile(r"\w+|[^\w\s]")
 
-    ``autojunk`` is off: with it on, difflib ignores frequent characters in texts over 200 characters
-    and gives erratic scores for exactly the long prompts LLM tests have.
+
+def tokens(request: CanonicalRequest) -> list[str]:
+    return _TOKEN.findall(text_content(request))
+
+
+def similarity(a: CanonicalRequest, b: CanonicalRequest) -> float:
+    """How alike two requests' text content is, in [0, 1]: the share of matching word and punctuation
+    tokens (difflib's ratio, 2·M / (|a| + |b|)) between their system prompts, messages, input and tools.
+
+    Measured on what a person wrote, not the JSON framing every request of an endpoint shares (which
+    would make any two requests look alike), on tokens rather than characters (a long prompt stays fast
+    and one changed word costs one token), and with ``autojunk`` off (with it on, difflib ignores frequent
+    items in sequences over 200 long and gives erratic scores for exactly the long prompts LLM tests have).
     """
-    ta, tb = text_content(a), text_content(b)
-    matcher = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
-    if matcher.real_quick_ratio() == 0:
-        return 0.0
-    return matcher.ratio()
+    return _Scorer(tokens(a)).score(tokens(b))
+
+
+class _Scorer:
+    """One request compared with many: difflib caches the second sequence, so it is the fixed one."""
+
+    def __init__(self, fixed: list[str]) -> None:
+        self._matcher = difflib.SequenceMatcher(None, autojunk=False)
+        self._matcher.set_seq2(fixed)
+        self._empty = not fixed
+
+    def upper_bound(self, other: list[str]) -> float:
+        self._matcher.set_seq1(other)
+        return self._matcher.quick_ratio()
+
+    def score(self, other: list[str]) -> float:
+        if self._empty and not other:
+            return 1.0
+        self._matcher.set_seq1(other)
+        if self._matcher.real_quick_ratio() == 0:
+            return 0.0
+        return self._matcher.ratio()
+
+
+def _same_endpoint(a: CanonicalRequest, b: CanonicalRequest) -> bool:
+    return (a.method, a.host, a.path) == (b.method, b.host, b.path)
+
+
+def _ranked(
+    request: CanonicalRequest, candidates: Mapping[str, CanonicalRequest], floor: float = 0.0
+) -> list[tuple[float, str, CanonicalRequest]]:
+    """Candidates by similarity, best first; cheap upper bounds skip most full comparisons."""
+    scorer = _Scorer(tokens(request))
+    bounded = sorted(
+        ((scorer.upper_bound(tokens(other)), key, other) for key, other in candidates.items()),
+        key=lambda t: (-t[0], t[1]),
+    )
+    scored: list[tuple[float, str, CanonicalRequest]] = []
+    best = floor
+    for bound, key, other in bounded:
+        if bound < best:
+            break
+        score = scorer.score(tokens(other))
+        scored.append((score, key, other))
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        best = max(best, scored[0][0])
+    return scored
 
 
 def nearest(
     request: CanonicalRequest, candidates: Mapping[str, CanonicalRequest]
 ) -> tuple[str, CanonicalRequest, float] | None:
-    """The most similar recording of the same endpoint, preferring the same model."""
-    best: tuple[tuple[bool, float], str, CanonicalRequest] | None = None
-    for key, other in candidates.items():
-        if (other.method, other.host, other.path) != (request.method, request.host, request.path):
-            continue
-        rank = (other.model == request.model, similarity(request, other))
-        if best is None or rank > best[0]:
-            best = (rank, key, other)
-    if best is None:
-        return None
-    return best[1], best[2], best[0][1]
+    """The most similar recording of the same endpoint, preferring the same model (for miss diffs)."""
+    same_endpoint = {k: c for k, c in candidates.items() if _same_endpoint(request, c)}
+    same_model = {k: c for k, c in same_endpoint.items() if c.model == request.model}
+    for pool in (same_model, same_endpoint):
+        ranked = _ranked(request, pool)
+        if ranked:
+            score, key, other = ranked[0]
+            return key, other, score
+    return None
+
+
+def _stream_flag(request: CanonicalRequest) -> object:
+    return request.body.get("stream") if isinstance(request.body, dict) else None
+
+
+def most_similar(
+    request: CanonicalRequest, candidates: Mapping[str, CanonicalRequest], threshold: float
+) -> tuple[str, float] | None:
+    """For similar matching: a recording of the same endpoint, model and stream flag (a stream served to
+    a client that asked for a body would break it) at least ``threshold`` similar."""
+    pool = {
+        k: c
+        for k, c in candidates.items()
+        if _same_endpoint(request, c)
+        and c.model == request.model
+        and _stream_flag(c) == _stream_flag(request)
+    }
+    ranked = _ranked(request, pool, floor=threshold)
+    if ranked and ranked[0][0] >= threshold:
+        return ranked[0][1], ranked[0][0]
+    return None
 
 
 def pretty_request(request: CanonicalRequest) -> list[str]:
@@ -74,10 +147,10 @@ def pretty_request(request: CanonicalRequest) -> list[str]:
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-def record_command(target: str | None) -> str:
+def record_command(target: str | None, mode: str = "record") -> str:
     if target is None:
-        return "pytest --promptcache=record"
-    return f"pytest --promptcache=record {shlex.quote(target)}"
+        return f"pytest --promptcache={mode}"
+    return f"pytest --promptcache={mode} {shlex.quote(target)}"
 
 
 def miss_message(

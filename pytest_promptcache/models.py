@@ -1,7 +1,12 @@
 """The recording file format: pydantic models, versioned.
 
-A recording is one JSON file named ``<key>.json``. Version 1 is the first; readers accept every version
-they know and ``schema_version`` says which one a file is.
+A recording is one JSON file named ``<key>.json``; ``schema_version`` says which format it is. Readers
+accept every version they know; writers write the current one; ``promptcache migrate`` upgrades files.
+
+- 1: request, response, meta (recorded_at, test, url, latency_ms, plugin_version).
+- 2: meta also holds the call's ``usage`` and ``cost_usd`` at recorded_at, so a replay is priced without
+  re-reading the response or asking genai-prices again, and a later price-table change cannot rewrite
+  what a recording cost.
 """
 
 from __future__ import annotations
@@ -11,8 +16,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-SCHEMA_VERSION: Literal[1] = 1
-KNOWN_SCHEMA_VERSIONS = frozenset({1})
+SCHEMA_VERSION: Literal[2] = 2
+KNOWN_SCHEMA_VERSIONS = frozenset({1, 2})
+
+
+class TokenUsage(BaseModel):
+    """Tokens of one call, in genai-prices' convention: ``input_tokens`` is the whole input (cache
+    reads and writes included), ``output_tokens`` includes reasoning tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 class CanonicalRequest(BaseModel):
@@ -83,12 +105,15 @@ class RecordingMeta(BaseModel):
     url: str
     latency_ms: float
     plugin_version: str
+    # Schema 2. None in a version 1 file; None usage: the response carried none; None cost: unpriced.
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
 
 
 class Recording(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     key: str
     request: CanonicalRequest
     response: RecordedResponse

@@ -3,6 +3,7 @@ delegates, the engine decides."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Generator
 from pathlib import Path
@@ -14,14 +15,18 @@ from pydantic import TypeAdapter
 from .engine import Engine
 from .intercept import install, uninstall
 from .report import CallRecord, Report, TestCalls, append_github_summary, markdown, terminal_lines
-from .settings import MODES_HELP, SettingsError, TestOptions, build_settings
+from .rules import KeyRules
+from .settings import MODES_HELP, Mode, SettingsError, TestOptions, build_settings
 from .store import write_atomic
 
 ENGINE_KEY = pytest.StashKey[Engine]()
 OPTIONS_KEY = pytest.StashKey[TestOptions]()
 REPORT_KEY = pytest.StashKey[Report]()
+COVERAGE_KEY = pytest.StashKey["Coverage"]()
+PRUNE_KEY = pytest.StashKey["PruneResult"]()
 WORKER_CALLS_KEY = pytest.StashKey[list[CallRecord]]()
 WORKEROUTPUT_KEY = "promptcache_calls"
+DESELECTED_KEY = "promptcache_deselected"
 
 INI_STRINGS = {
     "promptcache_mode": "default mode: replay, record, rewrite or off",
@@ -32,13 +37,18 @@ INI_STRINGS = {
     "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
     "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
     "promptcache_state_dir": "where processes coordinate (locks, pacing, budget); default: a temp directory",
+    "promptcache_max_age": "recordings older than this (12h, 30d, 2w) are stale",
+    "promptcache_on_expiry": "a stale recording: warn (serve it), fail, or rerecord (in record mode)",
+    "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
     "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
-    "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (dotted paths: "
-    "'user', 'metadata.user_id')",
+    "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (JSON paths: "
+    "'user', 'metadata.user_id', 'messages[*].id')",
+    "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
+    "unix-time, hex-id) or 'REGEX => REPLACEMENT'",
     "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
     "anthropic-beta and openai-beta",
     "promptcache_secret_headers": "more header names never written to disk",
@@ -89,6 +99,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="refuse live calls once live calls in this session have cost USD; the session then fails. "
         "Ini promptcache_budget.",
     )
+    group.addoption(
+        "--promptcache-max-age",
+        dest="promptcache_max_age",
+        metavar="AGE",
+        default=None,
+        help="recordings older than AGE (12h, 30d, 2w) are stale; see ini promptcache_on_expiry",
+    )
+    group.addoption(
+        "--promptcache-match",
+        dest="promptcache_match",
+        metavar="RULE",
+        default=None,
+        help="exact (default), or similar:THRESHOLD: in replay, serve the most similar recording of the "
+        "same endpoint and model when there is no exact one (every substitution is reported)",
+    )
+    group.addoption(
+        "--promptcache-prune",
+        dest="promptcache_prune",
+        action="store_true",
+        default=False,
+        help="after a run of the whole suite, delete the recordings no test used",
+    )
     for name, help_text in INI_STRINGS.items():
         parser.addini(name, help_text, default="")
     for name, help_text in INI_LINELISTS.items():
@@ -107,6 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
             cli_mode=config.getoption("promptcache_mode"),
             cli_dir=config.getoption("promptcache_dir"),
             cli_budget=config.getoption("promptcache_budget"),
+            cli_max_age=config.getoption("promptcache_max_age"),
+            cli_match=config.getoption("promptcache_match"),
             env=os.environ,
             ini=ini,
         )
@@ -115,6 +149,8 @@ def pytest_configure(config: pytest.Config) -> None:
     engine = Engine(settings)
     config.stash[ENGINE_KEY] = engine
     config.stash[WORKER_CALLS_KEY] = []
+    config.stash[COVERAGE_KEY] = Coverage()
+    config.pluginmanager.register(CoverageTracker(config.stash[COVERAGE_KEY]), "promptcache-coverage")
     install(engine)
     config.add_cleanup(lambda: uninstall(engine))
     if config.pluginmanager.hasplugin("xdist"):
@@ -133,6 +169,34 @@ def _options(item: pytest.Item) -> TestOptions:
             except SettingsError as exc:
                 raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
     return item.stash[OPTIONS_KEY]
+
+
+class HookSpecs:
+    @pytest.hookspec
+    def pytest_promptcache_canonical_request(self, request: dict[str, Any], item: pytest.Item) -> None:
+        """Change the canonical request of an LLM call before it is hashed, in place.
+
+        ``request`` has ``method``, ``host``, ``path``, ``query`` (list of [name, value]), ``headers``
+        (the key headers), ``body`` (the JSON body, ignored fields removed, normalised) or ``body_text``.
+        What it holds afterwards is hashed to the key and stored in the recording, so a miss diff shows it.
+        ``item`` is the running test. Called for every intercepted request of the test.
+        """
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(HookSpecs)
+
+
+def _rules(item: pytest.Item, engine: Engine, options: TestOptions) -> KeyRules:
+    rules = engine.keyer.default_rules
+    if options.ignore_fields or options.normalize:
+        rules = rules.merged(options.ignore_fields, options.normalize)
+    hook = item.ihook.pytest_promptcache_canonical_request
+    if hook.get_hookimpls():
+        rules = dataclasses.replace(
+            rules, hook=lambda request: hook(request=request, item=item), hook_scope=item.nodeid
+        )
+    return rules
 
 
 def _command_target(item: pytest.Item) -> str:
@@ -156,7 +220,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     engine = item.config.stash[ENGINE_KEY]
-    engine.begin_test(item.nodeid, _options(item).mode, _command_target(item))
+    options = _options(item)
+    engine.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, engine, options))
     try:
         return (yield)
     finally:
@@ -195,6 +260,95 @@ def promptcache(request: pytest.FixtureRequest) -> TestCalls:
     return TestCalls(lambda: [engine.ledger.record_of(event) for event in list(ctx.calls)])
 
 
+@dataclasses.dataclass
+class Coverage:
+    """What tells whether this run executed the whole suite, so unused recordings may be pruned."""
+
+    deselected: int = 0
+    failed: int = 0
+    skipped: int = 0
+    collection_errors: int = 0
+
+
+@dataclasses.dataclass
+class PruneResult:
+    deleted: list[str]
+    refused: str | None = None
+
+
+class CoverageTracker:
+    """Counts what makes a run partial. A plugin object per session, since reports carry no config."""
+
+    def __init__(self, coverage: Coverage) -> None:
+        self.coverage = coverage
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.coverage.deselected += len(items)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.coverage.collection_errors += 1
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self.coverage.failed += 1
+        elif report.skipped:
+            self.coverage.skipped += 1
+
+
+def _narrowing_args(config: pytest.Config) -> str | None:
+    """An argument that selects less than the whole suite: a node id, a file, or a directory below
+    the rootdir and the testpaths."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return None
+    roots = {config.rootpath} | {(config.rootpath / p).resolve() for p in config.getini("testpaths")}
+    for arg in config.args:
+        if "::" in arg:
+            return arg
+        path = (config.invocation_params.dir / arg).resolve()
+        if not path.is_dir() or not any(path == root or root.is_relative_to(path) for root in roots):
+            return arg
+    return None
+
+
+def _incomplete_because(session: pytest.Session, engine: Engine, coverage: Coverage) -> str | None:
+    config = session.config
+    reasons = []
+    if engine.settings.mode is Mode.OFF:
+        reasons.append("mode off uses no recordings")
+    if config.option.keyword:
+        reasons.append(f"-k {config.option.keyword!r} selected a subset")
+    if config.option.markexpr:
+        reasons.append(f"-m {config.option.markexpr!r} selected a subset")
+    narrowing = _narrowing_args(config)
+    if narrowing is not None:
+        reasons.append(f"it ran only {narrowing!r}, not the whole suite")
+    if coverage.deselected:
+        reasons.append(f"{coverage.deselected} tests were deselected")
+    if coverage.collection_errors:
+        reasons.append(f"{coverage.collection_errors} files failed to collect")
+    if coverage.failed:
+        reasons.append(f"{coverage.failed} tests failed or errored")
+    if coverage.skipped:
+        reasons.append(f"{coverage.skipped} tests were skipped")
+    if session.shouldstop or session.shouldfail:
+        reasons.append("the run stopped early")
+    return "; ".join(reasons) or None
+
+
+def _prune(engine: Engine, report: Report) -> PruneResult:
+    if not report.unused_recordings_complete:
+        return PruneResult(deleted=[], refused=report.unused_recordings_why_incomplete)
+    deleted = []
+    for key in report.unused_recordings:
+        try:
+            engine.store.path_for(key).unlink()
+        except FileNotFoundError:
+            continue
+        deleted.append(key)
+    return PruneResult(deleted=deleted)
+
+
 class XdistMerge:
     """On the xdist controller: collect each worker's calls as it finishes."""
 
@@ -206,6 +360,10 @@ class XdistMerge:
         if payload:
             calls = TypeAdapter(list[CallRecord]).validate_json(payload)
             self.config.stash[WORKER_CALLS_KEY].extend(calls)
+        deselected = getattr(node, "workeroutput", {}).get(DESELECTED_KEY, 0)
+        # Every worker collects and deselects the same items: one worker's count is the run's.
+        coverage = self.config.stash[COVERAGE_KEY]
+        coverage.deselected = max(coverage.deselected, int(deselected))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -218,11 +376,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
         workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
+        workeroutput[DESELECTED_KEY] = config.stash[COVERAGE_KEY].deselected
         return
     merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
     calls.extend(merged)
-    report = Report.build(engine.settings.mode.value, calls, budget_usd=engine.settings.budget_usd)
+    report = Report.build(
+        engine.settings.mode.value,
+        calls,
+        budget_usd=engine.settings.budget_usd,
+        cassette_dir=str(engine.settings.cassette_dir),
+        recorded_keys=engine.store.keys(),
+        incomplete_because=_incomplete_because(session, engine, config.stash[COVERAGE_KEY]),
+    )
     config.stash[REPORT_KEY] = report
+    if config.getoption("promptcache_prune"):
+        result = config.stash[PRUNE_KEY] = _prune(engine, report)
+        if result.refused is not None and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
     base = config.invocation_params.dir
     json_path = config.getoption("promptcache_report")
     if json_path:
@@ -239,9 +409,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     report = terminalreporter.config.stash.get(REPORT_KEY, None)
-    if report is None or not report.totals.calls:
+    prune = terminalreporter.config.stash.get(PRUNE_KEY, None)
+    if report is None or (not report.totals.calls and prune is None):
         return
     terminalreporter.write_sep("-", "promptcache")
+    if prune is not None:
+        if prune.refused is not None:
+            terminalreporter.write_line(
+                f"--promptcache-prune refused, nothing was deleted: {prune.refused}. Unused recordings can "
+                "only be known from a run of the whole suite in which every test passed.",
+                red=True,
+            )
+        else:
+            terminalreporter.write_line(f"pruned {len(prune.deleted)} unused recordings", green=True)
+            for key in prune.deleted:
+                terminalreporter.write_line(f"  deleted {key}.json")
     verbose = terminalreporter.config.get_verbosity() > 0
     for text, colour in terminal_lines(report, verbose):
         markup = {colour: True} if colour else {}

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .usage import PriceBook, TokenUsage, api_family, extract
+from .models import RecordedResponse, TokenUsage
+from .usage import PriceBook, api_family, extract
 
 if TYPE_CHECKING:
     from .engine import CallEvent
@@ -39,6 +40,19 @@ class CallRecord(BaseModel):
     usage: TokenUsage | None = None
     cost_usd: float | None = None
     detail: str | None = None
+    served_key: str | None = None
+    similarity: float | None = None
+    stale: bool = False
+    recorded_at: datetime | None = None
+
+    @property
+    def used_key(self) -> str | None:
+        """The recording this call used, if any: served (exactly or as a similar match) or saved."""
+        if self.outcome == "replayed":
+            return self.served_key or self.key
+        if self.outcome == "recorded":
+            return self.key
+        return None
 
     @property
     def replayed(self) -> bool:
@@ -120,25 +134,73 @@ class UnsavedCall(BaseModel):
     reason: str
 
 
+class Substitution(BaseModel):
+    test: str | None
+    requested_key: str
+    served_key: str
+    similarity: float
+
+
+class StaleRecording(BaseModel):
+    key: str
+    test: str | None
+    recorded_at: datetime | None
+
+
 class Report(BaseModel):
     schema_version: Literal[1] = REPORT_SCHEMA_VERSION
     mode: str
+    cassette_dir: str | None = None
     totals: Bucket
     by_model: dict[str, Bucket]
     by_test: dict[str, Bucket]
     unpriced_models: list[str] = []
     not_saved: list[UnsavedCall] = []
     budget: Budget | None = None
+    # Recordings no test used. Only listed after a run of the whole suite, which `complete` says; `why`
+    # says what made the run partial (then the list is empty: nothing needed may ever be pruned).
+    unused_recordings: list[str] = []
+    unused_recordings_complete: bool = False
+    unused_recordings_why_incomplete: str | None = None
+    similar_substitutions: list[Substitution] = []
+    stale_recordings: list[StaleRecording] = []
 
     @classmethod
-    def build(cls, mode: str, calls: Iterable[CallRecord], budget_usd: float | None = None) -> Report:
+    def build(
+        cls,
+        mode: str,
+        calls: Iterable[CallRecord],
+        budget_usd: float | None = None,
+        *,
+        cassette_dir: str | None = None,
+        recorded_keys: Iterable[str] | None = None,
+        incomplete_because: str | None = "not checked",
+    ) -> Report:
         totals = Bucket()
         by_model: dict[str, Bucket] = {}
         by_test: dict[str, Bucket] = {}
         unpriced: set[str] = set()
         not_saved: list[UnsavedCall] = []
+        used: set[str] = set()
+        substitutions: list[Substitution] = []
+        stale: dict[str, StaleRecording] = {}
         blocked = 0
         for call in calls:
+            if call.used_key is not None:
+                used.add(call.used_key)
+            if call.served_key is not None and call.key is not None and call.similarity is not None:
+                substitutions.append(
+                    Substitution(
+                        test=call.test,
+                        requested_key=call.key,
+                        served_key=call.served_key,
+                        similarity=call.similarity,
+                    )
+                )
+            if call.stale and call.used_key is not None:
+                stale[call.used_key] = StaleRecording(
+                    key=call.used_key, test=call.test, recorded_at=call.recorded_at
+                )
             totals.add(call)
             by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
             by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
@@ -150,8 +212,17 @@ class Report(BaseModel):
         budget = None
         if budget_usd is not None:
             budget = Budget(limit_usd=budget_usd, spent_usd=totals.spent_usd, blocked_calls=blocked)
+        unused: list[str] = []
+        if incomplete_because is None and recorded_keys is not None:
+            unused = sorted(set(recorded_keys) - used)
         return cls(
             mode=mode,
+            cassette_dir=cassette_dir,
+            unused_recordings=unused,
+            unused_recordings_complete=incomplete_because is None,
+            unused_recordings_why_incomplete=incomplete_because,
+            similar_substitutions=sorted(substitutions, key=lambda s: (s.test or "", s.requested_key)),
+            stale_recordings=sorted(stale.values(), key=lambda s: s.key),
             totals=totals,
             by_model=dict(sorted(by_model.items())),
             by_test=dict(sorted(by_test.items())),
@@ -183,24 +254,42 @@ class Ledger:
     def record_of(self, event: CallEvent) -> CallRecord:
         if event.record is not None:
             return event.record
-        if event.outcome.value == "replayed" and event.recording is not None and event.key is not None:
-            memo = self._replay_memo.get(event.key)
+        if event.outcome.value == "replayed" and event.recording is not None:
+            memo = self._replay_memo.get(event.recording.key)
             if memo is None:
                 priced = self._price(event, event.recording.meta.recorded_at)
-                memo = self._replay_memo[event.key] = (priced.usage, priced.cost_usd)
+                memo = self._replay_memo[event.recording.key] = (priced.usage, priced.cost_usd)
             return self._record(event, *memo)
         return self._record(event, None, None)
 
     def _price(self, event: CallEvent, at: datetime) -> CallRecord:
-        response = event.recording.response if event.recording is not None else event.response
-        if response is None or response.status >= 400:
+        recording = event.recording
+        if (
+            recording is not None
+            and recording.schema_version >= 2
+            and not self.prices.has_override((event.model,))
+        ):
+            # Priced when it was recorded; kept in the file so replays need not price it again.
+            return self._record(event, recording.meta.usage, recording.meta.cost_usd)
+        response = recording.response if recording is not None else event.response
+        if response is None:
             return self._record(event, None, None)
-        family = api_family(event.recording.request.path if event.recording else _path(event.url))
+        path = recording.request.path if recording is not None else _path(event.url)
+        usage, cost = self.measure(response, path, event.model, event.url, at)
+        return self._record(event, usage, cost)
+
+    def measure(
+        self, response: RecordedResponse, path: str, model: str | None, url: str, at: datetime
+    ) -> tuple[TokenUsage | None, float | None]:
+        """Usage and USD of one response, priced at ``at``; (None, None) for an error or no usage."""
+        if response.status >= 400:
+            return None, None
+        family = api_family(path)
         usage, response_model = extract(response, family)
         if usage is None:
-            return self._record(event, None, None)
-        cost = self.prices.cost(usage, (response_model, event.model), family, event.url.split("?", 1)[0], at)
-        return self._record(event, usage, None if cost is None else _money(cost))
+            return None, None
+        cost = self.prices.cost(usage, (response_model, model), family, url.split("?", 1)[0], at)
+        return usage, None if cost is None else _money(cost)
 
     @staticmethod
     def _record(event: CallEvent, usage: TokenUsage | None, cost: float | None) -> CallRecord:
@@ -214,6 +303,10 @@ class Ledger:
             usage=usage,
             cost_usd=cost,
             detail=event.detail,
+            served_key=event.served_key,
+            similarity=event.similarity,
+            stale=event.stale,
+            recorded_at=event.recording.meta.recorded_at if event.recording is not None else None,
         )
 
 
@@ -305,6 +398,31 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         )
     if report.not_saved:
         yield f"{len(report.not_saved)} live calls were not saved (their body never completed)", "yellow"
+    for sub in report.similar_substitutions:
+        yield (
+            (
+                f"similar match: {sub.test}: served {sub.served_key[:12]} for {sub.requested_key[:12]} "
+                f"(similarity {sub.similarity:.2f})"
+            ),
+            "yellow",
+        )
+    if report.stale_recordings:
+        yield (
+            (
+                f"{len(report.stale_recordings)} stale recordings served (older than max-age): "
+                "refresh them with --promptcache=rewrite, or promptcache_on_expiry = rerecord and "
+                "--promptcache=record"
+            ),
+            "yellow",
+        )
+    if report.unused_recordings:
+        yield (
+            (
+                f"{len(report.unused_recordings)} recordings unused by this run of the whole suite: "
+                "--promptcache-prune deletes them"
+            ),
+            None,
+        )
     if report.budget is not None and report.budget_exceeded:
         limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
         yield f"budget of {limit} reached: {blocked} live calls refused", "red"
@@ -337,6 +455,11 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             yield f"  {usd(b.cost_usd):>9}  {name}", None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
+    for old in report.stale_recordings:
+        when = f"{old.recorded_at:%Y-%m-%d}" if old.recorded_at else "?"
+        yield f"stale: {old.key[:12]} recorded {when}, used by {old.test}", "yellow"
+    for key in report.unused_recordings:
+        yield f"unused: {key}", None
 
 
 def markdown(report: Report) -> str:

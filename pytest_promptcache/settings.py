@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from .rules import KeyRules, RuleError
 from .usage import ModelPrice, PriceError, parse_prices
 
 
@@ -25,6 +27,12 @@ class Mode(StrEnum):
 
 
 MODES_HELP = ", ".join(m.value for m in Mode)
+
+
+class Expiry(StrEnum):
+    WARN = "warn"
+    FAIL = "fail"
+    RERECORD = "rerecord"
 
 
 class SettingsError(ValueError):
@@ -146,6 +154,11 @@ class Settings(BaseModel):
 
     mode: Mode = Mode.REPLAY
     cassette_dir: Path
+    normalize: tuple[str, ...] = ()
+    max_age: timedelta | None = None
+    on_expiry: Expiry = Expiry.WARN
+    # None: exact matching only. A threshold in (0, 1]: replay may serve the most similar recording.
+    similar_threshold: float | None = None
     endpoints: tuple[EndpointPattern, ...] = tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
@@ -194,6 +207,35 @@ def parse_budget(value: str, source: str) -> float:
     return budget
 
 
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([hdw])\s*$")
+_AGE_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(value: str, source: str) -> timedelta:
+    match = _AGE.match(value.lower())
+    if not match:
+        raise SettingsError(f"{source}: {value!r} is not an age; write a number and a unit: 12h, 30d or 2w")
+    return timedelta(**{_AGE_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def parse_match(value: str, source: str) -> float | None:
+    text = value.strip().lower()
+    if text in ("", "exact"):
+        return None
+    kind, _, threshold = text.partition(":")
+    if kind == "similar":
+        try:
+            number = float(threshold)
+        except ValueError:
+            number = -1.0
+        if 0 < number <= 1:
+            return number
+    raise SettingsError(
+        f"{source}: {value!r} is not a matching rule; use 'exact' (the default) or 'similar:THRESHOLD' "
+        "with a threshold in (0, 1], e.g. similar:0.9"
+    )
+
+
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
     raw = str(ini.get(name) or "").strip()
     return parse_count(raw, name, minimum) if raw else None
@@ -207,6 +249,8 @@ def build_settings(
     env: Mapping[str, str],
     ini: Mapping[str, Any],
     cli_budget: str | None = None,
+    cli_max_age: str | None = None,
+    cli_match: str | None = None,
 ) -> Settings:
     """Combine raw option values (CLI > env > ini) into validated settings."""
     if cli_mode is not None:
@@ -238,6 +282,23 @@ def build_settings(
     except PriceError as exc:
         raise SettingsError(str(exc)) from None
     state_raw = str(ini.get("promptcache_state_dir") or "").strip()
+    ignore_fields = tuple(_lines(ini.get("promptcache_ignore_fields")))
+    normalize = tuple(_lines(ini.get("promptcache_normalize")))
+    try:
+        KeyRules.build(ignore_fields, normalize)
+    except RuleError as exc:
+        raise SettingsError(str(exc)) from None
+    age_raw = cli_max_age if cli_max_age is not None else str(ini.get("promptcache_max_age") or "").strip()
+    max_age = parse_age(age_raw, "--promptcache-max-age / promptcache_max_age") if age_raw else None
+    expiry_raw = str(ini.get("promptcache_on_expiry") or "warn").strip().lower()
+    try:
+        on_expiry = Expiry(expiry_raw)
+    except ValueError:
+        raise SettingsError(
+            f"promptcache_on_expiry: {expiry_raw!r} is not one of {', '.join(e.value for e in Expiry)}"
+        ) from None
+    match_raw = cli_match if cli_match is not None else str(ini.get("promptcache_match") or "")
+    similar = parse_match(match_raw, "--promptcache-match / promptcache_match")
     budget_ini = str(ini.get("promptcache_budget") or "").strip()
     if cli_budget is not None:
         budget: float | None = parse_budget(cli_budget, "--promptcache-budget")
@@ -250,7 +311,11 @@ def build_settings(
             mode=mode,
             cassette_dir=cassette_dir,
             endpoints=parse_endpoints(_lines(ini.get("promptcache_endpoints"))),
-            ignore_fields=tuple(_lines(ini.get("promptcache_ignore_fields"))),
+            ignore_fields=ignore_fields,
+            normalize=normalize,
+            max_age=max_age,
+            on_expiry=on_expiry,
+            similar_threshold=similar,
             key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
             secret_headers=secret_headers,
             secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
@@ -274,6 +339,8 @@ class TestOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode | None = None
+    normalize: tuple[str, ...] = ()
+    ignore_fields: tuple[str, ...] = ()
 
     @classmethod
     def from_marker(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> TestOptions:
@@ -291,4 +358,16 @@ class TestOptions(BaseModel):
         mode = kwargs.get("mode")
         if mode is not None and not isinstance(mode, Mode):
             mode = parse_mode(str(mode), f"{where}: @pytest.mark.promptcache(mode=...)")
-        return cls(mode=mode)
+        lists: dict[str, tuple[str, ...]] = {}
+        for name in ("normalize", "ignore_fields"):
+            value = kwargs.get(name, ())
+            if isinstance(value, str):
+                value = (value,)
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"{where}: @pytest.mark.promptcache({name}=...) takes a list of strings")
+            lists[name] = tuple(value)
+        try:
+            KeyRules.build(lists["ignore_fields"], lists["normalize"])
+        except RuleError as exc:
+            raise SettingsError(f"{where}: @pytest.mark.promptcache: {exc}") from None
+        return cls(mode=mode, **lists)

@@ -14,23 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from .models import RecordedResponse
-
-
-class TokenUsage(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+from .models import RecordedResponse, TokenUsage
 
 
 def api_family(path: str) -> str | None:
@@ -236,6 +220,9 @@ class PriceBook:
 
     def __init__(self, overrides: Mapping[str, ModelPrice] | None = None) -> None:
         self.overrides = dict(overrides or {})
+
+    def has_override(self, models: Iterable[str | None]) -> bool:
+        return any(m and (m in self.overrides or _DATE_SUFFIX.sub("", m) in self.overrides) for m in models)
 
     def cost(
         self, usage: TokenUsage, models: Iterable[str | None], family: str | None, url: str, at: datetime

@@ -7,6 +7,8 @@ from collections import Counter
 
 from conftest import FAKE_SECRETS, Suite
 
+from pytest_promptcache.models import SCHEMA_VERSION
+
 
 def test_newcomer_suite_records_once_then_replays_offline_identically(newcomer: Suite) -> None:
     recorded = newcomer.run("--promptcache=record")
@@ -38,7 +40,7 @@ def test_recordings_are_readable_json_without_secrets(newcomer: Suite) -> None:
     assert {p.suffix for p in newcomer.cassettes.iterdir()} == {".json"}
     for key, data in newcomer.recordings().items():
         assert data["key"] == key
-        assert data["schema_version"] == 1
+        assert data["schema_version"] == SCHEMA_VERSION
         assert data["meta"]["test"].startswith("test_app.py::")
     gemini = [d for d in newcomer.recordings().values() if d["request"]["path"].endswith(":generateContent")]
     assert gemini[0]["request"]["query"] == []
