@@ -26,6 +26,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Not ``ru_maxrss``: Linux carries that over from the parent
+    across fork and exec, so a child of a big parent would report the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str]) -> int:
     tool, store, size, distinct, workdir, base_url = argv[:6]
     trace = "notrace" not in argv[6:]
@@ -44,7 +53,7 @@ def main(argv: list[str]) -> int:
     client = httpx2.Client()
     url = f"{base_url}/chat/completions"
     headers = {"content-type": "application/json", "authorization": f"Bearer {_data.API_KEY}"}
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = peak_rss_mib()
     if trace:
         tracemalloc.start()
     started = time.perf_counter()
@@ -76,7 +85,7 @@ def main(argv: list[str]) -> int:
     serve_s = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1] if trace else 0
     tracemalloc.stop()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_after = peak_rss_mib()
     print(
         json.dumps(
             {
@@ -85,8 +94,8 @@ def main(argv: list[str]) -> int:
                 "calls": calls,
                 "setup_s": setup_s,
                 "serve_s": serve_s,
-                "maxrss_before_mib": rss_before / 1024,
-                "maxrss_mib": rss_after / 1024,
+                "maxrss_before_mib": rss_before,
+                "maxrss_mib": rss_after,
                 "tracemalloc_peak_mib": peak / 1024 / 1024 if trace else None,
             }
         )

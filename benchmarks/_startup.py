@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,24 +18,46 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
+# Bytecode caches for the child processes. This environment sets PYTHONDONTWRITEBYTECODE, so without
+# this every child would compile the plugin (and anything else without a cache) from source, which no
+# installed package does; a separate prefix also leaves the source tree untouched.
+PYCACHE = Path(tempfile.gettempdir()) / "promptcache-bench-pycache"
+
+
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PROMPTCACHE_"))}
     env.pop("GITHUB_STEP_SUMMARY", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
+
+
+# ``python -m pytest``, plus one line with the process's own peak RSS (VmHWM) at exit: ``ru_maxrss``
+# of a child is useless here, as Linux carries the parent's over across fork and exec.
+PYTEST = (
+    "import atexit, sys, pytest\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('VmHWM', line.split()[1])\n"
+    "atexit.register(hwm)\n"
+    "sys.argv[0] = 'pytest'\n"
+    "sys.exit(pytest.console_main())\n"
+)
 
 
 def _run_timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
     """Wall seconds, exit code and peak RSS (KiB) of one child process."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+    )
     elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    output = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output.decode(errors='replace')}")
-    return elapsed, proc.returncode, usage.ru_maxrss
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output}")
+    hwm = [int(line.split()[1]) for line in output.splitlines() if line.startswith("VmHWM ")]
+    return elapsed, proc.returncode, hwm[-1] if hwm else 0
 
 
 def trivial_project(workdir: Path) -> Path:
@@ -52,7 +75,7 @@ def pytest_startup(
     each size, runs interleaved, medians reported. Both load every other installed plugin alike."""
     project = trivial_project(workdir)
     env = _clean_env()
-    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_trivial.py"]
+    base = [sys.executable, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "test_trivial.py"]
     results = []
     for size, store in stores.items():
         variants = {
@@ -121,11 +144,9 @@ print(json.dumps({
 
 def configure_breakdown(runs: int) -> dict[str, Any]:
     """What the plugin's import and ``pytest_configure`` steps cost, timed inside fresh interpreters."""
-    import tempfile
-
     samples: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="promptcache-bench-cfg-") as tmp:
-        for _ in range(runs):
+        for _ in range(runs + 1):  # the first fills the bytecode cache and is dropped
             proc = subprocess.run(
                 [sys.executable, "-c", BREAKDOWN, tmp],
                 capture_output=True,
@@ -135,6 +156,7 @@ def configure_breakdown(runs: int) -> dict[str, Any]:
                 cwd=tmp,
             )
             samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    samples = samples[1:]
     steps = [k for k, v in samples[0].items() if isinstance(v, float)]
     return {
         "runs": runs,
@@ -147,6 +169,7 @@ def import_times(top: int = 12) -> dict[str, Any]:
     """``python -X importtime``: what importing the plugin module costs, and the modules that cost most
     (cumulative µs). pytest is imported first, so the plugin's own share is what is left."""
     code = "import pytest; import pytest_promptcache.plugin"
+    subprocess.run([sys.executable, "-c", code], env=_clean_env(), check=True)  # fill the bytecode cache
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
         capture_output=True,

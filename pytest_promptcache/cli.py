@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .migrate import migrate_directory
 from .miss import pretty_request
-from .models import CanonicalRequest, RecordedResponse, Recording, SSEEvent, TokenUsage
+from .models import SCHEMA_VERSION, CanonicalRequest, RecordedResponse, Recording, SSEEvent, TokenUsage
 from .report import NO_MODEL, usd
 from .scrub import REDACTED, secret_env_values
 from .settings import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_PARAMS, DEFAULT_SECRET_PATTERNS
@@ -902,6 +903,27 @@ def human_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
 
+def cmd_migrate(args: argparse.Namespace, project: Project) -> int:
+    directory = project.existing_directory()
+    results = migrate_directory(directory, project.prices, dry_run=args.dry_run)
+    failed = [r for r in results if r.error is not None]
+    for result in results:
+        if result.error is not None:
+            print(f"{display(result.path)}: not migrated: {result.error}")
+        else:
+            verb = "would migrate" if args.dry_run else "migrated"
+            print(f"{verb} {display(result.path)} (schema {result.old_version} -> {SCHEMA_VERSION})")
+    done = len(results) - len(failed)
+    if args.dry_run:
+        print(
+            f"would migrate {plural(done, 'recording')} in {display(directory)}; "
+            "nothing was written (dry run)"
+        )
+    else:
+        print(f"{plural(done, 'recording')} migrated to schema {SCHEMA_VERSION} in {display(directory)}")
+    return 1 if failed else 0
+
+
 def cmd_stats(args: argparse.Namespace, project: Project) -> int:
     directory = project.existing_directory()
     entries, errors = load_all(directory, project.prices)
@@ -1024,6 +1046,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="check only these files (as pre-commit passes them); default: the whole directory",
     )
+
+    migrate = command(
+        "migrate", cmd_migrate, "rewrite recordings of older schema versions in the current one"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="list what would be rewritten; write nothing")
 
     stats = command("stats", cmd_stats, "recordings, size, tokens and cost when recorded, by model")
     stats.add_argument("--json", action="store_true", help="machine-readable output")

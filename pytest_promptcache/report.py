@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .models import RecordedResponse, TokenUsage
-from .usage import PriceBook, api_family, extract
+from .usage import PriceBook, measure
 
 if TYPE_CHECKING:
     from .engine import CallEvent
@@ -281,15 +281,7 @@ class Ledger:
     def measure(
         self, response: RecordedResponse, path: str, model: str | None, url: str, at: datetime
     ) -> tuple[TokenUsage | None, float | None]:
-        """Usage and USD of one response, priced at ``at``; (None, None) for an error or no usage."""
-        if response.status >= 400:
-            return None, None
-        family = api_family(path)
-        usage, response_model = extract(response, family)
-        if usage is None:
-            return None, None
-        cost = self.prices.cost(usage, (response_model, model), family, url.split("?", 1)[0], at)
-        return usage, None if cost is None else _money(cost)
+        return measure(response, path, model, url, at, self.prices)
 
     @staticmethod
     def _record(event: CallEvent, usage: TokenUsage | None, cost: float | None) -> CallRecord:

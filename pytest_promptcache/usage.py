@@ -152,6 +152,20 @@ def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenU
     return usage, model
 
 
+def measure(
+    response: RecordedResponse, path: str, model: str | None, url: str, at: datetime, prices: PriceBook
+) -> tuple[TokenUsage | None, float | None]:
+    """Usage and USD of one response, priced at ``at``; (None, None) for an error or no usage."""
+    if response.status >= 400:
+        return None, None
+    family = api_family(path)
+    usage, response_model = extract(response, family)
+    if usage is None:
+        return None, None
+    cost = prices.cost(usage, (response_model, model), family, url.split("?", 1)[0], at)
+    return usage, None if cost is None else float(round(cost, 10))
+
+
 # -- prices ------------------------------------------------------------------------------------------
 
 PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")

@@ -1,0 +1,64 @@
+"""Upgrading recording files to the current schema (``promptcache migrate``).
+
+Older files keep replaying without this; migrating makes them cheaper to replay and uniform to review.
+The request, and therefore the key and the file name, never change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .models import SCHEMA_VERSION, Recording
+from .store import SUFFIX, CorruptRecording, dumps_recording, read_recording, write_atomic
+from .usage import PriceBook, measure
+
+
+def upgrade(recording: Recording, prices: PriceBook) -> Recording:
+    """The same recording in the current schema. 1 → 2: usage and cost at recorded_at into meta."""
+    if recording.schema_version == SCHEMA_VERSION:
+        return recording
+    meta = recording.meta
+    usage, cost = measure(
+        recording.response,
+        recording.request.path,
+        recording.request.model,
+        meta.url,
+        meta.recorded_at,
+        prices,
+    )
+    return recording.model_copy(
+        update={
+            "schema_version": SCHEMA_VERSION,
+            "meta": meta.model_copy(update={"usage": usage, "cost_usd": cost}),
+        }
+    )
+
+
+@dataclass
+class Migration:
+    path: Path
+    old_version: object
+    error: str | None = None
+
+
+def migrate_directory(directory: Path, prices: PriceBook, *, dry_run: bool = False) -> list[Migration]:
+    """Every recording below the current schema, upgraded (unless ``dry_run``); unusable files reported."""
+    done: list[Migration] = []
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        try:
+            version = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
+        except (OSError, ValueError, AttributeError):
+            version = None
+        if version == SCHEMA_VERSION:
+            continue
+        try:
+            recording = read_recording(path)
+        except CorruptRecording as exc:
+            done.append(Migration(path, version, exc.reason))
+            continue
+        if not dry_run:
+            write_atomic(path, dumps_recording(upgrade(recording, prices).to_json_data()))
+        done.append(Migration(path, version))
+    return done
