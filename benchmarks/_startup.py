@@ -53,7 +53,7 @@ def _run_timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, i
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
     )
     elapsed = time.perf_counter() - started
-    output = proc.stdout.decode(errors="replace")
+    output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{output}")
     hwm = [int(line.split()[1]) for line in output.splitlines() if line.startswith("VmHWM ")]
