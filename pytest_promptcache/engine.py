@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
+from typing import Any
 
 from . import __version__
 from .flight import Flight, Flights, Wait
@@ -27,7 +28,7 @@ from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
 from .state import SharedState, default_state_root
-from .store import CassetteStore, CorruptRecording
+from .store import CassetteStore, CorruptRecording, Entry
 from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
 from .usage import PriceBook
 
@@ -197,19 +198,20 @@ class Engine:
                 )
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
-        self._emit(
+        return self._replayed(ctx, url, canonical, key, entry, stale=stale)
+
+    def _replayed(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, entry: Entry, **extra: Any
+    ) -> Replay:
+        self._record_call(
             ctx,
-            CallEvent(
-                test=ctx.nodeid,
-                mode=ctx.mode,
-                outcome=Outcome.REPLAYED,
-                url=url,
-                model=canonical.model,
-                key=key,
-                status=entry.replay.status,
-                recording=entry.recording,
-                stale=stale,
-            ),
+            Outcome.REPLAYED,
+            url,
+            canonical.model,
+            key,
+            status=entry.replay.status,
+            recording=entry.recording,
+            **extra,
         )
         return entry.replay
 
@@ -247,23 +249,16 @@ class Engine:
             return None
         if entry is None:
             return None
-        self._emit(
+        return self._replayed(
             ctx,
-            CallEvent(
-                test=ctx.nodeid,
-                mode=ctx.mode,
-                outcome=Outcome.REPLAYED,
-                url=url,
-                model=canonical.model,
-                key=key,
-                status=entry.replay.status,
-                recording=entry.recording,
-                served_key=served_key,
-                similarity=round(score, 4),
-                stale=self._is_stale(entry.recording),
-            ),
+            url,
+            canonical,
+            key,
+            entry,
+            served_key=served_key,
+            similarity=round(score, 4),
+            stale=self._is_stale(entry.recording),
         )
-        return entry.replay
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
         """After waiting for an identical call: its failure, shared (raised or served), or None to ask
@@ -275,18 +270,14 @@ class Engine:
         key, canonical = self.keyer.key_for(raw, ctx.rules)
         detail = "an identical call in flight failed: "
         detail += repr(flight.exception) if flight.exception is not None else f"HTTP {flight.response.status}"  # type: ignore[union-attr]
-        self._emit(
+        self._record_call(
             ctx,
-            CallEvent(
-                test=ctx.nodeid,
-                mode=ctx.mode,
-                outcome=Outcome.SHARED_FAILURE,
-                url=display_url(raw, self.scrubber),
-                model=canonical.model,
-                key=key,
-                status=flight.response.status if flight.response is not None else None,
-                detail=detail,
-            ),
+            Outcome.SHARED_FAILURE,
+            display_url(raw, self.scrubber),
+            canonical.model,
+            key,
+            status=flight.response.status if flight.response is not None else None,
+            detail=detail,
         )
         if flight.exception is not None:
             raise flight.exception
@@ -339,19 +330,7 @@ class Engine:
         once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
         """
         self.problem(ctx, message)
-        self._emit(
-            ctx,
-            CallEvent(
-                test=ctx.nodeid,
-                mode=ctx.mode,
-                outcome=outcome,
-                url=url,
-                model=canonical.model,
-                key=key,
-                status=404,
-                detail=message,
-            ),
-        )
+        self._record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
         return build_replay(
             RecordedResponse(
                 status=404,
@@ -372,11 +351,18 @@ class Engine:
         with self._lock:
             ctx.problems.append(message)
 
-    def _emit(self, ctx: TestContext, event: CallEvent) -> None:
+    def _record_call(
+        self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any
+    ) -> CallEvent:
+        """Every intercepted call ends here once: in the test's calls, the session's, and the ledger."""
+        event = CallEvent(
+            test=ctx.nodeid, mode=ctx.mode, outcome=outcome, url=url, model=model, key=key, **fields
+        )
         with self._lock:
             ctx.calls.append(event)
             self.events.append(event)
         self.ledger.add(event)
+        return event
 
     # -- saving --------------------------------------------------------------------------------------
 
@@ -429,16 +415,9 @@ class LiveCall:
         self.flight = flight
         self._started = time.perf_counter()
 
-    def _event(self, outcome: Outcome, **kw: object) -> CallEvent:
-        return CallEvent(
-            test=self._ctx.nodeid,
-            mode=self._ctx.mode,
-            outcome=outcome,
-            url=self.url,
-            model=self.canonical.model if self.canonical else None,
-            key=self.key,
-            **kw,  # type: ignore[arg-type]
-        )
+    def _record_call(self, outcome: Outcome, **fields: Any) -> CallEvent:
+        model = self.canonical.model if self.canonical else None
+        return self._engine._record_call(self._ctx, outcome, self.url, model, self.key, **fields)
 
     def _finish(self, *, exception: BaseException | None = None, response: Replay | None = None) -> None:
         if self.flight is not None:
@@ -465,7 +444,7 @@ class LiveCall:
     # -- what came back ----------------------------------------------------------------------------------
 
     def failed(self, exc: BaseException) -> None:
-        self._engine._emit(self._ctx, self._event(Outcome.ERROR, detail=f"transport error: {exc!r}"))
+        self._record_call(Outcome.ERROR, detail=f"transport error: {exc!r}")
         self._finish(exception=exc)
 
     def response(self, status: int, headers: list[tuple[str, str]]) -> BodyRecorder | None:
@@ -473,7 +452,7 @@ class LiveCall:
         to hand the response to the client untouched."""
         latency_ms = (time.perf_counter() - self._started) * 1000
         if not is_recordable_status(status):
-            self._engine._emit(self._ctx, self._event(Outcome.ERROR, status=status, detail=f"HTTP {status}"))
+            self._record_call(Outcome.ERROR, status=status, detail=f"HTTP {status}")
             if self.flight is None:
                 return None
             # Waiting identical calls get this same answer once its body has been read.
@@ -486,7 +465,7 @@ class LiveCall:
 
         def complete(response: RecordedResponse) -> None:
             if not self.save or self.key is None or self.canonical is None:
-                self._engine._emit(self._ctx, self._event(Outcome.LIVE, status=status, response=response))
+                self._record_call(Outcome.LIVE, status=status, response=response)
                 return
             now = datetime.now(UTC)
             usage, cost = self._engine.ledger.measure(
@@ -512,20 +491,18 @@ class LiveCall:
                 self._engine.problem(
                     self._ctx, f"promptcache: could not save the recording for {self.url}: {exc}"
                 )
-                self._engine._emit(self._ctx, self._event(Outcome.LIVE, status=status, response=response))
+                self._record_call(Outcome.LIVE, status=status, response=response)
                 self._finish()
                 return
             if self._ctx.mode is Mode.REWRITE:
                 self._engine.state.mark_rewritten(self.key)
-            event = self._event(Outcome.RECORDED, status=status, recording=recording)
-            self._engine._emit(self._ctx, event)
+            event = self._record_call(Outcome.RECORDED, status=status, recording=recording)
             self._finish()
             self._charge_tokens(event)
 
         def incomplete(reason: str, failed: bool) -> None:
             outcome = Outcome.ERROR if failed else Outcome.LIVE
-            event = self._event(outcome, status=status, detail=f"not saved: {reason}")
-            self._engine._emit(self._ctx, event)
+            self._record_call(outcome, status=status, detail=f"not saved: {reason}")
             self._finish()
 
         return BodyRecorder(status=status, headers=headers, on_complete=complete, on_incomplete=incomplete)
