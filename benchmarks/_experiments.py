@@ -130,6 +130,87 @@ def miss_times(
     }
 
 
+# -- proposed: the per-call replay path ----------------------------------------------------------------
+
+
+def proposed_raw_request(request: Any, body: bytes) -> Any:
+    """Proposed ``intercept.raw_request``: the same RawRequest, built with the headers' encoding looked up
+    once (``Headers.multi_items`` evaluates the ``encoding`` property twice per header) and no
+    ``QueryParams`` parse for a URL without a query."""
+    from pytest_promptcache.keys import RawRequest
+
+    url = request.url
+    headers = request.headers
+    encoding = headers.encoding
+    return RawRequest(
+        method=request.method,
+        scheme=url.scheme,
+        host=url.host,
+        port=url.port,
+        path=url.path,
+        query=tuple(url.params.multi_items()) if url.query else (),
+        headers=tuple((k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw),
+        body=body,
+    )
+
+
+def proposed_learn(self: Any, headers: Any) -> None:
+    """Proposed ``Scrubber.learn``: RawRequest header names are lowercase already, so no ``lower()``
+    per header (an SDK sends ~17) to find the one or two credential headers."""
+    from pytest_promptcache.scrub import MIN_SECRET_LENGTH, REDACTED
+
+    new: dict[str, str] = {}
+    for name, value in headers:
+        if name not in self.secret_headers:
+            continue
+        value = value.strip()
+        scheme, _, rest = value.partition(" ")
+        if rest and scheme.lower() in ("bearer", "basic", "token"):
+            value = rest.strip()
+        if len(value) >= MIN_SECRET_LENGTH and value not in self._values:
+            new[value] = REDACTED
+    if new:
+        with self._lock:
+            self._values = {**self._values, **new}
+            self._ordered = self._order(self._values)
+
+
+@contextlib.contextmanager
+def proposed_replay_path(tool: _replay.PluginTool) -> Iterator[None]:
+    """The plugin installed, with the proposed ``raw_request`` and ``learn`` swapped in."""
+    import types
+
+    from pytest_promptcache import intercept
+
+    original = intercept.raw_request
+    intercept.raw_request = proposed_raw_request
+    scrubber = tool.engine.scrubber
+    scrubber.learn = types.MethodType(proposed_learn, scrubber)  # type: ignore[method-assign]
+    try:
+        with tool.active():
+            yield
+    finally:
+        intercept.raw_request = original
+        del scrubber.learn
+
+
+def check_proposed_raw_request() -> None:
+    """The proposed RawRequest equals the current one, for httpx and httpx2, with and without a query."""
+    import httpx
+    import httpx2
+
+    from pytest_promptcache import intercept
+
+    for module in (httpx, httpx2):
+        client = module.Client()
+        for url in ("http://h:1/v1/chat/completions", "https://h/v1/x:generateContent?key=abc&b=1&b=2"):
+            request = client.build_request(
+                "POST", url, content=b"{}", headers={"Authorization": "Bearer x", "X-Y": "é".encode()}
+            )
+            assert proposed_raw_request(request, b"{}") == intercept.raw_request(request, b"{}"), url
+        client.close()
+
+
 # -- where one replayed call's time goes ----------------------------------------------------------------
 
 

@@ -220,11 +220,10 @@ class Cell:
         for v in self.variants:
             out[f"{v}_us"] = self.median(v)
             out[f"{v}_rounds_us"] = [round(x, 2) for x in self.variants[v]]
-        if PLUGIN in self.variants and FLOOR in self.variants:
-            out["promptcache_over_floor_us"] = self.paired(PLUGIN, FLOOR, "diff")
-            out["promptcache_ratio_to_floor"] = self.paired(PLUGIN, FLOOR)
-        if VCR in self.variants and FLOOR in self.variants:
-            out["vcrpy_ratio_to_floor"] = self.paired(VCR, FLOOR)
+        for v in self.variants:
+            if v != FLOOR and FLOOR in self.variants:
+                out[f"{v}_over_floor_us"] = self.paired(v, FLOOR, "diff")
+                out[f"{v}_ratio_to_floor"] = self.paired(v, FLOOR)
         if VCR in self.variants and PLUGIN in self.variants:
             out["vcrpy_over_promptcache"] = self.paired(VCR, PLUGIN)
         out.update(self.extra)
@@ -257,7 +256,10 @@ def measure_cell(
     batch_seconds: float,
     max_calls: int,
     log: Callable[[str], None],
+    extra: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] | None = None,
 ) -> Cell:
+    """One cell. ``extra`` adds variants: the default client under a context of its own (the plugin
+    with a proposed change applied, say)."""
     import httpx
     import httpx2
 
@@ -271,6 +273,9 @@ def measure_cell(
     if vcr_tool is not None:
         call, close = path.make(base_url, None, hot)
         setups.append(Setup(VCR, call, close, vcr_tool.active))
+    for name, context in (extra or {}).items():
+        call, close = path.make(base_url, None, hot)
+        setups.append(Setup(name, call, close, context))
 
     cell = Cell(path.name, size)
     # Check every variant serves the right answer, warm up, and size its batch to ~batch_seconds.
@@ -284,7 +289,7 @@ def measure_cell(
             per_call = time_batch(setup.call, hot, probe)
             if per_call * probe / 1e6 < batch_seconds / 10:
                 per_call = time_batch(setup.call, hot, max(probe, int(batch_seconds / 10 / (per_call / 1e6))))
-        if plugin is not None and setup.name == PLUGIN:
+        if plugin is not None and setup.name != VCR:
             problems = plugin.problems()
             if problems:
                 raise AssertionError(f"promptcache reported problems: {problems[0][:500]}")

@@ -69,7 +69,11 @@ def trivial_project(workdir: Path) -> Path:
 
 
 def pytest_startup(
-    workdir: Path, stores: dict[int, Path], runs: int, log: Callable[[str], None]
+    workdir: Path,
+    stores: dict[int, Path],
+    runs: int,
+    log: Callable[[str], None],
+    proposed: Path | None = None,
 ) -> list[dict[str, Any]]:
     """``pytest`` on one trivial test: ``-p no:promptcache`` against the plugin loaded on a store of
     each size, runs interleaved, medians reported. Both load every other installed plugin alike."""
@@ -83,18 +87,22 @@ def pytest_startup(
             # --promptcache-dir only parses when the plugin is loaded: the run itself proves it is.
             "with": [*base, f"--promptcache-dir={store}"],
         }
+        envs = {"without": env, "with": env}
+        if proposed is not None:
+            variants["proposed"] = variants["with"]
+            envs["proposed"] = {**env, "PYTHONPATH": str(proposed)}
         # One unmeasured run each: the first import of a module tree pays for the OS file cache.
-        for cmd in variants.values():
-            _run_timed(cmd, project, env)
+        for name, cmd in variants.items():
+            _run_timed(cmd, project, envs[name])
         times: dict[str, list[float]] = {name: [] for name in variants}
         rss: dict[str, list[int]] = {name: [] for name in variants}
         for r in range(runs):
             for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
-                elapsed, _, maxrss = _run_timed(variants[name], project, env)
+                elapsed, _, maxrss = _run_timed(variants[name], project, envs[name])
                 times[name].append(elapsed)
                 rss[name].append(maxrss)
         paired = [w - wo for w, wo in zip(times["with"], times["without"], strict=True)]
-        row = {
+        row: dict[str, Any] = {
             "size": size,
             "runs": runs,
             "without_ms": statistics.median(times["without"]) * 1000,
@@ -105,9 +113,16 @@ def pytest_startup(
             "without_maxrss_mib": statistics.median(rss["without"]) / 1024,
             "with_maxrss_mib": statistics.median(rss["with"]) / 1024,
         }
+        if proposed is not None:
+            pairs = zip(times["proposed"], times["without"], strict=True)
+            row["proposed_ms"] = statistics.median(times["proposed"]) * 1000
+            row["proposed_added_ms"] = statistics.median(p - wo for p, wo in pairs) * 1000
+            row["proposed_rounds_ms"] = [round(t * 1000, 1) for t in times["proposed"]]
+            row["proposed_maxrss_mib"] = statistics.median(rss["proposed"]) / 1024
         log(
             f"    pytest start-up, {size:>7} recordings: without {row['without_ms']:7.1f} ms  "
             f"with {row['with_ms']:7.1f} ms  added {row['added_ms']:6.1f} ms"
+            + (f"  (proposed change: added {row['proposed_added_ms']:6.1f} ms)" if proposed else "")
         )
         results.append(row)
     return results

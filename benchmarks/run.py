@@ -11,6 +11,7 @@ removed at the end (``--keep`` keeps it). See ``benchmarks/README.md`` for what 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -28,6 +29,7 @@ sys.path.insert(0, str(HERE))
 import _data  # noqa: E402
 import _experiments  # noqa: E402
 import _firstchunk  # noqa: E402
+import _proposed_startup  # noqa: E402
 import _replay  # noqa: E402
 import _report  # noqa: E402
 import _startup  # noqa: E402
@@ -54,8 +56,8 @@ class Config:
 
 FULL = Config(
     name="full",
-    rounds=11,
-    batch_seconds=0.12,
+    rounds=21,
+    batch_seconds=0.06,
     max_calls=5000,
     plugin_sizes=(10, 200, 1000, 100_000),
     vcr_sizes=(10, 200, 1000, 10_000),
@@ -71,8 +73,8 @@ FULL = Config(
 )
 QUICK = Config(
     name="quick",
-    rounds=5,
-    batch_seconds=0.04,
+    rounds=7,
+    batch_seconds=0.025,
     max_calls=2000,
     plugin_sizes=(10, 200, 1000),
     vcr_sizes=(10, 200, 1000),
@@ -145,7 +147,12 @@ def per_call(cfg: Config, data: Data, log: Log) -> tuple[list[dict[str, Any]], d
             vcr_tool = _replay.VcrTool(data.cassette(size))
             vcr_load[size] = {"load_s": vcr_tool.load_seconds, "interactions": len(vcr_tool.cassette.data)}
             log(f"  vcrpy loaded {size:,} interactions in {vcr_tool.load_seconds:.2f} s")
-        paths = cfg.sdk_paths if size == cfg.plugin_sizes[0] else SCALE_PATHS
+        first = size == cfg.plugin_sizes[0]
+        paths = cfg.sdk_paths if first else SCALE_PATHS
+        extra = None
+        if first:
+            _experiments.check_proposed_raw_request()
+            extra = {"proposed": functools.partial(_experiments.proposed_replay_path, plugin)}
         for name in paths:
             path = _replay.PATHS[name]
             hot = _data.spread(10 if path.stream else size, HOT)
@@ -162,6 +169,7 @@ def per_call(cfg: Config, data: Data, log: Log) -> tuple[list[dict[str, Any]], d
                 cfg.batch_seconds,
                 cfg.max_calls,
                 log,
+                extra,
             )
             summary = cell.summary()
             summary["kind"] = "warm"
@@ -286,7 +294,25 @@ def main(argv: list[str] | None = None) -> int:
         if "startup" in sections:
             log("2. start-up: pytest on one trivial test, without and with the plugin")
             stores = {size: data.store(size) for size in cfg.startup_sizes}
-            results["startup"] = _startup.pytest_startup(workdir, stores, cfg.startup_runs, log)
+            proposed: Path | None = None
+            try:
+                proposed = _proposed_startup.apply(workdir)
+                checks = _proposed_startup.verify(
+                    proposed,
+                    data.store(cfg.plugin_sizes[0]),
+                    workdir,
+                    templates.base_url,
+                    _startup._clean_env(),
+                )
+                results["startup_proposed_checks"] = checks
+                ok = all(c.get("patched") and c.get("served") and c.get("restored") for c in checks)
+                log(f"    proposed start-up change applied to a copy; intercepts either way round: {ok}")
+                if not ok:
+                    proposed = None
+            except _proposed_startup.DoesNotApplyError as exc:
+                results["startup_proposed_checks"] = [{"error": str(exc)}]
+                log(f"    proposed start-up change does not apply to the current package: {exc}")
+            results["startup"] = _startup.pytest_startup(workdir, stores, cfg.startup_runs, log, proposed)
             results["startup_breakdown"] = _startup.configure_breakdown(cfg.startup_runs)
             results["import_time"] = _startup.import_times()
             log(f"    in-process breakdown (median ms): {results['startup_breakdown']['median_ms']}")
