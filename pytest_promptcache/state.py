@@ -99,20 +99,23 @@ class SharedState:
     """One directory per cassette directory; below it, one per test session (an xdist run shares one)."""
 
     def __init__(self, root: Path, session_id: str | None) -> None:
+        """``session_id`` names a session several processes share (xdist's test run id); without one,
+        the session's own state stays in memory and nothing is created on disk until a lock is needed."""
         self.root = root
         self.shared_session = session_id is not None
-        self.session_id = session_id or f"solo-{os.getpid()}-{time.time_ns()}"
+        self.session_id = session_id or f"solo-{os.getpid()}"
         self.session_dir = root / "sessions" / self.session_id
         self._lock = threading.Lock()
         self._local_rewritten: set[str] = set()
         self._local_spend = 0.0
-        try:
-            self.session_dir.mkdir(parents=True, exist_ok=True)
-            self._sweep()
-        except OSError:
-            # State is an optimisation and a coordination aid: without a writable temp dir, fall back to
-            # what one process can do alone.
-            self.shared_session = False
+        if self.shared_session:
+            try:
+                self.session_dir.mkdir(parents=True, exist_ok=True)
+                self._sweep()
+            except OSError:
+                # Coordination is an aid: without a writable state directory, each process does what
+                # it can alone.
+                self.shared_session = False
 
     def key_lock(self, key: str) -> FileLock:
         return FileLock(self.root / "locks" / f"{key}.lock")
