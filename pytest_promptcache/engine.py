@@ -7,24 +7,23 @@ responses of the right module.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
 from . import __version__
+from .context import Session, TestContext
 from .flight import Flight, Flights, Wait
 from .keys import HookError, Keyer, RawRequest, display_url
 from .miss import miss_message, most_similar, nearest, record_command
 from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
 from .report import CallRecord, Ledger
-from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
 from .state import SharedState, default_state_root
@@ -73,31 +72,30 @@ class CallEvent:
     record: CallRecord | None = None
 
 
-@dataclass
-class TestContext:
-    nodeid: str | None
-    mode: Mode
-    # The test as the user would name it on the command line, from where they ran pytest.
-    target: str | None = None
-    rules: KeyRules | None = None
-    problems: list[str] = field(default_factory=list)
-    calls: list[CallEvent] = field(default_factory=list)
-
-
 class Engine:
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    """What one call does. ``session`` says which test is running; without one (benchmarks, scripts),
+    the engine makes its own and every call belongs to no test."""
+
+    def __init__(
+        self, settings: Settings, env: Mapping[str, str] | None = None, session: Session | None = None
+    ) -> None:
+        if session is None:
+            session = Session(settings, env)
+            session._engine = self
+        self.session = session
         self.settings = settings
+        env = session.env
         self.scrubber = Scrubber(
             secret_headers=settings.secret_headers,
             secret_params=settings.secret_params,
             patterns=settings.secret_patterns,
-            env=os.environ if env is None else env,
+            env=env,
         )
-        self.keyer = Keyer(settings, self.scrubber)
+        self.keyer = Keyer(settings, self.scrubber, session.default_rules)
         self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
         self.state = SharedState(
             settings.state_dir or default_state_root(settings.cassette_dir),
-            session_id=(env if env is not None else os.environ).get("PYTEST_XDIST_TESTRUNUID") or None,
+            session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None,
         )
         self.flights = Flights(self.state)
         self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
@@ -106,41 +104,23 @@ class Engine:
         self.events: list[CallEvent] = []
         self._started_at = datetime.now(UTC)
         self._lock = threading.Lock()
-        # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
-        self._context = TestContext(nodeid=None, mode=settings.mode)
 
-    # -- test lifecycle (driven by the plugin) -------------------------------------------------------
-
-    def begin_test(
-        self, nodeid: str, mode: Mode | None = None, target: str | None = None, rules: KeyRules | None = None
-    ) -> TestContext:
-        self._context = TestContext(
-            nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid, rules=rules
-        )
-        return self._context
-
-    def end_test(self) -> None:
-        self._context = TestContext(nodeid=None, mode=self.settings.mode)
-
-    @property
-    def context(self) -> TestContext:
-        return self._context
-
-    def take_problems(self) -> list[str]:
-        ctx = self._context
-        with self._lock:
-            problems, ctx.problems[:] = list(ctx.problems), []
-        return problems
+    def engine(self) -> Engine:
+        """An engine is its own source of engines, as far as the interceptor is concerned."""
+        return self
 
     def handles(self, host: str, path: str) -> bool:
-        return self.settings.is_llm_endpoint(host.lower(), path)
+        return self.session.handles(host, path)
+
+    def problem(self, ctx: TestContext, message: str) -> None:
+        self.session.problem(ctx, message)
 
     # -- one call --------------------------------------------------------------------------------------
 
     def start(self, raw: RawRequest) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the interceptor must send and report back on, or something
         to wait for (an identical call in flight) before asking again."""
-        ctx = self._context
+        ctx = self.session.context
         self.scrubber.learn(raw.headers)
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
@@ -266,7 +246,7 @@ class Engine:
         flight = wait.failure
         if flight is None:
             return None
-        ctx = self._context
+        ctx = self.session.context
         key, canonical = self.keyer.key_for(raw, ctx.rules)
         detail = "an identical call in flight failed: "
         detail += repr(flight.exception) if flight.exception is not None else f"HTTP {flight.response.status}"  # type: ignore[union-attr]
@@ -346,10 +326,6 @@ class Engine:
                 },
             )
         )
-
-    def problem(self, ctx: TestContext, message: str) -> None:
-        with self._lock:
-            ctx.problems.append(message)
 
     def _record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any

@@ -1,227 +1,140 @@
-"""Patches the transports of httpx2 and httpx (whichever are importable), sync and async.
+"""Patches the transports of httpx2 and httpx, sync and async, for as long as a session is installed.
 
-Requests to LLM endpoints go to the active engine; everything else goes straight through. Patching is
-reference-counted as a stack of engines, so a pytest run inside a pytest run (pytester) works and the
-last uninstall restores the original methods exactly.
+Requests to LLM endpoints go to the active session's engine; everything else goes straight through.
+A module already imported is patched at once; one imported later is patched as its import finishes (a
+post-import hook on ``sys.meta_path``), so the plugin never imports httpx itself: a suite that does not
+use it pays nothing. Sessions form a stack, so a pytest run inside a pytest run (pytester) works, and
+the last uninstall restores the original methods exactly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib
+import importlib.abc
+import importlib.machinery
+import sys
 import threading
-import time
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .engine import Engine, LiveCall
-from .flight import Wait
-from .keys import RawRequest
-from .streams import Replay, StreamTypes, make_stream_types
+if TYPE_CHECKING:
+    from .engine import Engine
 
 # Each client module and the connection-pool module below its default transport.
 MODULE_NAMES = {"httpx2": "httpcore2", "httpx": "httpcore"}
 
 
-@dataclass(frozen=True)
-class Flavor:
-    """One httpx-like module and the stream classes its clients accept."""
+class Source(Protocol):
+    """What the interceptor routes to: a plugin session, or an engine used on its own."""
 
-    name: str
-    module: ModuleType
-    streams: StreamTypes
-    # The pool methods below the transport as they were at install time.
-    pool_methods: tuple[tuple[type, str, Any], ...] = ()
+    def handles(self, host: str, path: str) -> bool: ...
 
-    def mocked_below(self) -> bool:
-        """True while a mocking library (respx) has replaced the connection pool under the transport.
-
-        Such a test answers its HTTP calls itself and never reaches the network, so its LLM calls are
-        its own business: intercepting them would turn the mock's answers into replay misses.
-        """
-        return any(cls.__dict__.get(attr) is not original for cls, attr, original in self.pool_methods)
-
-    def response(self, replay: Replay, request: Any) -> Any:
-        return self.module.Response(
-            status_code=replay.status,
-            headers=replay.headers,
-            stream=self.streams.replay(replay.chunks),
-            request=request,
-        )
+    def engine(self) -> Engine: ...
 
 
-def raw_request(request: Any, body: bytes) -> RawRequest:
-    url = request.url
-    return RawRequest(
-        method=request.method,
-        scheme=url.scheme,
-        host=url.host,
-        port=url.port,
-        path=url.path,
-        query=tuple(url.params.multi_items()),
-        headers=tuple((k.lower(), v) for k, v in request.headers.multi_items()),
-        body=body,
-    )
+_lock = threading.RLock()
+_sources: list[Source] = []
+_originals: dict[str, list[tuple[type, str, Callable[..., Any]]]] = {}
 
 
-_lock = threading.Lock()
-_engines: list[Engine] = []
-_originals: list[tuple[type, str, Callable[..., Any]]] = []
+def active() -> Source | None:
+    return _sources[-1] if _sources else None
 
 
-def active_engine() -> Engine | None:
-    return _engines[-1] if _engines else None
+def patched_modules() -> list[str]:
+    return sorted(_originals)
 
 
-def _sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
-    def handle_request(self: Any, request: Any) -> Any:
-        engine = active_engine()
-        if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
-            return original(self, request)
-        raw = raw_request(request, request.read())
-        while True:
-            decision = engine.start(raw)
-            if not isinstance(decision, Wait):
+def _patch(name: str) -> None:
+    if name in _originals:
+        return
+    module = sys.modules[name]
+    # "from .transport import ..." (not "from . import transport"): it goes through sys.modules, so a
+    # fresh import of this package (pytester in-process runs re-import it) never meets a stale module.
+    from .transport import async_handler, make_flavor, sync_handler
+
+    flavor = make_flavor(module, MODULE_NAMES[name])
+    saved: list[tuple[type, str, Callable[..., Any]]] = []
+    for cls, attr, make in (
+        (module.HTTPTransport, "handle_request", sync_handler),
+        (module.AsyncHTTPTransport, "handle_async_request", async_handler),
+    ):
+        original = cls.__dict__[attr]
+        saved.append((cls, attr, original))
+        setattr(cls, attr, make(flavor, original))
+    _originals[name] = saved
+
+
+def _unpatch_all() -> None:
+    for saved in _originals.values():
+        for cls, attr, original in reversed(saved):
+            setattr(cls, attr, original)
+    _originals.clear()
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of httpx/httpx2 so they are patched once imported."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in MODULE_NAMES:
+            return None
+        # Ask the finders after this one, as the import system would have.
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec: importlib.machinery.ModuleSpec | None = find(fullname, path, target)
+            if spec is not None:
                 break
-            decision.wait_sync()
-            shared = engine.after_wait(decision, raw)
-            if shared is not None:
-                return flavor.response(shared, request)
-        if isinstance(decision, Replay):
-            return flavor.response(decision, request)
-        return _send_sync(flavor, original, self, request, decision)
-
-    handle_request.__wrapped__ = original  # type: ignore[attr-defined]
-    return handle_request
+        else:
+            return None
+        if spec.loader is None:
+            return None
+        spec.loader = _PatchingLoader(spec.loader, fullname)
+        return spec
 
 
-def _send_sync(
-    flavor: Flavor, original: Callable[..., Any], transport: Any, request: Any, call: LiveCall
-) -> Any:
-    wait = call.pace()
-    if wait > 0:
-        time.sleep(wait)
-    attempt = 0
-    while True:
-        try:
-            response = original(transport, request)
-        except BaseException as exc:
-            call.failed(exc)
-            raise
-        headers = response.headers.multi_items()
-        delay = call.retry_delay(response.status_code, headers, attempt)
-        if delay is None:
-            break
-        response.close()
-        time.sleep(delay)
-        attempt += 1
-    recorder = call.response(response.status_code, headers)
-    if recorder is not None:
-        response.stream = tee = flavor.streams.sync_tee(response.stream, recorder)
-        # A response dropped unread must still end its call, or identical waiting calls would hang.
-        weakref.finalize(tee, recorder.closed)
-    return response
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any, name: str) -> None:
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        with _lock:
+            if _sources:
+                _patch(self._name)
+
+    def __getattr__(self, name: str) -> Any:
+        # Resource readers, get_data, is_package...: whatever the real loader offers.
+        return getattr(self._loader, name)
 
 
-def _async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
-    async def handle_async_request(self: Any, request: Any) -> Any:
-        engine = active_engine()
-        if engine is None or not engine.handles(request.url.host, request.url.path) or flavor.mocked_below():
-            return await original(self, request)
-        raw = raw_request(request, await request.aread())
-        while True:
-            decision = engine.start(raw)
-            if not isinstance(decision, Wait):
-                break
-            await decision.wait_async()
-            shared = engine.after_wait(decision, raw)
-            if shared is not None:
-                return flavor.response(shared, request)
-        if isinstance(decision, Replay):
-            return flavor.response(decision, request)
-        return await _send_async(flavor, original, self, request, decision)
-
-    handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
-    return handle_async_request
+_finder = _PatchAfterImport()
 
 
-async def _send_async(
-    flavor: Flavor, original: Callable[..., Any], transport: Any, request: Any, call: LiveCall
-) -> Any:
-    wait = call.pace()
-    if wait > 0:
-        await asyncio.sleep(wait)
-    attempt = 0
-    while True:
-        try:
-            response = await original(transport, request)
-        except BaseException as exc:
-            call.failed(exc)
-            raise
-        headers = response.headers.multi_items()
-        delay = call.retry_delay(response.status_code, headers, attempt)
-        if delay is None:
-            break
-        await response.aclose()
-        await asyncio.sleep(delay)
-        attempt += 1
-    recorder = call.response(response.status_code, headers)
-    if recorder is not None:
-        response.stream = tee = flavor.streams.async_tee(response.stream, recorder)
-        weakref.finalize(tee, recorder.closed)
-    return response
-
-
-def _pool_methods(pool_module_name: str) -> tuple[tuple[type, str, Any], ...]:
-    try:
-        pool = importlib.import_module(pool_module_name)
-    except ImportError:
-        return ()
-    return (
-        (pool.ConnectionPool, "handle_request", pool.ConnectionPool.__dict__.get("handle_request")),
-        (
-            pool.AsyncConnectionPool,
-            "handle_async_request",
-            pool.AsyncConnectionPool.__dict__.get("handle_async_request"),
-        ),
-    )
-
-
-def available_flavors() -> list[Flavor]:
-    flavors = []
-    for name, pool_name in MODULE_NAMES.items():
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        flavors.append(Flavor(name, module, make_stream_types(module), _pool_methods(pool_name)))
-    return flavors
-
-
-def install(engine: Engine) -> list[str]:
-    """Route LLM calls to ``engine`` until ``uninstall``; returns the names of the patched modules."""
+def install(source: Source) -> None:
+    """Route LLM calls to ``source`` until ``uninstall(source)``."""
     with _lock:
-        if not _engines:
-            for flavor in available_flavors():
-                for cls, attr, make in (
-                    (flavor.module.HTTPTransport, "handle_request", _sync_handler),
-                    (flavor.module.AsyncHTTPTransport, "handle_async_request", _async_handler),
-                ):
-                    original = cls.__dict__[attr]
-                    _originals.append((cls, attr, original))
-                    setattr(cls, attr, make(flavor, original))
-        _engines.append(engine)
-        return sorted({cls.__module__.split(".")[0] for cls, _, _ in _originals})
+        if not _sources:
+            for name in MODULE_NAMES:
+                if name in sys.modules:
+                    _patch(name)
+            if _finder not in sys.meta_path:
+                sys.meta_path.insert(0, _finder)
+        _sources.append(source)
 
 
-def uninstall(engine: Engine) -> None:
+def uninstall(source: Source) -> None:
     with _lock:
-        if engine in _engines:
-            _engines.remove(engine)
-        if not _engines:
-            while _originals:
-                cls, attr, original = _originals.pop()
-                setattr(cls, attr, original)
+        if source in _sources:
+            _sources.remove(source)
+        if not _sources:
+            if _finder in sys.meta_path:
+                sys.meta_path.remove(_finder)
+            _unpatch_all()

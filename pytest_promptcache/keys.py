@@ -89,11 +89,11 @@ class Keyer:
 
     MEMO_SIZE = 4096
 
-    def __init__(self, settings: Settings, scrubber: Scrubber) -> None:
+    def __init__(self, settings: Settings, scrubber: Scrubber, default_rules: KeyRules | None = None) -> None:
         self._settings = settings
         self._scrubber = scrubber
         self._key_headers = frozenset(settings.key_headers)
-        self.default_rules = KeyRules.build(settings.ignore_fields, settings.normalize)
+        self.default_rules = default_rules or KeyRules.build(settings.ignore_fields, settings.normalize)
         self._memo: OrderedDict[tuple[Any, ...], tuple[str, CanonicalRequest]] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -1,5 +1,8 @@
 """The pytest layer: options, ini, marker, hooks. The only module that imports pytest; it adapts and
-delegates, the engine decides."""
+delegates, the engine decides.
+
+Start-up stays light: nothing here imports pydantic or httpx until an LLM call is made or a report is
+asked for, so installing the plugin costs a suite that makes no LLM call almost nothing."""
 
 from __future__ import annotations
 
@@ -7,24 +10,24 @@ import dataclasses
 import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from pydantic import TypeAdapter
 
-from .engine import Engine
+from .context import Session
 from .intercept import install, uninstall
-from .report import CallRecord, Report, TestCalls, append_github_summary, markdown, terminal_lines
 from .rules import KeyRules
 from .settings import MODES_HELP, Mode, SettingsError, TestOptions, build_settings
-from .store import write_atomic
 
-ENGINE_KEY = pytest.StashKey[Engine]()
+if TYPE_CHECKING:
+    from .report import CallRecord, Report, TestCalls
+
+SESSION_KEY = pytest.StashKey[Session]()
 OPTIONS_KEY = pytest.StashKey[TestOptions]()
-REPORT_KEY = pytest.StashKey[Report]()
+REPORT_KEY = pytest.StashKey["Report"]()
 COVERAGE_KEY = pytest.StashKey["Coverage"]()
 PRUNE_KEY = pytest.StashKey["PruneResult"]()
-WORKER_CALLS_KEY = pytest.StashKey[list[CallRecord]]()
+WORKER_CALLS_KEY = pytest.StashKey["list[CallRecord]"]()
 WORKEROUTPUT_KEY = "promptcache_calls"
 DESELECTED_KEY = "promptcache_deselected"
 
@@ -146,13 +149,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except SettingsError as exc:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
-    engine = Engine(settings)
-    config.stash[ENGINE_KEY] = engine
+    session = Session(settings)
+    config.stash[SESSION_KEY] = session
     config.stash[WORKER_CALLS_KEY] = []
     config.stash[COVERAGE_KEY] = Coverage()
     config.pluginmanager.register(CoverageTracker(config.stash[COVERAGE_KEY]), "promptcache-coverage")
-    install(engine)
-    config.add_cleanup(lambda: uninstall(engine))
+    install(session)
+    config.add_cleanup(lambda: uninstall(session))
     if config.pluginmanager.hasplugin("xdist"):
         # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
         config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
@@ -187,8 +190,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(HookSpecs)
 
 
-def _rules(item: pytest.Item, engine: Engine, options: TestOptions) -> KeyRules:
-    rules = engine.keyer.default_rules
+def _rules(item: pytest.Item, session: Session, options: TestOptions) -> KeyRules:
+    rules = session.default_rules
     if options.ignore_fields or options.normalize:
         rules = rules.merged(options.ignore_fields, options.normalize)
     hook = item.ihook.pytest_promptcache_canonical_request
@@ -219,13 +222,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
-    engine = item.config.stash[ENGINE_KEY]
+    session = item.config.stash[SESSION_KEY]
     options = _options(item)
-    engine.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, engine, options))
+    session.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, session, options))
     try:
         return (yield)
     finally:
-        engine.end_test()
+        session.end_test()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -233,7 +236,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    problems = item.config.stash[ENGINE_KEY].take_problems()
+    problems = item.config.stash[SESSION_KEY].take_problems()
     if problems:
         # Fail even when the code under test caught the SDK error that carried the miss.
         text = "\n\n".join(problems)
@@ -255,9 +258,18 @@ def promptcache(request: pytest.FixtureRequest) -> TestCalls:
 
     ``promptcache.calls``, ``.total_tokens``, ``.input_tokens``, ``.output_tokens``, ``.cost_usd``.
     """
-    engine = request.config.stash[ENGINE_KEY]
-    ctx = engine.context
-    return TestCalls(lambda: [engine.ledger.record_of(event) for event in list(ctx.calls)])
+    from .report import TestCalls
+
+    session = request.config.stash[SESSION_KEY]
+    ctx = session.context
+
+    def records() -> list[CallRecord]:
+        engine = session.started_engine
+        if engine is None:
+            return []
+        return [engine.ledger.record_of(event) for event in list(ctx.calls)]
+
+    return TestCalls(records)
 
 
 @dataclasses.dataclass
@@ -311,10 +323,10 @@ def _narrowing_args(config: pytest.Config) -> str | None:
     return None
 
 
-def _incomplete_because(session: pytest.Session, engine: Engine, coverage: Coverage) -> str | None:
+def _incomplete_because(session: pytest.Session, mode: Mode, coverage: Coverage) -> str | None:
     config = session.config
     reasons = []
-    if engine.settings.mode is Mode.OFF:
+    if mode is Mode.OFF:
         reasons.append("mode off uses no recordings")
     if config.option.keyword:
         reasons.append(f"-k {config.option.keyword!r} selected a subset")
@@ -336,13 +348,15 @@ def _incomplete_because(session: pytest.Session, engine: Engine, coverage: Cover
     return "; ".join(reasons) or None
 
 
-def _prune(engine: Engine, report: Report) -> PruneResult:
+def _prune(cassette_dir: Path, report: Report) -> PruneResult:
+    from .store import SUFFIX
+
     if not report.unused_recordings_complete:
         return PruneResult(deleted=[], refused=report.unused_recordings_why_incomplete)
     deleted = []
     for key in report.unused_recordings:
         try:
-            engine.store.path_for(key).unlink()
+            (cassette_dir / f"{key}{SUFFIX}").unlink()
         except FileNotFoundError:
             continue
         deleted.append(key)
@@ -358,6 +372,10 @@ class XdistMerge:
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         payload = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
         if payload:
+            from pydantic import TypeAdapter
+
+            from .report import CallRecord
+
             calls = TypeAdapter(list[CallRecord]).validate_json(payload)
             self.config.stash[WORKER_CALLS_KEY].extend(calls)
         deselected = getattr(node, "workeroutput", {}).get(DESELECTED_KEY, 0)
@@ -368,29 +386,43 @@ class XdistMerge:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    engine = config.stash.get(ENGINE_KEY, None)
-    if engine is None:
+    psession = config.stash.get(SESSION_KEY, None)
+    if psession is None:
         return
-    calls = [engine.ledger.record_of(event) for event in engine.events]
+    engine = psession.started_engine
+    merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
     workeroutput = getattr(config, "workeroutput", None)
+    wanted = engine is not None or merged or workeroutput is not None
+    wanted = wanted or any(
+        config.getoption(name)
+        for name in ("promptcache_prune", "promptcache_report", "promptcache_report_md")
+    )
+    if not wanted:
+        return  # no LLM call and no report asked for: nothing to import, nothing to say
+    from pydantic import TypeAdapter
+
+    from .report import CallRecord, Report, append_github_summary, markdown
+    from .store import CassetteStore, write_atomic
+
+    calls = [engine.ledger.record_of(event) for event in engine.events] if engine is not None else []
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
         workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
         workeroutput[DESELECTED_KEY] = config.stash[COVERAGE_KEY].deselected
         return
-    merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
     calls.extend(merged)
+    settings = psession.settings
     report = Report.build(
-        engine.settings.mode.value,
+        settings.mode.value,
         calls,
-        budget_usd=engine.settings.budget_usd,
-        cassette_dir=str(engine.settings.cassette_dir),
-        recorded_keys=engine.store.keys(),
-        incomplete_because=_incomplete_because(session, engine, config.stash[COVERAGE_KEY]),
+        budget_usd=settings.budget_usd,
+        cassette_dir=str(settings.cassette_dir),
+        recorded_keys=CassetteStore(settings.cassette_dir).keys(),
+        incomplete_because=_incomplete_because(session, settings.mode, config.stash[COVERAGE_KEY]),
     )
     config.stash[REPORT_KEY] = report
     if config.getoption("promptcache_prune"):
-        result = config.stash[PRUNE_KEY] = _prune(engine, report)
+        result = config.stash[PRUNE_KEY] = _prune(settings.cassette_dir, report)
         if result.refused is not None and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
     base = config.invocation_params.dir
@@ -412,6 +444,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     prune = terminalreporter.config.stash.get(PRUNE_KEY, None)
     if report is None or (not report.totals.calls and prune is None):
         return
+    from .report import terminal_lines
+
     terminalreporter.write_sep("-", "promptcache")
     if prune is not None:
         if prune.refused is not None:

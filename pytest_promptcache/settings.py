@@ -8,15 +8,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
+from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
-from .usage import ModelPrice, PriceError, parse_prices
 
 
 class Mode(StrEnum):
@@ -91,10 +90,9 @@ DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
 )
 
 
-class EndpointPattern(BaseModel):
+@dataclass(frozen=True)
+class EndpointPattern:
     """A path suffix on any host, or on one host when written as ``host[:port]/suffix``."""
-
-    model_config = ConfigDict(frozen=True)
 
     host: str | None
     suffix: str
@@ -149,17 +147,23 @@ def parse_count(value: str, source: str, minimum: int = 0) -> int:
     return number
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+def _default_endpoints() -> tuple[EndpointPattern, ...]:
+    return tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
 
-    mode: Mode = Mode.REPLAY
+
+@dataclass(frozen=True)
+class Settings:
+    """A plain dataclass, not a pydantic model: settings are built at every pytest start-up, also for
+    suites that never call an LLM, and importing pydantic would cost them tens of milliseconds."""
+
     cassette_dir: Path
+    mode: Mode = Mode.REPLAY
     normalize: tuple[str, ...] = ()
     max_age: timedelta | None = None
     on_expiry: Expiry = Expiry.WARN
     # None: exact matching only. A threshold in (0, 1]: replay may serve the most similar recording.
     similar_threshold: float | None = None
-    endpoints: tuple[EndpointPattern, ...] = tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
+    endpoints: tuple[EndpointPattern, ...] = field(default_factory=_default_endpoints)
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
@@ -167,23 +171,13 @@ class Settings(BaseModel):
     secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
     # Parsed recordings kept in memory; enough for a large suite, bounded so a huge one cannot balloon.
     memory_size: int = 4096
-    prices: dict[str, ModelPrice] = {}
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     budget_usd: float | None = None
     # Where processes coordinate (key locks, pacing, the session's spend); None: a temp directory.
     state_dir: Path | None = None
     record_rpm: int | None = None
     record_tpm: int | None = None
     record_retries: int = 0
-
-    @field_validator("secret_patterns")
-    @classmethod
-    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
-        return value
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -299,6 +293,7 @@ def build_settings(
         ) from None
     match_raw = cli_match if cli_match is not None else str(ini.get("promptcache_match") or "")
     similar = parse_match(match_raw, "--promptcache-match / promptcache_match")
+    extra_patterns = _lines(ini.get("promptcache_secret_patterns"))
     budget_ini = str(ini.get("promptcache_budget") or "").strip()
     if cli_budget is not None:
         budget: float | None = parse_budget(cli_budget, "--promptcache-budget")
@@ -306,37 +301,39 @@ def build_settings(
         budget = parse_budget(budget_ini, "ini promptcache_budget")
     else:
         budget = None
-    try:
-        return Settings(
-            mode=mode,
-            cassette_dir=cassette_dir,
-            endpoints=parse_endpoints(_lines(ini.get("promptcache_endpoints"))),
-            ignore_fields=ignore_fields,
-            normalize=normalize,
-            max_age=max_age,
-            on_expiry=on_expiry,
-            similar_threshold=similar,
-            key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
-            secret_headers=secret_headers,
-            secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
-            secret_patterns=(*DEFAULT_SECRET_PATTERNS, *_lines(ini.get("promptcache_secret_patterns"))),
-            memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
-            prices=prices,
-            budget_usd=budget,
-            state_dir=(rootdir / state_raw).resolve() if state_raw else None,
-            record_rpm=_optional_count(ini, "promptcache_record_rpm", 1),
-            record_tpm=_optional_count(ini, "promptcache_record_tpm", 1),
-            record_retries=_optional_count(ini, "promptcache_record_retries", 0) or 0,
-        )
-    except ValidationError as exc:
-        raise SettingsError("; ".join(str(e["msg"]) for e in exc.errors())) from None
+    for pattern in extra_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
+    return Settings(
+        mode=mode,
+        cassette_dir=cassette_dir,
+        endpoints=parse_endpoints(_lines(ini.get("promptcache_endpoints"))),
+        ignore_fields=ignore_fields,
+        normalize=normalize,
+        max_age=max_age,
+        on_expiry=on_expiry,
+        similar_threshold=similar,
+        key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
+        secret_headers=secret_headers,
+        secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
+        secret_patterns=(*DEFAULT_SECRET_PATTERNS, *extra_patterns),
+        memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
+        prices=prices,
+        budget_usd=budget,
+        state_dir=(rootdir / state_raw).resolve() if state_raw else None,
+        record_rpm=_optional_count(ini, "promptcache_record_rpm", 1),
+        record_tpm=_optional_count(ini, "promptcache_record_tpm", 1),
+        record_retries=_optional_count(ini, "promptcache_record_retries", 0) or 0,
+    )
 
 
-class TestOptions(BaseModel):
+@dataclass(frozen=True)
+class TestOptions:
     """What ``@pytest.mark.promptcache(...)`` may set for one test."""
 
     __test__ = False  # not a test class, whatever pytest's collector thinks of the name
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode | None = None
     normalize: tuple[str, ...] = ()
@@ -344,12 +341,13 @@ class TestOptions(BaseModel):
 
     @classmethod
     def from_marker(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> TestOptions:
-        valid = ", ".join(cls.model_fields)
+        names = [f.name for f in fields(cls)]
+        valid = ", ".join(names)
         if args:
             raise SettingsError(
                 f"{where}: @pytest.mark.promptcache takes keyword arguments only ({valid}), got {args!r}"
             )
-        unknown = sorted(set(kwargs) - set(cls.model_fields))
+        unknown = sorted(set(kwargs) - set(names))
         if unknown:
             raise SettingsError(
                 f"{where}: @pytest.mark.promptcache got unknown argument(s) {', '.join(unknown)}; "

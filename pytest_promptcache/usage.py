@@ -7,14 +7,15 @@ does not know still has its tokens counted.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from .models import RecordedResponse, TokenUsage
+from .prices import DATE_SUFFIX, ModelPrice, PriceError, parse_prices
+
+__all__ = ["ModelPrice", "PriceBook", "PriceError", "api_family", "extract", "measure", "parse_prices"]
 
 
 def api_family(path: str) -> str | None:
@@ -166,69 +167,6 @@ def measure(
     return usage, None if cost is None else float(round(cost, 10))
 
 
-# -- prices ------------------------------------------------------------------------------------------
-
-PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")
-_MTOK = Decimal(1_000_000)
-
-
-class PriceError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per million tokens; cache prices default to the input price."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-
-    def cost(self, usage: TokenUsage) -> Decimal:
-        read = self.input if self.cache_read is None else self.cache_read
-        write = self.input if self.cache_write is None else self.cache_write
-        uncached = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
-        return (
-            uncached * self.input
-            + usage.cached_input_tokens * read
-            + usage.cache_write_tokens * write
-            + usage.output_tokens * self.output
-        ) / _MTOK
-
-
-def parse_prices(lines: Iterable[str]) -> dict[str, ModelPrice]:
-    """ini ``promptcache_prices`` lines: ``MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]``."""
-    prices: dict[str, ModelPrice] = {}
-    for line in lines:
-        parts = line.split()
-        if not parts or parts[0].startswith("#"):
-            continue
-        model, fields = parts[0], parts[1:]
-        values: dict[str, Decimal] = {}
-        for field in fields:
-            name, sep, raw = field.partition("=")
-            if not sep or name not in PRICE_FIELDS:
-                raise PriceError(
-                    f"promptcache_prices: {field!r} in the line for {model!r} is not "
-                    f"NAME=USD_PER_MILLION_TOKENS with NAME one of {', '.join(PRICE_FIELDS)}"
-                )
-            try:
-                values[name] = Decimal(raw)
-            except ArithmeticError:
-                raise PriceError(f"promptcache_prices: {raw!r} for {model} {name} is not a number") from None
-            if values[name] < 0:
-                raise PriceError(f"promptcache_prices: {model} {name} is negative")
-        missing = [f for f in ("input", "output") if f not in values]
-        if missing:
-            raise PriceError(f"promptcache_prices: the line for {model!r} needs {' and '.join(missing)}=...")
-        prices[model] = ModelPrice(**values)
-    return prices
-
-
-_DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$|-\d{8}$")
-
-
 class PriceBook:
     """genai-prices, offline, behind the user's own prices. A price is asked for once per call."""
 
@@ -236,7 +174,7 @@ class PriceBook:
         self.overrides = dict(overrides or {})
 
     def has_override(self, models: Iterable[str | None]) -> bool:
-        return any(m and (m in self.overrides or _DATE_SUFFIX.sub("", m) in self.overrides) for m in models)
+        return any(m and (m in self.overrides or DATE_SUFFIX.sub("", m) in self.overrides) for m in models)
 
     def cost(
         self, usage: TokenUsage, models: Iterable[str | None], family: str | None, url: str, at: datetime
@@ -246,7 +184,7 @@ class PriceBook:
         for model in candidates:
             if model in self.overrides:
                 return self.overrides[model].cost(usage)
-            base = _DATE_SUFFIX.sub("", model)
+            base = DATE_SUFFIX.sub("", model)
             if base in self.overrides:
                 return self.overrides[base].cost(usage)
         for model in candidates:

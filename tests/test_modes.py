@@ -203,7 +203,7 @@ def test_interception_is_undone_when_the_session_ends(clients: Suite) -> None:
             for module in (httpx, httpx2):
                 for method in (module.HTTPTransport.handle_request,
                                module.AsyncHTTPTransport.handle_async_request):
-                    assert method.__module__ == "pytest_promptcache.intercept"
+                    assert method.__module__ == "pytest_promptcache.transport"
         """
     )
     clients.run().assert_outcomes(passed=1)
@@ -211,3 +211,28 @@ def test_interception_is_undone_when_the_session_ends(clients: Suite) -> None:
         (module.HTTPTransport.handle_request, module.AsyncHTTPTransport.handle_async_request)
         for module in (httpx, httpx2)
     ]
+
+
+def test_start_up_imports_neither_pydantic_nor_httpx_and_patches_on_import(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A suite that makes no LLM call pays almost nothing; a client imported mid-test is still caught."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    clients.pytester.makeconftest("")
+    clients.pytester.makepyfile(
+        """
+        import os, sys
+
+        def test_lazy():
+            assert not {"pydantic", "httpx", "httpx2"} & set(sys.modules)
+            import httpx
+            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.transport"
+            url = os.environ["LLM_URL"] + "/v1/chat/completions"
+            reply = httpx.post(url, json={"model": "m", "messages": [{"role": "user", "content": "late"}]})
+            assert reply.status_code == 404 and reply.headers["x-promptcache"] == "miss"
+        """
+    )
+    result = clients.run("-p", "pytest_promptcache.plugin", "-p", "no:cacheprovider", subprocess=True)
+    result.assert_outcomes(failed=1)  # the miss fails the test, as it must
+    result.stdout.fnmatch_lines(["promptcache: no recording for this request (mode: replay)"])
+    assert clients.server.count() == 0
