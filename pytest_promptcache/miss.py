@@ -85,8 +85,16 @@ def _same_endpoint(a: CanonicalRequest, b: CanonicalRequest) -> bool:
     return (a.method, a.host, a.path) == (b.method, b.host, b.path)
 
 
+# A miss message needs one near recording, not the exact best of 100,000: after this many full
+# comparisons (in order of their upper bounds) the best so far is shown.
+NEAREST_SHORTLIST = 16
+
+
 def _ranked(
-    request: CanonicalRequest, candidates: Mapping[str, CanonicalRequest], floor: float = 0.0
+    request: CanonicalRequest,
+    candidates: Mapping[str, CanonicalRequest],
+    floor: float = 0.0,
+    limit: int | None = None,
 ) -> list[tuple[float, str, CanonicalRequest]]:
     """Candidates by similarity, best first; cheap upper bounds skip most full comparisons."""
     scorer = _Scorer(tokens(request))
@@ -97,12 +105,12 @@ def _ranked(
     scored: list[tuple[float, str, CanonicalRequest]] = []
     best = floor
     for bound, key, other in bounded:
-        if bound < best:
+        if bound < best or (limit is not None and len(scored) >= limit):
             break
         score = scorer.score(tokens(other))
         scored.append((score, key, other))
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        best = max(best, scored[0][0])
+        best = max(best, score)
+    scored.sort(key=lambda t: (-t[0], t[1]))
     return scored
 
 
@@ -113,7 +121,7 @@ def nearest(
     same_endpoint = {k: c for k, c in candidates.items() if _same_endpoint(request, c)}
     same_model = {k: c for k, c in same_endpoint.items() if c.model == request.model}
     for pool in (same_model, same_endpoint):
-        ranked = _ranked(request, pool)
+        ranked = _ranked(request, pool, limit=NEAREST_SHORTLIST)
         if ranked:
             score, key, other = ranked[0]
             return key, other, score

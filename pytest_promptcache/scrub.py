@@ -53,10 +53,13 @@ class Scrubber:
         return sorted(values.items(), key=lambda kv: -len(kv[0]))
 
     def learn(self, headers: Iterable[tuple[str, str]]) -> None:
-        """Remember credential values a client sent, so they are caught even if echoed in a body."""
+        """Remember credential values a client sent, so they are caught even if echoed in a body.
+
+        ``headers`` have lower-case names (as ``RawRequest`` keeps them): this runs on every call.
+        """
         new: dict[str, str] = {}
         for name, value in headers:
-            if name.lower() not in self.secret_headers:
+            if name not in self.secret_headers:
                 continue
             value = value.strip()
             scheme, _, rest = value.partition(" ")

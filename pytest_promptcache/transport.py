@@ -48,14 +48,18 @@ class Flavor:
 
 def raw_request(request: Any, body: bytes) -> RawRequest:
     url = request.url
+    headers = request.headers
+    # Decoding raw headers with the encoding looked up once is cheaper than multi_items(), which
+    # evaluates it twice per header; a URL without a query needs no QueryParams parse. Hot path.
+    encoding = headers.encoding
     return RawRequest(
         method=request.method,
         scheme=url.scheme,
         host=url.host,
         port=url.port,
         path=url.path,
-        query=tuple(url.params.multi_items()),
-        headers=tuple((k.lower(), v) for k, v in request.headers.multi_items()),
+        query=tuple(url.params.multi_items()) if url.query else (),
+        headers=tuple((k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw),
         body=body,
     )
 
