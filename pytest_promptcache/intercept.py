@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Each client module and the connection-pool module below its default transport.
 MODULE_NAMES = {"httpx2": "httpcore2", "httpx": "httpcore"}
+WATCHED = frozenset({*MODULE_NAMES, *MODULE_NAMES.values()})
 
 
 class Source(Protocol):
@@ -35,6 +36,8 @@ class Source(Protocol):
 _lock = threading.RLock()
 _sources: list[Source] = []
 _originals: dict[str, list[tuple[type, str, Callable[..., Any]]]] = {}
+# The connection-pool methods below each transport as they were before any test ran (see mocked_below).
+_pool_originals: dict[str, tuple[tuple[type, str, object], ...]] = {}
 
 
 def active() -> Source | None:
@@ -45,24 +48,78 @@ def patched_modules() -> list[str]:
     return sorted(_originals)
 
 
+def mocked_below(module_name: str) -> bool:
+    """True while a mocking library (respx) has replaced the connection pool under the transport.
+
+    Such a test answers its HTTP calls itself and never reaches the network, so its LLM calls are its
+    own business: intercepting them would turn the mock's answers into replay misses.
+    """
+    saved = _pool_originals.get(MODULE_NAMES[module_name], ())
+    return any(cls.__dict__.get(attr) is not original for cls, attr, original in saved)
+
+
+def _remember_pool(pool_name: str) -> None:
+    pool = sys.modules.get(pool_name)
+    if pool is None or pool_name in _pool_originals:
+        return
+    _pool_originals[pool_name] = tuple(
+        (cls, attr, cls.__dict__.get(attr))
+        for cls, attr in (
+            (pool.ConnectionPool, "handle_request"),
+            (pool.AsyncConnectionPool, "handle_async_request"),
+        )
+    )
+
+
+def _sync_wrapper(module: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    # Light on purpose: nothing heavy is imported until a request to an LLM endpoint arrives.
+    def handle_request(self: Any, request: Any) -> Any:
+        source = active()
+        url = request.url
+        if source is None or not source.handles(url.host, url.path) or mocked_below(module.__name__):
+            return original(self, request)
+        from .transport import handle_sync
+
+        return handle_sync(module, original, self, request, source)
+
+    handle_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return handle_request
+
+
+def _async_wrapper(module: ModuleType, original: Callable[..., Any]) -> Callable[..., Any]:
+    async def handle_async_request(self: Any, request: Any) -> Any:
+        source = active()
+        url = request.url
+        if source is None or not source.handles(url.host, url.path) or mocked_below(module.__name__):
+            return await original(self, request)
+        from .transport import handle_async
+
+        return await handle_async(module, original, self, request, source)
+
+    handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
+    return handle_async_request
+
+
 def _patch(name: str) -> None:
     if name in _originals:
         return
     module = sys.modules[name]
-    # "from .transport import ..." (not "from . import transport"): it goes through sys.modules, so a
-    # fresh import of this package (pytester in-process runs re-import it) never meets a stale module.
-    from .transport import async_handler, make_flavor, sync_handler
-
-    flavor = make_flavor(module, MODULE_NAMES[name])
     saved: list[tuple[type, str, Callable[..., Any]]] = []
-    for cls, attr, make in (
-        (module.HTTPTransport, "handle_request", sync_handler),
-        (module.AsyncHTTPTransport, "handle_async_request", async_handler),
+    for cls, attr, wrap in (
+        (module.HTTPTransport, "handle_request", _sync_wrapper),
+        (module.AsyncHTTPTransport, "handle_async_request", _async_wrapper),
     ):
         original = cls.__dict__[attr]
         saved.append((cls, attr, original))
-        setattr(cls, attr, make(flavor, original))
+        setattr(cls, attr, wrap(module, original))
     _originals[name] = saved
+
+
+def _on_import(name: str) -> None:
+    if name in MODULE_NAMES:
+        _patch(name)
+    else:
+        _remember_pool(name)
 
 
 def _unpatch_all() -> None:
@@ -70,6 +127,7 @@ def _unpatch_all() -> None:
         for cls, attr, original in reversed(saved):
             setattr(cls, attr, original)
     _originals.clear()
+    _pool_originals.clear()
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
@@ -78,7 +136,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MODULE_NAMES:
+        if fullname not in WATCHED:
             return None
         # Ask the finders after this one, as the import system would have.
         for finder in sys.meta_path:
@@ -108,7 +166,7 @@ class _PatchingLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         with _lock:
             if _sources:
-                _patch(self._name)
+                _on_import(self._name)
 
     def __getattr__(self, name: str) -> Any:
         # Resource readers, get_data, is_package...: whatever the real loader offers.
@@ -122,9 +180,9 @@ def install(source: Source) -> None:
     """Route LLM calls to ``source`` until ``uninstall(source)``."""
     with _lock:
         if not _sources:
-            for name in MODULE_NAMES:
+            for name in WATCHED:
                 if name in sys.modules:
-                    _patch(name)
+                    _on_import(name)
             if _finder not in sys.meta_path:
                 sys.meta_path.insert(0, _finder)
         _sources.append(source)

@@ -4,7 +4,6 @@ module that sent it (httpx2 or httpx). Imported only once one of those modules i
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 import weakref
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from typing import Any
 
 from .engine import LiveCall
 from .flight import Wait
-from .intercept import active
+from .intercept import Source
 from .keys import RawRequest
 from .streams import Replay, StreamTypes, make_stream_types
 
@@ -26,16 +25,6 @@ class Flavor:
     name: str
     module: ModuleType
     streams: StreamTypes
-    # The pool methods below the transport as they were at install time.
-    pool_methods: tuple[tuple[type, str, Any], ...] = ()
-
-    def mocked_below(self) -> bool:
-        """True while a mocking library (respx) has replaced the connection pool under the transport.
-
-        Such a test answers its HTTP calls itself and never reaches the network, so its LLM calls are
-        its own business: intercepting them would turn the mock's answers into replay misses.
-        """
-        return any(cls.__dict__.get(attr) is not original for cls, attr, original in self.pool_methods)
 
     def response(self, replay: Replay, request: Any) -> Any:
         return self.module.Response(
@@ -64,46 +53,34 @@ def raw_request(request: Any, body: bytes) -> RawRequest:
     )
 
 
-def _pool_methods(pool_module_name: str) -> tuple[tuple[type, str, Any], ...]:
-    try:
-        pool = importlib.import_module(pool_module_name)
-    except ImportError:
-        return ()
-    return (
-        (pool.ConnectionPool, "handle_request", pool.ConnectionPool.__dict__.get("handle_request")),
-        (
-            pool.AsyncConnectionPool,
-            "handle_async_request",
-            pool.AsyncConnectionPool.__dict__.get("handle_async_request"),
-        ),
-    )
+_flavors: dict[str, Flavor] = {}
 
 
-def make_flavor(module: ModuleType, pool_module_name: str) -> Flavor:
-    return Flavor(module.__name__, module, make_stream_types(module), _pool_methods(pool_module_name))
+def flavor_of(module: ModuleType) -> Flavor:
+    flavor = _flavors.get(module.__name__)
+    if flavor is None or flavor.module is not module:
+        flavor = _flavors[module.__name__] = Flavor(module.__name__, module, make_stream_types(module))
+    return flavor
 
 
-def sync_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
-    def handle_request(self: Any, request: Any) -> Any:
-        source = active()
-        if source is None or not source.handles(request.url.host, request.url.path) or flavor.mocked_below():
-            return original(self, request)
-        engine = source.engine()
-        raw = raw_request(request, request.read())
-        while True:
-            decision = engine.start(raw)
-            if not isinstance(decision, Wait):
-                break
-            decision.wait_sync()
-            shared = engine.after_wait(decision, raw)
-            if shared is not None:
-                return flavor.response(shared, request)
-        if isinstance(decision, Replay):
-            return flavor.response(decision, request)
-        return _send_sync(flavor, original, self, request, decision)
-
-    handle_request.__wrapped__ = original  # type: ignore[attr-defined]
-    return handle_request
+def handle_sync(
+    module: ModuleType, original: Callable[..., Any], transport: Any, request: Any, source: Source
+) -> Any:
+    """An LLM request sent by a sync client of ``module``: served, missed, waited for, or sent live."""
+    flavor = flavor_of(module)
+    engine = source.engine()
+    raw = raw_request(request, request.read())
+    while True:
+        decision = engine.start(raw)
+        if not isinstance(decision, Wait):
+            break
+        decision.wait_sync()
+        shared = engine.after_wait(decision, raw)
+        if shared is not None:
+            return flavor.response(shared, request)
+    if isinstance(decision, Replay):
+        return flavor.response(decision, request)
+    return _send_sync(flavor, original, transport, request, decision)
 
 
 def _send_sync(
@@ -134,27 +111,24 @@ def _send_sync(
     return response
 
 
-def async_handler(flavor: Flavor, original: Callable[..., Any]) -> Callable[..., Any]:
-    async def handle_async_request(self: Any, request: Any) -> Any:
-        source = active()
-        if source is None or not source.handles(request.url.host, request.url.path) or flavor.mocked_below():
-            return await original(self, request)
-        engine = source.engine()
-        raw = raw_request(request, await request.aread())
-        while True:
-            decision = engine.start(raw)
-            if not isinstance(decision, Wait):
-                break
-            await decision.wait_async()
-            shared = engine.after_wait(decision, raw)
-            if shared is not None:
-                return flavor.response(shared, request)
-        if isinstance(decision, Replay):
-            return flavor.response(decision, request)
-        return await _send_async(flavor, original, self, request, decision)
-
-    handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
-    return handle_async_request
+async def handle_async(
+    module: ModuleType, original: Callable[..., Any], transport: Any, request: Any, source: Source
+) -> Any:
+    """The same for an async client: waits yield to the event loop instead of blocking it."""
+    flavor = flavor_of(module)
+    engine = source.engine()
+    raw = raw_request(request, await request.aread())
+    while True:
+        decision = engine.start(raw)
+        if not isinstance(decision, Wait):
+            break
+        await decision.wait_async()
+        shared = engine.after_wait(decision, raw)
+        if shared is not None:
+            return flavor.response(shared, request)
+    if isinstance(decision, Replay):
+        return flavor.response(decision, request)
+    return await _send_async(flavor, original, transport, request, decision)
 
 
 async def _send_async(

@@ -203,7 +203,7 @@ def test_interception_is_undone_when_the_session_ends(clients: Suite) -> None:
             for module in (httpx, httpx2):
                 for method in (module.HTTPTransport.handle_request,
                                module.AsyncHTTPTransport.handle_async_request):
-                    assert method.__module__ == "pytest_promptcache.transport"
+                    assert method.__module__ == "pytest_promptcache.intercept"
         """
     )
     clients.run().assert_outcomes(passed=1)
@@ -226,7 +226,7 @@ def test_start_up_imports_neither_pydantic_nor_httpx_and_patches_on_import(
         def test_lazy():
             assert not {"pydantic", "httpx", "httpx2"} & set(sys.modules)
             import httpx
-            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.transport"
+            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.intercept"
             url = os.environ["LLM_URL"] + "/v1/chat/completions"
             reply = httpx.post(url, json={"model": "m", "messages": [{"role": "user", "content": "late"}]})
             assert reply.status_code == 404 and reply.headers["x-promptcache"] == "miss"
@@ -236,3 +236,22 @@ def test_start_up_imports_neither_pydantic_nor_httpx_and_patches_on_import(
     result.assert_outcomes(failed=1)  # the miss fails the test, as it must
     result.stdout.fnmatch_lines(["promptcache: no recording for this request (mode: replay)"])
     assert clients.server.count() == 0
+
+
+def test_patching_an_already_imported_client_imports_nothing_heavy(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plugins such as respx import httpx before us: patching it must still not pull in pydantic."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    clients.pytester.makeconftest("import httpx\n")
+    clients.pytester.makepyfile(
+        """
+        import sys, httpx
+
+        def test_light():
+            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.intercept"
+            assert "pydantic" not in sys.modules
+        """
+    )
+    result = clients.run("-p", "pytest_promptcache.plugin", "-p", "no:cacheprovider", subprocess=True)
+    result.assert_outcomes(passed=1)
