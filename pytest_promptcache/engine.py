@@ -68,6 +68,8 @@ class CallEvent:
     similarity: float | None = None
     # A recording older than max-age was served (expiry "warn", or "rerecord" outside record mode).
     stale: bool = False
+    # When the served or saved recording was made; kept after the ledger drops ``recording``.
+    recorded_at: datetime | None = None
     # Usage and cost, filled in by the ledger (at once for live calls, lazily for replayed ones).
     record: CallRecord | None = None
 

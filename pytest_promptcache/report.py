@@ -250,10 +250,23 @@ class Ledger:
             event.record = record = self._price(event, datetime.now(UTC))
             if record.cost_usd is not None and self._on_live_cost is not None:
                 self._on_live_cost(record.cost_usd)
+        elif event.outcome.value == "replayed" and event.recording is not None:
+            # Usage and cost once per recording, now, so the event need not hold the parsed recording
+            # until the report: a session replaying 20,000 recordings would keep them all in memory.
+            recording = event.recording
+            if recording.key not in self._replay_memo:
+                priced = self._price(event, recording.meta.recorded_at)
+                self._replay_memo[recording.key] = (priced.usage, priced.cost_usd)
+            event.recorded_at = recording.meta.recorded_at
+            event.recording = None
 
     def record_of(self, event: CallEvent) -> CallRecord:
         if event.record is not None:
             return event.record
+        if event.outcome.value == "replayed":
+            memo = self._replay_memo.get(event.served_key or event.key or "")
+            if memo is not None:
+                return self._record(event, *memo)
         if event.outcome.value == "replayed" and event.recording is not None:
             memo = self._replay_memo.get(event.recording.key)
             if memo is None:
@@ -298,7 +311,8 @@ class Ledger:
             served_key=event.served_key,
             similarity=event.similarity,
             stale=event.stale,
-            recorded_at=event.recording.meta.recorded_at if event.recording is not None else None,
+            recorded_at=event.recorded_at
+            or (event.recording.meta.recorded_at if event.recording is not None else None),
         )
 
 
