@@ -108,7 +108,8 @@ def measure(
                     firsts[name].append(first * 1000)
                     totals[name].append(total * 1000)
                     chunks[name] = count
-            problems = engine.take_problems()
+            owner = getattr(engine, "session", None) or engine
+            problems = owner.take_problems()
             if problems:
                 raise AssertionError(f"recording failed: {problems[0][:500]}")
             base, rec = "no plugin", "promptcache record"

@@ -2,8 +2,7 @@
 
     python benchmarks/_memory_worker.py TOOL STORE SIZE DISTINCT WORKDIR BASE_URL [notrace]
 
-TOOL is promptcache, promptcache-miss, promptcache-miss-proposed (with the change proposed in
-_experiments.py) or vcrpy.
+TOOL is promptcache, promptcache-miss or vcrpy.
 
 Imports everything first (so their memory is the same for both tools), then starts tracemalloc, sets up
 the tool (pytest-promptcache's engine, or vcrpy loading its cassette) and serves DISTINCT different
@@ -15,7 +14,6 @@ tracemalloc unless ``notrace`` follows the arguments).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import resource
 import sys
@@ -39,7 +37,6 @@ def main(argv: list[str]) -> int:
     tool, store, size, distinct, workdir, base_url = argv[:6]
     trace = "notrace" not in argv[6:]
     import _data
-    import _experiments
     import _replay
     import httpx2
     import vcr  # noqa: F401  (imported by both runs, so it weighs on neither)
@@ -61,11 +58,6 @@ def main(argv: list[str]) -> int:
     if tool.startswith("promptcache"):
         plugin = _replay.PluginTool(Path(store), Path(workdir))
         context = plugin.active()
-        if tool == "promptcache-miss-proposed":
-            stack = contextlib.ExitStack()
-            stack.enter_context(_experiments.proposed_miss_path(plugin))
-            stack.enter_context(plugin.active())
-            context = stack
     else:
         vcr_tool = _replay.VcrTool(Path(store))
         context = vcr_tool.active()

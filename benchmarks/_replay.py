@@ -154,7 +154,10 @@ class PluginTool:
             uninstall(self.engine)
 
     def problems(self) -> list[str]:
-        return self.engine.take_problems()
+        """Messages of calls that would fail their test (a miss, a corrupt file)."""
+        session = getattr(self.engine, "session", None)  # the core split the per-test state off
+        owner = session if session is not None else self.engine
+        return owner.take_problems()  # type: ignore[no-any-return]
 
 
 class VcrTool:
@@ -224,6 +227,10 @@ class Cell:
             if v != FLOOR and FLOOR in self.variants:
                 out[f"{v}_over_floor_us"] = self.paired(v, FLOOR, "diff")
                 out[f"{v}_ratio_to_floor"] = self.paired(v, FLOOR)
+                diffs = [x - y for x, y in zip(self.variants[v], self.variants[FLOOR], strict=True)]
+                if len(diffs) >= 4:
+                    q = statistics.quantiles(diffs, n=4)
+                    out[f"{v}_over_floor_iqr_us"] = [q[0], q[2]]
         if VCR in self.variants and PLUGIN in self.variants:
             out["vcrpy_over_promptcache"] = self.paired(VCR, PLUGIN)
         out.update(self.extra)
@@ -259,7 +266,7 @@ def measure_cell(
     extra: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] | None = None,
 ) -> Cell:
     """One cell. ``extra`` adds variants: the default client under a context of its own (the plugin
-    with a proposed change applied, say)."""
+    with an experimental change applied in-process, say)."""
     import httpx
     import httpx2
 
@@ -321,31 +328,38 @@ def measure_cold(
     replays: dict[int, Any],
     rounds: int,
     log: Callable[[str], None],
+    calls: int = 100,
 ) -> Cell:
-    """First serve of each recording in a session: a fresh engine per round (empty memo and memory
-    tier), each of ``indices`` requested once. The files are in the OS page cache (written or read
-    before): this is the cost of key derivation, one file read, JSON parsing and validation."""
+    """First serve of each recording in a session: fresh engines (empty memo and memory tier), each of
+    ``indices`` requested once per engine, as many engines per round as make ``calls`` calls (so a
+    10-recording store is timed over as many first serves as a large one). The files are in the OS page
+    cache: this is the cost of key derivation, one file read, JSON parsing and validation."""
     import httpx
     import httpx2
 
     module: Any = httpx2 if path.module == "httpx2" else httpx
     floor_call, floor_close = path.make(base_url, floor_transport(module, replays), indices)
     call, close = path.make(base_url, None, indices)
+    engines = max(1, -(-calls // len(indices)))
     cell = Cell(path.name, size)
     cell.variants = {FLOOR: [], PLUGIN: []}
-    cell.calls = {FLOOR: len(indices), PLUGIN: len(indices)}
+    cell.calls = {FLOOR: engines * len(indices), PLUGIN: engines * len(indices)}
+    cell.extra = {"engines_per_round": engines, "distinct_per_engine": len(indices)}
     for r in range(rounds):
-        tool = PluginTool(store_dir, workdir)
         order = [FLOOR, PLUGIN] if r % 2 == 0 else [PLUGIN, FLOOR]
         for name in order:
-            if name == FLOOR:
-                cell.variants[FLOOR].append(time_batch(floor_call, indices, len(indices)))
-            else:
+            total = 0.0
+            for _ in range(engines):
+                if name == FLOOR:
+                    total += time_batch(floor_call, indices, len(indices))
+                    continue
+                tool = PluginTool(store_dir, workdir)
                 with tool.active():
-                    cell.variants[PLUGIN].append(time_batch(call, indices, len(indices)))
+                    total += time_batch(call, indices, len(indices))
                 problems = tool.problems()
                 if problems:
                     raise AssertionError(f"promptcache cold replay failed: {problems[0][:500]}")
+            cell.variants[name].append(total / engines)
     floor_close()
     close()
     log(

@@ -81,24 +81,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             "transport level (raw httpx2): replay adds <= 20 µs per call over a MockTransport",
             f"+{c['promptcache_over_floor_us']:.1f} µs at {smallest} recordings "
-            f"(worst over all sizes +{worst:.1f} µs; floor {c['floor_us']:.1f} µs"
-            + (
-                f"; with the proposed change +{c['proposed_over_floor_us']:.1f} µs)"
-                if "proposed_over_floor_us" in c
-                else ")"
-            ),
+            f"(worst over all sizes +{worst:.1f} µs; floor {c['floor_us']:.1f} µs)",
             worst <= 20.0,
         )
         rh = _cell(results, "raw-httpx", smallest)
         if rh:
             add(
                 "transport level (raw httpx 0.28): replay adds <= 20 µs per call",
-                f"+{rh['promptcache_over_floor_us']:.1f} µs (floor {rh['floor_us']:.1f} µs"
-                + (
-                    f"; with the proposed change +{rh['proposed_over_floor_us']:.1f} µs)"
-                    if "proposed_over_floor_us" in rh
-                    else ")"
-                ),
+                f"+{rh['promptcache_over_floor_us']:.1f} µs (floor {rh['floor_us']:.1f} µs)",
                 rh["promptcache_over_floor_us"] <= 20.0,
             )
         for path in ("sdk-httpx2", "sdk-httpx", "sdk-httpx2-stream"):
@@ -109,15 +99,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 _cell(results, path, s)["promptcache_ratio_to_floor"]  # type: ignore[index]
                 for s in _sizes(results, path)
             )
-            if "proposed_ratio_to_floor" in c:
-                worst_ratio_note = f"; with the proposed change {c['proposed_ratio_to_floor']:.3f}x"
-            else:
-                worst_ratio_note = ""
             add(
                 f"openai SDK ({_replay.PATHS[path].label}): <= 1.05x the floor",
                 f"{c['promptcache_ratio_to_floor']:.3f}x at {smallest} recordings "
                 f"(+{c['promptcache_over_floor_us']:.1f} µs on {c['floor_us']:.0f} µs; "
-                f"worst size {worst_ratio:.3f}x{worst_ratio_note})",
+                f"worst size {worst_ratio:.3f}x)",
                 worst_ratio <= 1.05,
             )
         for path in ("raw-httpx2", "sdk-httpx2"):
@@ -141,15 +127,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"{a:.1f} µs -> {b:.1f} µs ({b / a:.2f}x)",
                     b <= max(a * (1 + FLAT_TOLERANCE), a + FLAT_SLACK_US),
                 )
-        miss_rows = [r for r in results.get("miss", []) if not r["proposed"]]
+        miss_rows = results.get("miss", [])
         if len(miss_rows) >= 2:
             a, b = miss_rows[0], miss_rows[-1]
             add(
                 f"flat with size: a replay miss (fails the test) ({a['size']:,} -> {b['size']:,} recordings)",
-                f"{a['next_miss_s'][0] * 1000:.1f} ms -> {b['next_miss_s'][0] * 1000:.0f} ms per miss "
-                f"(first miss of the session {b['first_miss_s'] * 1000:.0f} ms)",
+                f"{a['next_miss_s'][0] * 1000:.1f} ms -> {b['next_miss_s'][0] * 1000:,.0f} ms per miss "
+                f"(first miss of the session {b['first_miss_s'] * 1000:,.0f} ms)",
                 b["next_miss_s"][0] <= max(0.05, 2 * a["next_miss_s"][0]),
                 "not a stated target; the miss path is what makes size matter",
+            )
+        retention = results.get("memory_retention")
+        if retention:
+            add(
+                "flat with size: memory of a session serving many different recordings "
+                f"({retention['served']:,} served, memory tier {retention['memory_tier_size']:,})",
+                f"{retention['traced_mib']:.0f} MiB traced, "
+                f"{retention['held_by_call_events_mib']:.0f} MiB of it held by the session's call events",
+                retention["held_by_call_events_mib"] < 0.25 * retention["traced_mib"],
+                "not a stated target",
             )
         for path in ("raw-httpx2", "sdk-httpx2"):
             c = _cell(results, path, 200)
@@ -164,13 +160,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     for row in results.get("startup", []):
         add(
-            f"start-up <= 50 ms over plain pytest ({row['size']:,} recordings)",
-            f"+{row['added_ms']:.0f} ms ({row['without_ms']:.0f} -> {row['with_ms']:.0f} ms)"
-            + (
-                f"; with the proposed change +{row['proposed_added_ms']:.0f} ms"
-                if "proposed_added_ms" in row
-                else ""
-            ),
+            f"start-up <= 50 ms over plain pytest ({row.get('kind', 'empty test')}, "
+            f"{row['size']:,} recordings)",
+            f"+{row['added_ms']:.0f} ms ({row['without_ms']:.0f} -> {row['with_ms']:.0f} ms)",
             row["added_ms"] <= 50,
         )
     for row in results.get("first_chunk", []):
@@ -220,14 +212,15 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             f"## 1. Per-call replay cost ({smallest} recordings present)",
             "",
-            "Median µs per call over rounds; ratios and differences are medians of per-round pairs. "
+            "Median µs per call over rounds; ratios and differences are medians of per-round pairs "
+            "(IQR: interquartile range of those pairs, the noise of this machine). "
             "Floor: the same client on a `MockTransport` returning the recorded response's bytes, "
             "prebuilt. vcrpy: record mode `none`, `match_on` = method, scheme, host, port, path, query, "
             "body; `allow_playback_repeats`.",
             "",
-            "| client | floor µs | promptcache µs | added µs | x floor | with proposed change: added µs "
-            "(x floor) | vcrpy µs | x floor | vcrpy / promptcache |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| client | floor µs | promptcache µs | added µs | x floor | vcrpy µs | x floor "
+            "| vcrpy / promptcache |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c in cells:
             if c["size"] != smallest or c.get("kind") != "warm":
@@ -236,13 +229,13 @@ def markdown(results: dict[str, Any]) -> str:
                 _replay.PATHS[c["path"]].label,
                 _f(c.get("floor_us")),
                 _f(c.get("promptcache_us")),
-                _f(c.get("promptcache_over_floor_us"), "+.1f"),
-                _f(c.get("promptcache_ratio_to_floor"), ".3f"),
-                (
-                    f"{c['proposed_over_floor_us']:+.1f} ({c['proposed_ratio_to_floor']:.3f}x)"
-                    if "proposed_over_floor_us" in c
-                    else "-"
+                _f(c.get("promptcache_over_floor_us"), "+.1f")
+                + (
+                    " (IQR {:+.0f}..{:+.0f})".format(*c["promptcache_over_floor_iqr_us"])
+                    if "promptcache_over_floor_iqr_us" in c
+                    else ""
                 ),
+                _f(c.get("promptcache_ratio_to_floor"), ".3f"),
                 _f(c.get("vcrpy_us"), ".0f"),
                 _f(c.get("vcrpy_ratio_to_floor"), ".2f"),
                 _f(c.get("vcrpy_over_promptcache"), ".1f", "x"),
@@ -253,8 +246,10 @@ def markdown(results: dict[str, Any]) -> str:
             "## 2. At scale",
             "",
             "Warm: the same 10 requests cycled (spread over the store; for vcrpy, over the cassette). "
-            "First serve: a fresh engine each round, each of up to 100 different recordings requested "
-            "once (key derivation, one file read, JSON parsing and validation; files in the OS cache).",
+            "First serve: fresh engines, each recording requested once per engine, 100 calls per round "
+            "(key derivation, one file read, JSON parsing and validation; files in the OS cache). With "
+            "10 recordings each engine serves only 10, so its one-off costs weigh 10 times more per call "
+            "than with 100.",
             "",
             "| recordings | client | floor µs | promptcache warm µs (x floor) | promptcache first serve µs "
             "(x floor) | vcrpy µs (x floor) | vcrpy / promptcache | vcrpy cassette load |",
@@ -324,27 +319,30 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "### Start-up",
             "",
-            "`pytest -q -p no:cacheprovider test_trivial.py` (one empty test) with `-p no:promptcache` "
-            "and with the plugin on a store of each size; wall time per process, median of "
-            f"{startup[0]['runs']} interleaved runs after one warm-up each.",
+            "`pytest -q -p no:cacheprovider TEST_FILE` (one empty test; or one whose module imports "
+            "openai, as a user's does) with `-p no:promptcache` and with the plugin on a store of each "
+            f"size; wall time per process, median of {startup[0]['runs']} interleaved runs after one "
+            "warm-up each.",
             "",
-            "| recordings | without plugin | with plugin | added (median of pairs) "
-            "| with the proposed change: added | peak RSS without / with |",
-            "|---:|---:|---:|---:|---:|---:|",
+            "| test file | recordings | without plugin | with plugin | added (median of pairs) "
+            "| peak RSS without / with |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for row in startup:
             lines.append(
-                f"| {row['size']:,} | {row['without_ms']:.0f} ms | {row['with_ms']:.0f} ms | "
-                f"+{row['added_ms']:.0f} ms | {_f(row.get('proposed_added_ms'), '+.0f', ' ms')} | "
+                f"| {row.get('kind', 'empty test')} | {row['size']:,} | {row['without_ms']:.0f} ms | "
+                f"{row['with_ms']:.0f} ms | "
+                f"+{row['added_ms']:.0f} ms | "
                 f"{row['without_maxrss_mib']:.1f} / {row['with_maxrss_mib']:.1f} MiB |"
             )
         bd = results.get("startup_breakdown")
         if bd:
+            imported = ", ".join(bd.get("modules_imported_after_configure", [])) or "none"
             lines += [
                 "",
                 "In-process, fresh interpreter, median ms: "
                 + ", ".join(f"{k} {val:.1f}" for k, val in bd["median_ms"].items())
-                + ".",
+                + f". Imported once configured (of pydantic, httpx, httpx2, asyncio): {imported}.",
             ]
         it = results.get("import_time")
         if it:
@@ -362,8 +360,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "Fresh process; everything imported first (`peak RSS before`), then the tool set up "
             "(pytest-promptcache's engine, or vcrpy loading its cassette) and N different recordings "
-            "served once each through raw httpx2. tracemalloc counts only what was allocated after the "
-            "imports.",
+            "served once each through raw httpx2. Peak RSS (VmHWM) from a run without tracemalloc; "
+            "tracemalloc's peak (what was allocated after the imports) from a second run, "
+            "pytest-promptcache only.",
             "",
             "| tool | recordings | served | set-up | peak RSS before -> after | tracemalloc peak |",
             "|---|---:|---:|---:|---:|---:|",
@@ -374,6 +373,17 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{row['maxrss_before_mib']:.1f} -> {row['maxrss_mib']:.1f} MiB | "
                 f"{_f(row['tracemalloc_peak_mib'], '.1f', ' MiB')} |"
             )
+    retention = results.get("memory_retention")
+    if retention:
+        lines += [
+            "",
+            f"What holds the memory after serving {retention['served']:,} different recordings (in-process, "
+            f"tracemalloc): {retention['traced_mib']:.1f} MiB in all; dropping the session's call events "
+            f"({retention['events']:,}, each holding its parsed recording) frees "
+            f"{retention['held_by_call_events_mib']:.1f} MiB; emptying the memory tier "
+            f"({retention['memory_tier_size']:,} entries) and the key memo frees "
+            f"{retention['held_by_memory_tier_and_key_memo_mib']:.1f} MiB more.",
+        ]
     fc = results.get("first_chunk", [])
     if fc:
         lines += [
@@ -402,23 +412,21 @@ def markdown(results: dict[str, Any]) -> str:
             "## Extra: a replay miss",
             "",
             "A request with no recording fails its test with the nearest recording and a diff. The first "
-            "miss of a session reads every recording's request; every miss then ranks all of them with "
-            "difflib. "
-            "`proposed` = the change in `benchmarks/_experiments.py` (Jaccard shortlist of 16, then difflib; "
-            "request-only parsing), applied in-process.",
+            "miss of a session reads every recording's request; every miss then ranks the recordings of "
+            "the endpoint (upper bounds for all, difflib on tokens for a shortlist).",
             "",
-            "| code | recordings | first miss | next miss | nearest found |",
-            "|---|---:|---:|---:|---|",
+            "| recordings | first miss | next miss | nearest found |",
+            "|---:|---:|---:|---|",
         ]
         for row in misses:
             lines.append(
-                f"| {'proposed' if row['proposed'] else 'current'} | {row['size']:,} | "
-                f"{row['first_miss_s'] * 1000:,.1f} ms | {row['next_miss_s'][0] * 1000:,.1f} ms | "
+                f"| {row['size']:,} | {row['first_miss_s'] * 1000:,.1f} ms | "
+                f"{row['next_miss_s'][0] * 1000:,.1f} ms | "
                 f"{row['nearest'].removeprefix('nearest:').strip()[:40]}... |"
             )
         for row in results.get("miss_memory", []):
             lines.append(
-                f"\nProposed code, {row['size']:,} recordings, one miss in a fresh process: "
+                f"\n{row['size']:,} recordings, one miss in a fresh process: "
                 f"{row['serve_s']:.1f} s, peak RSS {row['maxrss_before_mib']:.0f} -> "
                 f"{row['maxrss_mib']:.0f} MiB."
             )
@@ -432,8 +440,10 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---:|",
         ]
         lines += [f"| {k} | {val:.2f} |" for k, val in bd.items()]
-    notes = NOTES
-    lines += ["", "## What was compared", "", *notes]
+    for section, error in results.get("errors", {}).items():
+        last = error.strip().splitlines()[-1]
+        lines += ["", f"**Section `{section}` failed**: `{last}` (traceback in results.json)."]
+    lines += ["", "## What was compared", "", *NOTES]
     return "\n".join(lines) + "\n"
 
 

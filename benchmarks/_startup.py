@@ -49,9 +49,7 @@ PYTEST = (
 def _run_timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, int]:
     """Wall seconds, exit code and peak RSS (KiB) of one child process."""
     started = time.perf_counter()
-    proc = subprocess.run(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
-    )
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - started
     output = proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
@@ -60,12 +58,26 @@ def _run_timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, i
     return elapsed, proc.returncode, hwm[-1] if hwm else 0
 
 
-def trivial_project(workdir: Path) -> Path:
+TEST_FILES = {
+    # The plugin's own cost, nothing shared with the suite.
+    "empty test": "def test_nothing():\n    assert True\n",
+    # A typical user of the plugin: a test module that imports the openai SDK (which imports pydantic
+    # and httpx2 itself, so the plugin no longer pays for them alone).
+    "test module importing openai": "import openai\n\n\ndef test_nothing():\n    assert openai\n",
+    # The empty test with respx's pytest plugin disabled in both runs: respx (a dev dependency) imports
+    # httpx at start-up, before pytest-promptcache is configured, so the plugin patches it at once.
+    "empty test, -p no:respx": "def test_nothing():\n    assert True\n",
+}
+EXTRA_ARGS = {"empty test, -p no:respx": ["-p", "no:respx"]}
+
+
+def startup_project(workdir: Path, kind: str) -> tuple[Path, str]:
     project = workdir / "startup-project"
     project.mkdir(parents=True, exist_ok=True)
     (project / "pytest.ini").write_text("[pytest]\n")
-    (project / "test_trivial.py").write_text("def test_nothing():\n    assert True\n")
-    return project
+    name = "test_openai.py" if "openai" in kind else "test_trivial.py"
+    (project / name).write_text(TEST_FILES[kind])
+    return project, name
 
 
 def pytest_startup(
@@ -73,13 +85,22 @@ def pytest_startup(
     stores: dict[int, Path],
     runs: int,
     log: Callable[[str], None],
-    proposed: Path | None = None,
+    kind: str = "empty test",
 ) -> list[dict[str, Any]]:
-    """``pytest`` on one trivial test: ``-p no:promptcache`` against the plugin loaded on a store of
-    each size, runs interleaved, medians reported. Both load every other installed plugin alike."""
-    project = trivial_project(workdir)
+    """``pytest`` on one test: ``-p no:promptcache`` against the plugin loaded on a store of each size,
+    runs interleaved, medians reported. Both load every other installed plugin alike."""
+    project, test_file = startup_project(workdir, kind)
     env = _clean_env()
-    base = [sys.executable, "-c", PYTEST, "-q", "-p", "no:cacheprovider", "test_trivial.py"]
+    base = [
+        sys.executable,
+        "-c",
+        PYTEST,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *EXTRA_ARGS.get(kind, []),
+        test_file,
+    ]
     results = []
     for size, store in stores.items():
         variants = {
@@ -88,9 +109,6 @@ def pytest_startup(
             "with": [*base, f"--promptcache-dir={store}"],
         }
         envs = {"without": env, "with": env}
-        if proposed is not None:
-            variants["proposed"] = variants["with"]
-            envs["proposed"] = {**env, "PYTHONPATH": str(proposed)}
         # One unmeasured run each: the first import of a module tree pays for the OS file cache.
         for name, cmd in variants.items():
             _run_timed(cmd, project, envs[name])
@@ -104,6 +122,7 @@ def pytest_startup(
         paired = [w - wo for w, wo in zip(times["with"], times["without"], strict=True)]
         row: dict[str, Any] = {
             "size": size,
+            "kind": kind,
             "runs": runs,
             "without_ms": statistics.median(times["without"]) * 1000,
             "with_ms": statistics.median(times["with"]) * 1000,
@@ -113,16 +132,9 @@ def pytest_startup(
             "without_maxrss_mib": statistics.median(rss["without"]) / 1024,
             "with_maxrss_mib": statistics.median(rss["with"]) / 1024,
         }
-        if proposed is not None:
-            pairs = zip(times["proposed"], times["without"], strict=True)
-            row["proposed_ms"] = statistics.median(times["proposed"]) * 1000
-            row["proposed_added_ms"] = statistics.median(p - wo for p, wo in pairs) * 1000
-            row["proposed_rounds_ms"] = [round(t * 1000, 1) for t in times["proposed"]]
-            row["proposed_maxrss_mib"] = statistics.median(rss["proposed"]) / 1024
         log(
-            f"    pytest start-up, {size:>7} recordings: without {row['without_ms']:7.1f} ms  "
+            f"    pytest start-up ({kind}), {size:>7} recordings: without {row['without_ms']:7.1f} ms  "
             f"with {row['with_ms']:7.1f} ms  added {row['added_ms']:6.1f} ms"
-            + (f"  (proposed change: added {row['proposed_added_ms']:6.1f} ms)" if proposed else "")
         )
         results.append(row)
     return results
@@ -136,23 +148,27 @@ import pytest
 t1 = time.perf_counter()
 import pytest_promptcache.plugin
 t2 = time.perf_counter()
-from pytest_promptcache.engine import Engine
 from pytest_promptcache.intercept import install, uninstall
 from pytest_promptcache.settings import build_settings
 settings = build_settings(rootdir=Path(sys.argv[1]), cli_mode=None, cli_dir=sys.argv[1], env={}, ini={})
 t3 = time.perf_counter()
-engine = Engine(settings)
+try:  # what pytest_configure builds: a Session (the engine comes with the first LLM call), or an Engine
+    from pytest_promptcache.context import Session
+    source = Session(settings)
+except ImportError:
+    from pytest_promptcache.engine import Engine
+    source = Engine(settings)
 t4 = time.perf_counter()
-install(engine)
+install(source)
 t5 = time.perf_counter()
-uninstall(engine)
+uninstall(source)
 print(json.dumps({
     "import pytest": t1 - t0,
     "import pytest_promptcache.plugin": t2 - t1,
     "build_settings": t3 - t2,
-    "Engine(settings)": t4 - t3,
-    "install (imports and patches httpx, httpx2)": t5 - t4,
-    "asyncio imported by the plugin": "asyncio" in sys.modules,
+    "Session/Engine(settings)": t4 - t3,
+    "install": t5 - t4,
+    "modules imported": sorted(m for m in ("pydantic", "httpx", "httpx2", "asyncio") if m in sys.modules),
 }))
 """
 
@@ -176,7 +192,7 @@ def configure_breakdown(runs: int) -> dict[str, Any]:
     return {
         "runs": runs,
         "median_ms": {k: round(statistics.median(s[k] for s in samples) * 1000, 1) for k in steps},
-        "asyncio_imported": samples[0]["asyncio imported by the plugin"],
+        "modules_imported_after_configure": samples[0]["modules imported"],
     }
 
 
@@ -184,12 +200,14 @@ def import_times(top: int = 12) -> dict[str, Any]:
     """``python -X importtime``: what importing the plugin module costs, and the modules that cost most
     (cumulative µs). pytest is imported first, so the plugin's own share is what is left."""
     code = "import pytest; import pytest_promptcache.plugin"
-    subprocess.run([sys.executable, "-c", code], env=_clean_env(), check=True)  # fill the bytecode cache
+    cwd = tempfile.gettempdir()
+    subprocess.run([sys.executable, "-c", code], env=_clean_env(), cwd=cwd, check=True)  # fill the cache
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code],
         capture_output=True,
         text=True,
         env=_clean_env(),
+        cwd=cwd,
         check=True,
     )
     rows: list[tuple[int, int, str]] = []

@@ -1,7 +1,7 @@
 """pytest-promptcache benchmarks: replay cost against the floor and against vcrpy, at scale.
 
-    python benchmarks/run.py            # full run, ~5-10 minutes on 2 cores
-    python benchmarks/run.py --quick    # ~1 minute smoke run (fewer rounds, sizes up to 1,000)
+    python benchmarks/run.py            # full run, ~6.5 minutes on 2 cores
+    python benchmarks/run.py --quick    # ~70 s smoke run (fewer rounds, sizes up to 1,000)
 
 Prints a Markdown report at the end and writes it to ``benchmarks/RESULTS.md``, with every number (and
 every round behind each median) in ``benchmarks/results.json``. All data lives in a temporary directory,
@@ -11,12 +11,12 @@ removed at the end (``--keep`` keeps it). See ``benchmarks/README.md`` for what 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +29,6 @@ sys.path.insert(0, str(HERE))
 import _data  # noqa: E402
 import _experiments  # noqa: E402
 import _firstchunk  # noqa: E402
-import _proposed_startup  # noqa: E402
 import _replay  # noqa: E402
 import _report  # noqa: E402
 import _startup  # noqa: E402
@@ -49,8 +48,8 @@ class Config:
     cold_calls: int  # distinct recordings served once each per cold round
     memory_distinct: int
     chunk_rounds: int
-    miss_sizes_current: tuple[int, ...]
-    miss_sizes_proposed: tuple[int, ...]
+    miss_sizes: tuple[int, ...]
+    retention_served: int
     sdk_paths: tuple[str, ...]
 
 
@@ -67,8 +66,8 @@ FULL = Config(
     cold_calls=100,
     memory_distinct=100,
     chunk_rounds=9,
-    miss_sizes_current=(10, 200, 1000),
-    miss_sizes_proposed=(10, 200, 1000, 100_000),
+    miss_sizes=(10, 200, 1000, 5000, 100_000),
+    retention_served=10_000,
     sdk_paths=("sdk-httpx2", "sdk-httpx2-stream", "sdk-httpx", "raw-httpx2", "raw-httpx"),
 )
 QUICK = Config(
@@ -84,8 +83,8 @@ QUICK = Config(
     cold_calls=50,
     memory_distinct=50,
     chunk_rounds=3,
-    miss_sizes_current=(10, 200),
-    miss_sizes_proposed=(10, 200, 1000),
+    miss_sizes=(10, 200, 1000),
+    retention_served=1000,
     sdk_paths=("sdk-httpx2", "sdk-httpx2-stream", "sdk-httpx", "raw-httpx2", "raw-httpx"),
 )
 SCALE_PATHS = ("raw-httpx2", "sdk-httpx2")
@@ -147,12 +146,7 @@ def per_call(cfg: Config, data: Data, log: Log) -> tuple[list[dict[str, Any]], d
             vcr_tool = _replay.VcrTool(data.cassette(size))
             vcr_load[size] = {"load_s": vcr_tool.load_seconds, "interactions": len(vcr_tool.cassette.data)}
             log(f"  vcrpy loaded {size:,} interactions in {vcr_tool.load_seconds:.2f} s")
-        first = size == cfg.plugin_sizes[0]
-        paths = cfg.sdk_paths if first else SCALE_PATHS
-        extra = None
-        if first:
-            _experiments.check_proposed_raw_request()
-            extra = {"proposed": functools.partial(_experiments.proposed_replay_path, plugin)}
+        paths = cfg.sdk_paths if size == cfg.plugin_sizes[0] else SCALE_PATHS
         for name in paths:
             path = _replay.PATHS[name]
             hot = _data.spread(10 if path.stream else size, HOT)
@@ -169,7 +163,6 @@ def per_call(cfg: Config, data: Data, log: Log) -> tuple[list[dict[str, Any]], d
                 cfg.batch_seconds,
                 cfg.max_calls,
                 log,
-                extra,
             )
             summary = cell.summary()
             summary["kind"] = "warm"
@@ -179,7 +172,16 @@ def per_call(cfg: Config, data: Data, log: Log) -> tuple[list[dict[str, Any]], d
             indices = _data.spread(size, cfg.cold_calls)
             replays = _replay.replays_for(store, data.templates, indices, path.stream)
             cell = _replay.measure_cold(
-                path, size, base_url, store, data.workdir, indices, replays, cfg.cold_rounds, log
+                path,
+                size,
+                base_url,
+                store,
+                data.workdir,
+                indices,
+                replays,
+                cfg.cold_rounds,
+                log,
+                cfg.cold_calls,
             )
             summary = cell.summary()
             summary["kind"] = "first-serve"
@@ -224,17 +226,25 @@ def memory(cfg: Config, data: Data, log: Log) -> list[dict[str, Any]]:
     for size in cfg.plugin_sizes:
         jobs.append(("promptcache", size, min(size, cfg.memory_distinct)))
     largest = cfg.plugin_sizes[-1]
-    jobs.append(("promptcache", largest, min(largest, 5000 if cfg.name == "full" else 1000)))
+    # Many different recordings served in one session: does memory stay bounded (memory_size)?
+    for many in (5000, 20_000) if cfg.name == "full" else (1000,):
+        jobs.append(("promptcache", largest, min(largest, many)))
     for size in cfg.vcr_sizes:
         jobs.append(("vcrpy", size, min(size, cfg.memory_distinct if size <= 1000 else 10)))
     for tool, size, distinct in jobs:
         source = data.store(size) if tool == "promptcache" else data.cassette(size)
-        row = _startup.memory(tool, source, size, distinct, data.workdir, base_url)
+        # Peak RSS and times from a run without tracemalloc (which inflates both); tracemalloc's peak
+        # from a second run, for pytest-promptcache only (vcrpy's scans take minutes under it).
+        row = _startup.memory(tool, source, size, distinct, data.workdir, base_url, ["notrace"])
+        if tool == "promptcache":
+            traced = _startup.memory(tool, source, size, distinct, data.workdir, base_url)
+            row["tracemalloc_peak_mib"] = traced["tracemalloc_peak_mib"]
         row["distinct"] = distinct
+        peak = row["tracemalloc_peak_mib"]
         log(
             f"    memory {tool:<12} {size:>7} recordings, {distinct:>5} served: "
             f"peak RSS {row['maxrss_mib']:6.1f} MiB (imports alone {row['maxrss_before_mib']:.1f}), "
-            f"tracemalloc peak {row['tracemalloc_peak_mib']:6.1f} MiB"
+            f"set-up {row['setup_s']:.2f} s" + (f", tracemalloc peak {peak:6.1f} MiB" if peak else "")
         )
         rows.append(row)
     return rows
@@ -242,18 +252,86 @@ def memory(cfg: Config, data: Data, log: Log) -> list[dict[str, Any]]:
 
 def misses(cfg: Config, data: Data, log: Log) -> list[dict[str, Any]]:
     rows = []
-    for proposed, sizes in ((False, cfg.miss_sizes_current), (True, cfg.miss_sizes_proposed)):
-        for size in sizes:
-            row = _experiments.miss_times(
-                data.store(size), data.workdir, data.templates.base_url, size, proposed=proposed
-            )
-            label = "proposed" if proposed else "current"
-            log(
-                f"    miss ({label:<8}) {size:>7} recordings: first {row['first_miss_s'] * 1000:9.1f} ms, "
-                f"next {row['next_miss_s'][0] * 1000:9.1f} ms"
-            )
-            rows.append(row)
+    for size in cfg.miss_sizes:
+        row = _experiments.miss_times(data.store(size), data.workdir, data.templates.base_url, size)
+        log(
+            f"    miss {size:>7} recordings: first {row['first_miss_s'] * 1000:9.1f} ms, "
+            f"next {row['next_miss_s'][0] * 1000:9.1f} ms"
+        )
+        rows.append(row)
     return rows
+
+
+def section_replay(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("1-2. per-call replay cost (floor / pytest-promptcache / vcrpy), then at scale")
+    results["per_call"], results["vcr_load"] = per_call(cfg, data, log)
+
+
+def section_startup(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("2. start-up: pytest on one trivial test, without and with the plugin")
+    stores = {size: data.store(size) for size in cfg.startup_sizes}
+    results["startup"] = _startup.pytest_startup(data.workdir, stores, cfg.startup_runs, log)
+    smallest = {cfg.plugin_sizes[0]: stores.get(cfg.plugin_sizes[0]) or data.store(cfg.plugin_sizes[0])}
+    results["startup"] += _startup.pytest_startup(
+        data.workdir, smallest, cfg.startup_runs, log, kind="empty test, -p no:respx"
+    )
+    # Importing openai costs ~0.5 s and varies more: twice the runs.
+    results["startup"] += _startup.pytest_startup(
+        data.workdir, smallest, 2 * cfg.startup_runs, log, kind="test module importing openai"
+    )
+    results["startup_breakdown"] = _startup.configure_breakdown(cfg.startup_runs)
+    results["import_time"] = _startup.import_times()
+    bd = results["startup_breakdown"]
+    imported = bd["modules_imported_after_configure"]
+    log(f"    in-process breakdown (median ms): {bd['median_ms']}; imported: {imported}")
+
+
+def section_memory(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("2. peak memory, fresh process per measurement")
+    results["memory"] = memory(cfg, data, log)
+    size = cfg.plugin_sizes[-1]
+    row = _experiments.retained_memory(
+        data.store(size), data.workdir, data.templates.base_url, size, cfg.retention_served
+    )
+    results["memory_retention"] = row
+    log(
+        f"    after serving {row['served']:,} different recordings: {row['traced_mib']:.1f} MiB traced, "
+        f"{row['held_by_call_events_mib']:.1f} held by the session's call events, "
+        f"{row['held_by_memory_tier_and_key_memo_mib']:.1f} by the memory tier and key memo"
+    )
+
+
+def section_recording(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("3. recording: time to the first streamed chunk, chunks 100 ms apart")
+    results["first_chunk"] = _firstchunk.measure(data.workdir, cfg.chunk_rounds, 0.1, log)
+
+
+def section_miss(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("extra: a replay miss (nearest-recording search) at each size")
+    results["miss"] = misses(cfg, data, log)
+    size = cfg.miss_sizes[-1]
+    row = _startup.memory(
+        "promptcache-miss", data.store(size), size, 1, data.workdir, data.templates.base_url, ["notrace"]
+    )
+    results["miss_memory"] = [row]
+    log(f"    miss {size:>7} recordings, fresh process: peak RSS {row['maxrss_mib']:.1f} MiB")
+
+
+def section_breakdown(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("extra: where one warm replay's time goes (timeit, best of 5)")
+    results["replay_breakdown"] = _experiments.replay_breakdown(
+        data.store(cfg.plugin_sizes[0]), data.workdir, data.templates.base_url
+    )
+
+
+SECTIONS: dict[str, Callable[[Config, Data, dict[str, Any], Log], None]] = {
+    "replay": section_replay,
+    "startup": section_startup,
+    "memory": section_memory,
+    "recording": section_recording,
+    "miss": section_miss,
+    "breakdown": section_breakdown,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,61 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         templates = _data.record_templates(workdir)
         data = Data(workdir, templates, log)
-        if "replay" in sections:
-            log("1-2. per-call replay cost (floor / pytest-promptcache / vcrpy), then at scale")
-            results["per_call"], results["vcr_load"] = per_call(cfg, data, log)
-        if "startup" in sections:
-            log("2. start-up: pytest on one trivial test, without and with the plugin")
-            stores = {size: data.store(size) for size in cfg.startup_sizes}
-            proposed: Path | None = None
+        for name, run_section in SECTIONS.items():
+            if name not in sections:
+                continue
             try:
-                proposed = _proposed_startup.apply(workdir)
-                checks = _proposed_startup.verify(
-                    proposed,
-                    data.store(cfg.plugin_sizes[0]),
-                    workdir,
-                    templates.base_url,
-                    _startup._clean_env(),
-                )
-                results["startup_proposed_checks"] = checks
-                ok = all(c.get("patched") and c.get("served") and c.get("restored") for c in checks)
-                log(f"    proposed start-up change applied to a copy; intercepts either way round: {ok}")
-                if not ok:
-                    proposed = None
-            except _proposed_startup.DoesNotApplyError as exc:
-                results["startup_proposed_checks"] = [{"error": str(exc)}]
-                log(f"    proposed start-up change does not apply to the current package: {exc}")
-            results["startup"] = _startup.pytest_startup(workdir, stores, cfg.startup_runs, log, proposed)
-            results["startup_breakdown"] = _startup.configure_breakdown(cfg.startup_runs)
-            results["import_time"] = _startup.import_times()
-            log(f"    in-process breakdown (median ms): {results['startup_breakdown']['median_ms']}")
-        if "memory" in sections:
-            log("2. peak memory, fresh process per measurement")
-            results["memory"] = memory(cfg, data, log)
-        if "recording" in sections:
-            log("3. recording: time to the first streamed chunk, chunks 100 ms apart")
-            results["first_chunk"] = _firstchunk.measure(workdir, cfg.chunk_rounds, 0.1, log)
-        if "miss" in sections:
-            log("extra: a replay miss (nearest-recording search), current code and proposed change")
-            results["miss"] = misses(cfg, data, log)
-            size = cfg.miss_sizes_proposed[-1]
-            row = _startup.memory(
-                "promptcache-miss-proposed",
-                data.store(size),
-                size,
-                1,
-                workdir,
-                templates.base_url,
-                ["notrace"],
-            )
-            results["miss_memory"] = [row]
-            rss = row["maxrss_mib"]
-            log(f"    miss (proposed) {size:>7} recordings, fresh process: peak RSS {rss:.1f} MiB")
-        if "breakdown" in sections:
-            log("extra: where one warm replay's time goes (timeit, best of 5)")
-            results["replay_breakdown"] = _experiments.replay_breakdown(
-                data.store(cfg.plugin_sizes[0]), workdir, templates.base_url
-            )
+                run_section(cfg, data, results, log)
+            except Exception:  # one section failing must not lose the others' numbers
+                error = traceback.format_exc()
+                results.setdefault("errors", {})[name] = error
+                log(f"section {name} FAILED:\n{error}")
         results["generation_s"] = data.generation
     finally:
         if args.keep:
