@@ -29,14 +29,18 @@ def settings(**ini: Any) -> Settings:
     return build_settings(rootdir=Path("/tmp"), cli_mode=None, cli_dir=None, env={}, ini=ini)
 
 
+def scrubber(s: Settings, env: dict[str, str] | None = None, *, patterns: bool = True) -> Scrubber:
+    return Scrubber(
+        secret_headers=s.secret_headers,
+        secret_params=s.secret_params,
+        patterns=s.secret_patterns if patterns else [],
+        env=env or {},
+    )
+
+
 def keyer(**ini: Any) -> Keyer:
     s = settings(**ini)
-    return Keyer(
-        s,
-        Scrubber(
-            secret_headers=s.secret_headers, secret_params=s.secret_params, patterns=s.secret_patterns, env={}
-        ),
-    )
+    return Keyer(s, scrubber(s))
 
 
 def raw(
@@ -136,12 +140,7 @@ def test_non_json_bodies_are_hashed_as_bytes() -> None:
 def test_secret_values_in_the_body_never_reach_the_canonical_request() -> None:
     secret = "sk-proj-ZZZZ1234ZZZZZZZZZZZZZZZZ5678ZZ"
     s = settings()
-    scrub = Scrubber(
-        secret_headers=s.secret_headers,
-        secret_params=s.secret_params,
-        patterns=s.secret_patterns,
-        env={"MY_SERVICE_TOKEN": "tok-1234567890"},
-    )
+    scrub = scrubber(s, {"MY_SERVICE_TOKEN": "tok-1234567890"})
     canonical = Keyer(s, scrub).canonical(
         raw({**BODY, "api_key": "plain-credential-123", "note": f"{secret} and tok-1234567890"})
     )
@@ -154,11 +153,8 @@ def test_secret_values_in_the_body_never_reach_the_canonical_request() -> None:
 
 def test_empty_and_short_environment_values_are_not_treated_as_secrets() -> None:
     s = settings()
-    scrub = Scrubber(
-        secret_headers=s.secret_headers,
-        secret_params=s.secret_params,
-        patterns=[],
-        env={"OPENAI_API_KEY": "", "SHORT_TOKEN": "abc", "PATH": "/usr/bin:/bin/long/enough"},
+    scrub = scrubber(
+        s, {"OPENAI_API_KEY": "", "SHORT_TOKEN": "abc", "PATH": "/usr/bin:/bin/long/enough"}, patterns=False
     )
     assert scrub.text("abc /usr/bin:/bin/long/enough") == "abc /usr/bin:/bin/long/enough"
 
@@ -172,11 +168,7 @@ def test_empty_and_short_environment_values_are_not_treated_as_secrets() -> None
     ],
 )
 def test_key_shapes_do_not_match_ordinary_prose(prose: str) -> None:
-    s = settings()
-    scrub = Scrubber(
-        secret_headers=s.secret_headers, secret_params=s.secret_params, patterns=s.secret_patterns, env={}
-    )
-    assert scrub.text(prose) == prose
+    assert scrubber(settings()).text(prose) == prose
 
 
 @pytest.mark.parametrize(
@@ -189,8 +181,4 @@ def test_key_shapes_do_not_match_ordinary_prose(prose: str) -> None:
     ],
 )
 def test_key_shapes_are_replaced_anywhere(secret: str) -> None:
-    s = settings()
-    scrub = Scrubber(
-        secret_headers=s.secret_headers, secret_params=s.secret_params, patterns=s.secret_patterns, env={}
-    )
-    assert "<redacted>" in scrub.text(f"my key is {secret}, keep it safe")
+    assert "<redacted>" in scrubber(settings()).text(f"my key is {secret}, keep it safe")
