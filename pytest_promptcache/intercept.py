@@ -44,10 +44,6 @@ def active() -> Source | None:
     return _sources[-1] if _sources else None
 
 
-def patched_modules() -> list[str]:
-    return sorted(_originals)
-
-
 def mocked_below(module_name: str) -> bool:
     """True while a mocking library (respx) has replaced the connection pool under the transport.
 

@@ -81,10 +81,6 @@ class FileLock:
         finally:
             fh.close()
 
-    @property
-    def held(self) -> bool:
-        return self._fh is not None
-
     @contextlib.contextmanager
     def held_for(self, timeout: float | None = None) -> Iterator[bool]:
         ok = self.acquire(timeout)
