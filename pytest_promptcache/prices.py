@@ -28,6 +28,11 @@ PRICE_FIELDS = ("input", "output", "cache_read", "cache_write")
 _MTOK = Decimal(1_000_000)
 
 
+def money(value: Decimal) -> float:
+    """USD as reported: a float, rounded to 1e-10 so sums of Decimals stay stable when printed."""
+    return float(round(value, 10))
+
+
 class PriceError(ValueError):
     pass
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from .models import RecordedResponse, TokenUsage
+from .prices import money
 from .usage import PriceBook, measure
 
 if TYPE_CHECKING:
@@ -109,17 +110,13 @@ class Bucket(BaseModel):
         if call.cost_usd is None:
             self.unpriced_calls += 1
         elif call.replayed:
-            self.saved_usd = _money(Decimal(str(self.saved_usd)) + Decimal(str(call.cost_usd)))
+            self.saved_usd = money(Decimal(str(self.saved_usd)) + Decimal(str(call.cost_usd)))
         else:
-            self.spent_usd = _money(Decimal(str(self.spent_usd)) + Decimal(str(call.cost_usd)))
+            self.spent_usd = money(Decimal(str(self.spent_usd)) + Decimal(str(call.cost_usd)))
 
     @property
     def cost_usd(self) -> float:
         return self.spent_usd + self.saved_usd
-
-
-def _money(value: Decimal) -> float:
-    return float(round(value, 10))
 
 
 class Budget(BaseModel):
@@ -347,7 +344,7 @@ class TestCalls:
 
     @property
     def cost_usd(self) -> float:
-        return _money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
+        return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
 
 
 # -- renderings ----------------------------------------------------------------------------------------

@@ -103,9 +103,14 @@ def _send_sync(
         response.close()
         time.sleep(delay)
         attempt += 1
+    return _tee(response, call, headers, flavor.streams.sync_tee)
+
+
+def _tee(response: Any, call: LiveCall, headers: list[tuple[str, str]], tee_type: type[Any]) -> Any:
+    """Hand the live head to the call, and its body through the call's recorder if it wants one."""
     recorder = call.response(response.status_code, headers)
     if recorder is not None:
-        response.stream = tee = flavor.streams.sync_tee(response.stream, recorder)
+        response.stream = tee = tee_type(response.stream, recorder)
         # A response dropped unread must still end its call, or identical waiting calls would hang.
         weakref.finalize(tee, recorder.closed)
     return response
@@ -151,8 +156,4 @@ async def _send_async(
         await response.aclose()
         await asyncio.sleep(delay)
         attempt += 1
-    recorder = call.response(response.status_code, headers)
-    if recorder is not None:
-        response.stream = tee = flavor.streams.async_tee(response.stream, recorder)
-        weakref.finalize(tee, recorder.closed)
-    return response
+    return _tee(response, call, headers, flavor.streams.async_tee)

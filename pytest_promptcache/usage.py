@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from .models import RecordedResponse, TokenUsage
-from .prices import DATE_SUFFIX, ModelPrice, PriceError, parse_prices
+from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
 __all__ = ["ModelPrice", "PriceBook", "PriceError", "api_family", "extract", "measure", "parse_prices"]
 
@@ -164,7 +164,7 @@ def measure(
     if usage is None:
         return None, None
     cost = prices.cost(usage, (response_model, model), family, url.split("?", 1)[0], at)
-    return usage, None if cost is None else float(round(cost, 10))
+    return usage, None if cost is None else money(cost)
 
 
 class PriceBook:
