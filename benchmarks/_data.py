@@ -99,11 +99,11 @@ def record_templates(workdir: Path) -> Templates:
     import openai
     import vcr
 
-    from pytest_promptcache.engine import Engine
-    from pytest_promptcache.intercept import install, uninstall
+    from pytest_promptcache.clients import install, uninstall
     from pytest_promptcache.keys import canonical_json
+    from pytest_promptcache.session import CacheSession
     from pytest_promptcache.settings import build_settings
-    from pytest_promptcache.store import read_recording
+    from pytest_promptcache.store.files import read_recording
 
     server_cls = import_fake_provider()
     plugin_dir = workdir / "template-promptcache"
@@ -125,7 +125,7 @@ def record_templates(workdir: Path) -> Templates:
             client.close()
 
         settings = build_settings(rootdir=workdir, cli_mode="record", cli_dir=str(plugin_dir), env={}, ini={})
-        engine = Engine(settings, env={})
+        engine = CacheSession(settings, env={})
         install(engine)
         try:
             call_both()

@@ -50,25 +50,16 @@ def miss_times(store_dir: Path, workdir: Path, base_url: str, size: int, misses:
 
 
 def handler_module() -> Any:
-    """The module whose ``raw_request`` the patched transport methods call (``transport`` since the
-    core moved them there; ``intercept`` before)."""
+    """The module whose ``raw_request`` the patched transport methods call."""
     import importlib
 
-    try:
-        return importlib.import_module("pytest_promptcache.transport")
-    except ImportError:
-        return importlib.import_module("pytest_promptcache.intercept")
+    return importlib.import_module("pytest_promptcache.clients.httpx_send")
 
 
 def httpx2_flavor() -> Any:
     import httpx2
 
-    module = handler_module()
-    if hasattr(module, "flavor_of"):
-        return module.flavor_of(httpx2)
-    if hasattr(module, "make_flavor"):
-        return module.make_flavor(httpx2, "httpcore2")
-    return next(f for f in module.available_flavors() if f.name == "httpx2")
+    return handler_module().flavor_of(httpx2)
 
 
 # -- where one replayed call's time goes ----------------------------------------------------------------
@@ -100,10 +91,10 @@ def replay_breakdown(store_dir: Path, workdir: Path, base_url: str, number: int 
         return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
 
     out: dict[str, float] = {}
-    if hasattr(flavor, "mocked_below"):  # the respx check, per call, in older layouts
-        out["flavor.mocked_below (respx check)"] = best(flavor.mocked_below)
     out |= {
-        "engine.handles (endpoint match)": best(lambda: engine.handles(request.url.host, request.url.path)),
+        "session.handles (endpoint match)": best(
+            lambda: tool.session.handles(request.url.host, request.url.path)
+        ),
         "raw_request (total)": best(lambda: module.raw_request(request, request.read())),
         "  request.headers.multi_items()": best(request.headers.multi_items),
         "  request.url.params.multi_items()": best(request.url.params.multi_items),
@@ -143,15 +134,12 @@ def retained_memory(store_dir: Path, workdir: Path, base_url: str, size: int, se
     assert not tool.problems()
     gc.collect()
     total = tracemalloc.get_traced_memory()[0]
-    events = len(engine.events)
-    engine.events.clear()
-    session = getattr(engine, "session", None)
-    context = session.context if session is not None else getattr(engine, "context", None)
-    if context is not None:
-        context.calls.clear()
+    events = len(engine.ledger.events)
+    engine.ledger.events.clear()
+    tool.session.context.calls.clear()
     gc.collect()
     without_events = tracemalloc.get_traced_memory()[0]
-    engine.store._memory.clear()
+    engine.store._memory._items.clear()
     engine.keyer._memo.clear()
     gc.collect()
     without_caches = tracemalloc.get_traced_memory()[0]

@@ -34,8 +34,8 @@ def measure(
     import httpx2
     import openai
 
-    from pytest_promptcache.engine import Engine
-    from pytest_promptcache.intercept import install, uninstall
+    from pytest_promptcache.clients import install, uninstall
+    from pytest_promptcache.session import CacheSession
     from pytest_promptcache.settings import build_settings
 
     server_cls = _data.import_fake_provider()
@@ -45,7 +45,7 @@ def measure(
     sys.modules[server_cls.__module__]._Handler.disable_nagle_algorithm = True
     store = workdir / "firstchunk-cassettes"
     settings = build_settings(rootdir=workdir, cli_mode="record", cli_dir=str(store), env={}, ini={})
-    engine = Engine(settings, env={})
+    engine = CacheSession(settings, env={})
 
     @contextlib.contextmanager
     def recording() -> Iterator[None]:

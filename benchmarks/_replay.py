@@ -137,27 +137,26 @@ class PluginTool:
     """pytest-promptcache driven through its core, as its pytest plugin drives it."""
 
     def __init__(self, store_dir: Path, workdir: Path) -> None:
-        from pytest_promptcache.engine import Engine
+        from pytest_promptcache.session import CacheSession
         from pytest_promptcache.settings import build_settings
 
         settings = build_settings(rootdir=workdir, cli_mode="replay", cli_dir=str(store_dir), env={}, ini={})
-        self.engine = Engine(settings, env={})
+        self.session = CacheSession(settings, env={})
+        self.engine = self.session.engine()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
-        from pytest_promptcache.intercept import install, uninstall
+        from pytest_promptcache.clients import install, uninstall
 
-        install(self.engine)
+        install(self.session)
         try:
             yield
         finally:
-            uninstall(self.engine)
+            uninstall(self.session)
 
     def problems(self) -> list[str]:
         """Messages of calls that would fail their test (a miss, a corrupt file)."""
-        session = getattr(self.engine, "session", None)  # the core split the per-test state off
-        owner = session if session is not None else self.engine
-        return owner.take_problems()  # type: ignore[no-any-return]
+        return self.session.context.take_problems()
 
 
 class VcrTool:
@@ -373,7 +372,7 @@ def replays_for(
     store_dir: Path, templates: _data.Templates, indices: list[int], stream: bool
 ) -> dict[int, Any]:
     """The plugin's own prebuilt responses for these recordings: the floor serves exactly these bytes."""
-    from pytest_promptcache.store import CassetteStore
+    from pytest_promptcache.store.cassettes import CassetteStore
 
     store = CassetteStore(store_dir)
     out: dict[int, Any] = {}

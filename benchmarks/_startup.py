@@ -148,16 +148,13 @@ import pytest
 t1 = time.perf_counter()
 import pytest_promptcache.plugin
 t2 = time.perf_counter()
-from pytest_promptcache.intercept import install, uninstall
+from pytest_promptcache.clients import install, uninstall
 from pytest_promptcache.settings import build_settings
 settings = build_settings(rootdir=Path(sys.argv[1]), cli_mode=None, cli_dir=sys.argv[1], env={}, ini={})
 t3 = time.perf_counter()
-try:  # what pytest_configure builds: a Session (the engine comes with the first LLM call), or an Engine
-    from pytest_promptcache.context import Session
-    source = Session(settings)
-except ImportError:
-    from pytest_promptcache.engine import Engine
-    source = Engine(settings)
+# What pytest_configure builds: a session (the engine comes with the first LLM call).
+from pytest_promptcache.session import CacheSession
+source = CacheSession(settings)
 t4 = time.perf_counter()
 install(source)
 t5 = time.perf_counter()
@@ -166,7 +163,7 @@ print(json.dumps({
     "import pytest": t1 - t0,
     "import pytest_promptcache.plugin": t2 - t1,
     "build_settings": t3 - t2,
-    "Session/Engine(settings)": t4 - t3,
+    "CacheSession(settings)": t4 - t3,
     "install": t5 - t4,
     "modules imported": sorted(m for m in ("pydantic", "httpx", "httpx2", "asyncio") if m in sys.modules),
 }))

@@ -27,8 +27,8 @@ from llm_server import LLMServer
 def worker(index: int, url: str, state_dir: str, cassette_dir: str, rpm: int, stop_at: float) -> None:
     import httpx2
 
-    from pytest_promptcache.engine import Engine
-    from pytest_promptcache.intercept import install
+    from pytest_promptcache.clients import install
+    from pytest_promptcache.session import CacheSession
     from pytest_promptcache.settings import build_settings
 
     settings = build_settings(
@@ -38,7 +38,7 @@ def worker(index: int, url: str, state_dir: str, cassette_dir: str, rpm: int, st
         env={},
         ini={"promptcache_record_rpm": str(rpm), "promptcache_state_dir": state_dir},
     )
-    install(Engine(settings, env={}))
+    install(CacheSession(settings, env={}))
     with httpx2.Client(base_url=url, timeout=120) as client:
         n = 0
         while time.time() < stop_at:

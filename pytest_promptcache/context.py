@@ -1,23 +1,18 @@
-"""The session as the pytest layer drives it: settings, which test is running, and the engine, built on
-the first intercepted LLM call.
-
-Light on purpose: it imports neither pydantic nor httpx, so a suite that never calls an LLM pays almost
-nothing for having the plugin installed.
-"""
+"""The running test as the engine sees it: its node id, mode, key rules, the calls it made and the
+problems (misses, unusable recordings) that must fail it."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .rules import KeyRules
-from .settings import Mode, Settings
+from .settings import Mode
 
 if TYPE_CHECKING:
-    from .engine import CallEvent, Engine
+    # Only a type here: the ledger imports pydantic, which start-up must not pay for.
+    from .ledger import CallEvent
 
 
 @dataclass
@@ -29,62 +24,20 @@ class TestContext:
     # The test as the user would name it on the command line, from where they ran pytest.
     target: str | None = None
     rules: KeyRules | None = None
-    problems: list[str] = field(default_factory=list)
     calls: list[CallEvent] = field(default_factory=list)
+    _problems: list[str] = field(default_factory=list)
+    # Threads and tasks the test starts share its context.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-
-class Session:
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        self.settings = settings
-        self.env: Mapping[str, str] = os.environ if env is None else env
-        self.default_rules = KeyRules.build(settings.ignore_fields, settings.normalize)
-        self._lock = threading.Lock()
-        # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
-        self._context = TestContext(nodeid=None, mode=settings.mode)
-        self._engine: Engine | None = None
-
-    def engine(self) -> Engine:
-        engine = self._engine
-        if engine is None:
-            with self._lock:
-                if self._engine is None:
-                    from .engine import Engine
-
-                    self._engine = Engine(self.settings, session=self)
-                engine = self._engine
-        return engine
-
-    @property
-    def started_engine(self) -> Engine | None:
-        """The engine if any LLM call built it; None for a session that made none."""
-        return self._engine
-
-    def handles(self, host: str, path: str) -> bool:
-        return self.settings.is_llm_endpoint(host.lower(), path)
-
-    # -- test lifecycle ---------------------------------------------------------------------------------
-
-    def begin_test(
-        self, nodeid: str, mode: Mode | None = None, target: str | None = None, rules: KeyRules | None = None
-    ) -> TestContext:
-        self._context = TestContext(
-            nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid, rules=rules
-        )
-        return self._context
-
-    def end_test(self) -> None:
-        self._context = TestContext(nodeid=None, mode=self.settings.mode)
-
-    @property
-    def context(self) -> TestContext:
-        return self._context
-
-    def problem(self, ctx: TestContext, message: str) -> None:
+    def add_call(self, event: CallEvent) -> None:
         with self._lock:
-            ctx.problems.append(message)
+            self.calls.append(event)
+
+    def add_problem(self, message: str) -> None:
+        with self._lock:
+            self._problems.append(message)
 
     def take_problems(self) -> list[str]:
-        ctx = self._context
         with self._lock:
-            problems, ctx.problems[:] = list(ctx.problems), []
+            problems, self._problems = self._problems, []
         return problems

@@ -1,99 +1,55 @@
 """What happens to one intercepted LLM call in each mode: look up, serve, miss, or go live and save.
 
-The engine knows nothing of pytest or of which httpx module sent the request: the plugin tells it which
-test is running (``begin_test``), the interceptor hands it a ``RawRequest`` and turns its answers into
-responses of the right module.
+The engine knows nothing of pytest or of which HTTP library sent the request: it asks ``context`` which
+test is running; a client adapter hands it a ``RawRequest`` and turns its answer into a response of that
+library.
 """
 
 from __future__ import annotations
 
-import random
-import threading
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from typing import Any
 
-from . import __version__
-from .context import Session, TestContext
-from .flight import Flight, Flights, Wait
+from .context import TestContext
+from .coordination.flight import Flight, Flights, Wait
+from .coordination.pacing import Pacing
+from .coordination.state import SharedState, default_state_root
 from .keys import HookError, Keyer, RawRequest, display_url
+from .ledger import CallEvent, Ledger, Outcome
+from .live import LiveCall, Saver
 from .miss import miss_message, most_similar, nearest, record_command
-from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
-from .report import CallRecord, Ledger
+from .models import CanonicalRequest, RecordedResponse, Recording
+from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
-from .state import SharedState, default_state_root
-from .store import CassetteStore, CorruptRecording, Entry
-from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
+from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording
+from .streams import Replay, build_replay
 from .usage import PriceBook
-
-# Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
-NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})
-MAX_RETRY_WAIT = 120.0
-
-
-def is_recordable_status(status: int) -> bool:
-    return status < 500 and status not in NOT_RECORDED_STATUSES
-
-
-class Outcome(StrEnum):
-    REPLAYED = "replayed"  # served from a recording
-    RECORDED = "recorded"  # went live and was saved
-    LIVE = "live"  # went live, not saved (mode off, or the body never completed)
-    MISS = "miss"  # replay found no usable recording
-    ERROR = "error"  # went live and failed: transport error or a status that is not recorded
-    BLOCKED = "blocked"  # would have gone live, but the session's budget was spent
-    SHARED_FAILURE = "shared-failure"  # waited for an identical live call, which failed
-
-
-@dataclass
-class CallEvent:
-    test: str | None
-    mode: Mode
-    outcome: Outcome
-    url: str
-    model: str | None
-    key: str | None = None
-    status: int | None = None
-    # The recording served or saved, or the live body when nothing was saved: usage comes from here.
-    recording: Recording | None = None
-    response: RecordedResponse | None = None
-    detail: str | None = None
-    # Similar matching: the recording actually served, and how similar its request was.
-    served_key: str | None = None
-    similarity: float | None = None
-    # A recording older than max-age was served (expiry "warn", or "rerecord" outside record mode).
-    stale: bool = False
-    # When the served or saved recording was made; kept after the ledger drops ``recording``.
-    recorded_at: datetime | None = None
-    # Usage and cost, filled in by the ledger (at once for live calls, lazily for replayed ones).
-    record: CallRecord | None = None
 
 
 class Engine:
-    """What one call does. ``session`` says which test is running; without one (benchmarks, scripts),
-    the engine makes its own and every call belongs to no test."""
+    """What one call does. ``context`` says which test is running; without it (benchmarks, scripts)
+    every call belongs to no test."""
 
     def __init__(
-        self, settings: Settings, env: Mapping[str, str] | None = None, session: Session | None = None
+        self,
+        settings: Settings,
+        *,
+        env: Mapping[str, str],
+        rules: KeyRules | None = None,
+        context: Callable[[], TestContext] | None = None,
     ) -> None:
-        if session is None:
-            session = Session(settings, env)
-            session._engine = self
-        self.session = session
         self.settings = settings
-        env = session.env
+        outside = TestContext(nodeid=None, mode=settings.mode)
+        self._context: Callable[[], TestContext] = context or (lambda: outside)
         self.scrubber = Scrubber(
             secret_headers=settings.secret_headers,
             secret_params=settings.secret_params,
             patterns=settings.secret_patterns,
             env=env,
         )
-        self.keyer = Keyer(settings, self.scrubber, session.default_rules)
+        self.keyer = Keyer(settings, self.scrubber, rules)
         self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
         self.state = SharedState(
             settings.state_dir or default_state_root(settings.cassette_dir),
@@ -101,35 +57,27 @@ class Engine:
         )
         self.flights = Flights(self.state)
         self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
+        self.pacing = Pacing(
+            self.state, rpm=settings.record_rpm, tpm=settings.record_tpm, retries=settings.record_retries
+        )
+        self.saver = Saver(self.store, self.scrubber, self.ledger, self.state)
         if settings.mode in (Mode.RECORD, Mode.REWRITE):
             self.store.sweep_temp_files()
-        self.events: list[CallEvent] = []
         self._started_at = datetime.now(UTC)
-        self._lock = threading.Lock()
-
-    def engine(self) -> Engine:
-        """An engine is its own source of engines, as far as the interceptor is concerned."""
-        return self
-
-    def handles(self, host: str, path: str) -> bool:
-        return self.session.handles(host, path)
-
-    def problem(self, ctx: TestContext, message: str) -> None:
-        self.session.problem(ctx, message)
 
     # -- one call --------------------------------------------------------------------------------------
 
     def start(self, raw: RawRequest) -> Replay | LiveCall | Wait:
-        """The response to serve, a live call the interceptor must send and report back on, or something
+        """The response to serve, a live call the adapter must send and report back on, or something
         to wait for (an identical call in flight) before asking again."""
-        ctx = self.session.context
+        ctx = self._context()
         self.scrubber.learn(raw.headers)
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
             if self._budget_spent():
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
-            return LiveCall(self, ctx, url, raw.netloc, key=None, canonical=None, flight=None)
+            return self._live(ctx, url, raw)
         try:
             key, canonical = self.keyer.key_for(raw, ctx.rules)
         except HookError as exc:
@@ -154,7 +102,30 @@ class Engine:
             if served is not None:
                 self.flights.finish(claim)
                 return served
-        return LiveCall(self, ctx, url, raw.netloc, key=key, canonical=canonical, flight=claim)
+        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim)
+
+    def _live(
+        self,
+        ctx: TestContext,
+        url: str,
+        raw: RawRequest,
+        key: str | None = None,
+        canonical: CanonicalRequest | None = None,
+        flight: Flight | None = None,
+    ) -> LiveCall:
+        return LiveCall(
+            ctx,
+            url,
+            raw.netloc,
+            log=self,
+            ledger=self.ledger,
+            pacing=self.pacing,
+            key=key,
+            canonical=canonical,
+            flight=flight,
+            flights=self.flights,
+            saver=self.saver if key is not None else None,
+        )
 
     def _serve_recorded(
         self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
@@ -164,38 +135,48 @@ class Engine:
         if ctx.mode is Mode.REWRITE and not self.state.was_rewritten(key):
             return None
         try:
-            entry = self.store.get(key)
+            stored = self.store.get(key)
         except CorruptRecording as exc:
             if ctx.mode is Mode.REWRITE:
                 return None
             return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
-        if entry is None:
+        if stored is None:
             return None
-        stale = self._is_stale(entry.recording)
+        stale = self._is_stale(stored.recording)
         if stale:
             expiry = self.settings.on_expiry
             if expiry is Expiry.FAIL:
                 return self._fail(
-                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, entry.recording)
+                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored.recording)
                 )
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
-        return self._replayed(ctx, url, canonical, key, entry, stale=stale)
+        return self._replayed(ctx, url, canonical, key, stored, stale=stale)
 
     def _replayed(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, entry: Entry, **extra: Any
+        self,
+        ctx: TestContext,
+        url: str,
+        canonical: CanonicalRequest,
+        key: str,
+        stored: StoredRecording,
+        **extra: Any,
     ) -> Replay:
-        self._record_call(
+        recording = stored.recording
+        usage, cost = self.ledger.replay_price(recording)
+        self.record_call(
             ctx,
             Outcome.REPLAYED,
             url,
             canonical.model,
             key,
-            status=entry.replay.status,
-            recording=entry.recording,
+            status=stored.replay.status,
+            recorded_at=recording.meta.recorded_at,
+            usage=usage,
+            cost_usd=cost,
             **extra,
         )
-        return entry.replay
+        return stored.replay
 
     def _is_stale(self, recording: Recording) -> bool:
         max_age = self.settings.max_age
@@ -226,20 +207,20 @@ class Engine:
             return None
         served_key, score = found
         try:
-            entry = self.store.get(served_key)
+            stored = self.store.get(served_key)
         except CorruptRecording:
             return None
-        if entry is None:
+        if stored is None:
             return None
         return self._replayed(
             ctx,
             url,
             canonical,
             key,
-            entry,
+            stored,
             served_key=served_key,
             similarity=round(score, 4),
-            stale=self._is_stale(entry.recording),
+            stale=self._is_stale(stored.recording),
         )
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
@@ -248,18 +229,21 @@ class Engine:
         flight = wait.failure
         if flight is None:
             return None
-        ctx = self.session.context
+        ctx = self._context()
         key, canonical = self.keyer.key_for(raw, ctx.rules)
-        detail = "an identical call in flight failed: "
-        detail += repr(flight.exception) if flight.exception is not None else f"HTTP {flight.response.status}"  # type: ignore[union-attr]
-        self._record_call(
+        if flight.exception is not None:
+            detail, status = repr(flight.exception), None
+        else:
+            assert flight.response is not None  # a failure is an exception or an error response
+            detail, status = f"HTTP {flight.response.status}", flight.response.status
+        self.record_call(
             ctx,
             Outcome.SHARED_FAILURE,
             display_url(raw, self.scrubber),
             canonical.model,
             key,
-            status=flight.response.status if flight.response is not None else None,
-            detail=detail,
+            status=status,
+            detail=f"an identical call in flight failed: {detail}",
         )
         if flight.exception is not None:
             raise flight.exception
@@ -282,10 +266,10 @@ class Engine:
         recorded_by = None
         if near is not None:
             try:
-                entry = self.store.get(near[0])
+                stored = self.store.get(near[0])
             except CorruptRecording:
-                entry = None
-            recorded_by = entry.recording.meta.test if entry is not None else None
+                stored = None
+            recorded_by = stored.recording.meta.test if stored is not None else None
         return miss_message(
             request=canonical,
             key=key,
@@ -311,8 +295,8 @@ class Engine:
         into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
         once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
         """
-        self.problem(ctx, message)
-        self._record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
+        ctx.add_problem(message)
+        self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
         return build_replay(
             RecordedResponse(
                 status=404,
@@ -329,167 +313,16 @@ class Engine:
             )
         )
 
-    def _record_call(
+    def record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any
     ) -> CallEvent:
-        """Every intercepted call ends here once: in the test's calls, the session's, and the ledger."""
+        """Every intercepted call ends here once: in the test's calls and in the session's ledger."""
         event = CallEvent(
             test=ctx.nodeid, mode=ctx.mode, outcome=outcome, url=url, model=model, key=key, **fields
         )
-        with self._lock:
-            ctx.calls.append(event)
-            self.events.append(event)
+        ctx.add_call(event)
         self.ledger.add(event)
         return event
-
-    # -- saving --------------------------------------------------------------------------------------
-
-    def scrub_response(self, response: RecordedResponse) -> RecordedResponse:
-        scrub = self.scrubber
-        headers = scrub.headers((k, v) for k, v in response.headers.items() if k not in WIRE_HEADERS)
-        events = None
-        if response.events is not None:
-            events = [
-                SSEEvent(
-                    event=ev.event,
-                    data=scrub.json(ev.data),
-                    text=scrub.text(ev.text) if ev.text is not None else None,
-                    id=ev.id,
-                    retry=ev.retry,
-                )
-                for ev in response.events
-            ]
-        return RecordedResponse(
-            status=response.status,
-            headers=headers,
-            body=scrub.json(response.body),
-            text=scrub.text(response.text) if response.text is not None else None,
-            base64=response.base64,
-            events=events,
-        )
-
-
-class LiveCall:
-    """A call that goes to the network; the interceptor reports what came back."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        ctx: TestContext,
-        url: str,
-        host: str,
-        *,
-        key: str | None,
-        canonical: CanonicalRequest | None,
-        flight: Flight | None,
-    ) -> None:
-        self._engine = engine
-        self._ctx = ctx
-        self.url = url
-        self.host = host
-        self.key = key
-        self.canonical = canonical
-        self.save = key is not None
-        self.flight = flight
-        self._started = time.perf_counter()
-
-    def _record_call(self, outcome: Outcome, **fields: Any) -> CallEvent:
-        model = self.canonical.model if self.canonical else None
-        return self._engine._record_call(self._ctx, outcome, self.url, model, self.key, **fields)
-
-    def _finish(self, *, exception: BaseException | None = None, response: Replay | None = None) -> None:
-        if self.flight is not None:
-            flight, self.flight = self.flight, None
-            self._engine.flights.finish(flight, exception=exception, response=response)
-
-    # -- before sending: pacing and retries (record and rewrite only) ------------------------------------
-
-    def pace(self) -> float:
-        """Seconds to wait before sending, to hold the host's configured requests per minute."""
-        rpm = self._engine.settings.record_rpm
-        if not self.save or not rpm:
-            return 0.0
-        return self._engine.state.reserve_slot(self.host, 60.0 / rpm)
-
-    def retry_delay(self, status: int, headers: list[tuple[str, str]], attempt: int) -> float | None:
-        """Seconds to wait before sending again after a 429 or 5xx, or None to hand it to the client."""
-        retries = self._engine.settings.record_retries
-        if not self.save or attempt >= retries or (status != 429 and status < 500):
-            return None
-        self._started = time.perf_counter()
-        return retry_delay(headers, attempt)
-
-    # -- what came back ----------------------------------------------------------------------------------
-
-    def failed(self, exc: BaseException) -> None:
-        self._record_call(Outcome.ERROR, detail=f"transport error: {exc!r}")
-        self._finish(exception=exc)
-
-    def response(self, status: int, headers: list[tuple[str, str]]) -> BodyRecorder | None:
-        """Called when the live response's head arrives; a recorder to tee the body through, or None
-        to hand the response to the client untouched."""
-        latency_ms = (time.perf_counter() - self._started) * 1000
-        if not is_recordable_status(status):
-            self._record_call(Outcome.ERROR, status=status, detail=f"HTTP {status}")
-            if self.flight is None:
-                return None
-            # Waiting identical calls get this same answer once its body has been read.
-            return BodyRecorder(
-                status=status,
-                headers=headers,
-                on_complete=lambda r: self._finish(response=build_replay(r)),
-                on_incomplete=lambda reason, failed: self._finish(),
-            )
-
-        def complete(response: RecordedResponse) -> None:
-            if not self.save or self.key is None or self.canonical is None:
-                self._record_call(Outcome.LIVE, status=status, response=response)
-                return
-            now = datetime.now(UTC)
-            usage, cost = self._engine.ledger.measure(
-                response, self.canonical.path, self.canonical.model, self.url, now
-            )
-            recording = Recording(
-                key=self.key,
-                request=self.canonical,
-                response=self._engine.scrub_response(response),
-                meta=RecordingMeta(
-                    recorded_at=now,
-                    test=self._ctx.nodeid,
-                    url=self.url,
-                    latency_ms=round(latency_ms, 1),
-                    plugin_version=__version__,
-                    usage=usage,
-                    cost_usd=cost,
-                ),
-            )
-            try:
-                self._engine.store.put(recording)
-            except OSError as exc:
-                self._engine.problem(
-                    self._ctx, f"promptcache: could not save the recording for {self.url}: {exc}"
-                )
-                self._record_call(Outcome.LIVE, status=status, response=response)
-                self._finish()
-                return
-            if self._ctx.mode is Mode.REWRITE:
-                self._engine.state.mark_rewritten(self.key)
-            event = self._record_call(Outcome.RECORDED, status=status, recording=recording)
-            self._finish()
-            self._charge_tokens(event)
-
-        def incomplete(reason: str, failed: bool) -> None:
-            outcome = Outcome.ERROR if failed else Outcome.LIVE
-            self._record_call(outcome, status=status, detail=f"not saved: {reason}")
-            self._finish()
-
-        return BodyRecorder(status=status, headers=headers, on_complete=complete, on_incomplete=incomplete)
-
-    def _charge_tokens(self, event: CallEvent) -> None:
-        """Under a tokens-per-minute limit, a call's tokens delay the host's next request."""
-        tpm = self._engine.settings.record_tpm
-        if tpm and event.record is not None and event.record.usage is not None:
-            self._engine.state.add_debt(self.host, event.record.usage.total_tokens * 60.0 / tpm)
 
 
 def _age(value: timedelta | None) -> str:
@@ -498,18 +331,3 @@ def _age(value: timedelta | None) -> str:
     if value.days and not value.seconds:
         return f"{value.days}d"
     return f"{value.total_seconds() / 3600:g}h"
-
-
-def retry_delay(headers: list[tuple[str, str]], attempt: int) -> float:
-    """Exponential backoff with full jitter, or what the provider's Retry-After asks for."""
-    for name, value in headers:
-        if name.lower() == "retry-after":
-            try:
-                return min(max(float(value), 0.0), MAX_RETRY_WAIT)
-            except ValueError:
-                try:
-                    when = parsedate_to_datetime(value)
-                except (TypeError, ValueError):
-                    break
-                return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_WAIT)
-    return random.uniform(0, min(MAX_RETRY_WAIT, 2.0**attempt))

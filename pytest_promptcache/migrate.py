@@ -10,28 +10,21 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ledger import recording_price
 from .models import SCHEMA_VERSION, Recording
-from .store import SUFFIX, CorruptRecording, dumps_recording, read_recording, write_atomic
-from .usage import PriceBook, measure
+from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_recording, write_atomic
+from .usage import PriceBook
 
 
 def upgrade(recording: Recording, prices: PriceBook) -> Recording:
     """The same recording in the current schema. 1 → 2: usage and cost at recorded_at into meta."""
     if recording.schema_version == SCHEMA_VERSION:
         return recording
-    meta = recording.meta
-    usage, cost = measure(
-        recording.response,
-        recording.request.path,
-        recording.request.model,
-        meta.url,
-        meta.recorded_at,
-        prices,
-    )
+    usage, cost = recording_price(recording, prices)
     return recording.model_copy(
         update={
             "schema_version": SCHEMA_VERSION,
-            "meta": meta.model_copy(update={"usage": usage, "cost_usd": cost}),
+            "meta": recording.meta.model_copy(update={"usage": usage, "cost_usd": cost}),
         }
     )
 

@@ -1,5 +1,5 @@
-"""Response bodies on their way through: decoding, SSE parsing, deciding when a body is complete, and
-the byte streams handed to httpx/httpx2 clients (a tee while recording, a replay otherwise)."""
+"""Response bodies on their way through, independent of any HTTP library: decoding, SSE parsing,
+deciding when a live body is complete (``BodyRecorder``), and the chunks a recorded response replays as."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import base64
 import codecs
 import json
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Protocol
 
 from .models import RecordedResponse, SSEEvent
@@ -317,84 +316,3 @@ def _body_response(status: int, headers: dict[str, str], raw: bytes) -> Recorded
         except ValueError:
             pass
     return RecordedResponse(status=status, headers=headers, text=text)
-
-
-@dataclass(frozen=True)
-class StreamTypes:
-    """Byte-stream classes for one httpx module: its clients check ``isinstance`` against their own
-    module's ``SyncByteStream``/``AsyncByteStream``, so each module needs its own subclasses."""
-
-    replay: type[Any]
-    sync_tee: type[Any]
-    async_tee: type[Any]
-
-
-def make_stream_types(module: ModuleType) -> StreamTypes:
-    sync_base: type[Any] = module.SyncByteStream
-    async_base: type[Any] = module.AsyncByteStream
-
-    class ReplayStream(sync_base, async_base):  # type: ignore[misc]
-        __slots__ = ("_chunks",)
-
-        def __init__(self, chunks: list[bytes]) -> None:
-            self._chunks = chunks
-
-        def __iter__(self) -> Iterator[bytes]:
-            return iter(self._chunks)
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            for chunk in self._chunks:
-                yield chunk
-
-    class SyncTee(sync_base):  # type: ignore[misc]
-        def __init__(self, upstream: Iterable[bytes], recorder: BodyRecorder) -> None:
-            self._upstream = upstream
-            self._recorder = recorder
-
-        def __iter__(self) -> Iterator[bytes]:
-            try:
-                for chunk in self._upstream:
-                    self._recorder.feed(chunk)
-                    yield chunk
-            except GeneratorExit:
-                # The client stopped reading; close() decides whether that was after the end.
-                raise
-            except BaseException as exc:
-                self._recorder.failed(f"the live stream failed: {exc!r}")
-                raise
-            self._recorder.ended()
-
-        def close(self) -> None:
-            try:
-                close = getattr(self._upstream, "close", None)
-                if close is not None:
-                    close()
-            finally:
-                self._recorder.closed()
-
-    class AsyncTee(async_base):  # type: ignore[misc]
-        def __init__(self, upstream: Any, recorder: BodyRecorder) -> None:
-            self._upstream = upstream
-            self._recorder = recorder
-
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self._upstream:
-                    self._recorder.feed(chunk)
-                    yield chunk
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                self._recorder.failed(f"the live stream failed: {exc!r}")
-                raise
-            self._recorder.ended()
-
-        async def aclose(self) -> None:
-            try:
-                aclose = getattr(self._upstream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-            finally:
-                self._recorder.closed()
-
-    return StreamTypes(replay=ReplayStream, sync_tee=SyncTee, async_tee=AsyncTee)

@@ -23,7 +23,7 @@ from pytest_promptcache.models import (
     SSEEvent,
 )
 from pytest_promptcache.scrub import SECRET_ENV_SUFFIXES
-from pytest_promptcache.store import CassetteStore
+from pytest_promptcache.store.cassettes import CassetteStore
 
 REPO = Path(__file__).resolve().parent.parent
 PLANTED = "sk-ant-api03-PLANTEDabcdefghijklmnopqrstuvwxyz0123"

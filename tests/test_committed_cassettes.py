@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pytest_promptcache.keys import key_of
 from pytest_promptcache.settings import DEFAULT_SECRET_PATTERNS
-from pytest_promptcache.store import read_recording
+from pytest_promptcache.store.files import read_recording
 
 CASSETTES = Path(__file__).parent.parent / "cassettes"
 

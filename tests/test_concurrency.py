@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import Suite
 
-from pytest_promptcache.store import read_recording
+from pytest_promptcache.store.files import read_recording
 
 SLOW = "gpt-4.1-mini+fault-slow"
 

@@ -203,7 +203,7 @@ def test_interception_is_undone_when_the_session_ends(clients: Suite) -> None:
             for module in (httpx, httpx2):
                 for method in (module.HTTPTransport.handle_request,
                                module.AsyncHTTPTransport.handle_async_request):
-                    assert method.__module__ == "pytest_promptcache.intercept"
+                    assert method.__module__ == "pytest_promptcache.clients.httpx"
         """
     )
     clients.run().assert_outcomes(passed=1)
@@ -226,7 +226,7 @@ def test_start_up_imports_neither_pydantic_nor_httpx_and_patches_on_import(
         def test_lazy():
             assert not {"pydantic", "httpx", "httpx2"} & set(sys.modules)
             import httpx
-            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.intercept"
+            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.clients.httpx"
             url = os.environ["LLM_URL"] + "/v1/chat/completions"
             reply = httpx.post(url, json={"model": "m", "messages": [{"role": "user", "content": "late"}]})
             assert reply.status_code == 404 and reply.headers["x-promptcache"] == "miss"
@@ -249,7 +249,7 @@ def test_patching_an_already_imported_client_imports_nothing_heavy(
         import sys, httpx
 
         def test_light():
-            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.intercept"
+            assert httpx.HTTPTransport.handle_request.__module__ == "pytest_promptcache.clients.httpx"
             assert "pydantic" not in sys.modules
         """
     )

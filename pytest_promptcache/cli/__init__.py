@@ -27,15 +27,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .migrate import migrate_directory
-from .miss import pretty_request
-from .models import SCHEMA_VERSION, CanonicalRequest, RecordedResponse, Recording, SSEEvent, TokenUsage
-from .report import NO_MODEL, usd
-from .scrub import REDACTED, secret_env_values
-from .settings import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_PARAMS, DEFAULT_SECRET_PATTERNS
-from .store import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording
-from .usage import PriceBook, PriceError, api_family, extract, parse_prices
+from .. import __version__
+from ..ledger import NO_MODEL
+from ..migrate import migrate_directory
+from ..miss import pretty_request
+from ..models import SCHEMA_VERSION, CanonicalRequest, RecordedResponse, Recording, SSEEvent, TokenUsage
+from ..prices import usd
+from ..scrub import REDACTED, secret_env_values
+from ..settings import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_PARAMS, DEFAULT_SECRET_PATTERNS
+from ..store.files import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording
+from ..usage import PriceBook, PriceError, api_family, extract, parse_prices
 
 DEFAULT_DIR = "cassettes"
 MIN_PREFIX = 4

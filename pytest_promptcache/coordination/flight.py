@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..streams import Replay
 from .state import FileLock, SharedState
-from .streams import Replay
 
 # A leader whose client neither finishes nor closes its stream is not waited for forever.
 WAIT_TIMEOUT = 600.0

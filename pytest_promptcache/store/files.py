@@ -1,7 +1,6 @@
-"""Recordings on disk, one pretty-printed JSON file per key, and the in-memory tier in front of them.
+"""Recording files: one pretty-printed JSON file per key, read and validated, written atomically.
 
-Lookup is a path computed from the key: nothing is scanned to serve a request. Only the miss path
-(finding the nearest recording to show a diff) reads the whole directory, once per session.
+A file's name is its key, and its key is the SHA-256 of its request: a file verifies itself.
 """
 
 from __future__ import annotations
@@ -10,18 +9,14 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from .keys import key_of
-from .models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
-from .streams import Replay, build_replay
+from ..keys import key_of
+from ..models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
 
 SUFFIX = ".json"
 TMP_SUFFIX = ".tmp"
@@ -38,12 +33,6 @@ class CorruptRecording(Exception):
             "It was left untouched: fix it by hand, or delete it and record again "
             "(pytest --promptcache=record), or overwrite it with --promptcache=rewrite."
         )
-
-
-@dataclass(frozen=True)
-class Entry:
-    recording: Recording
-    replay: Replay
 
 
 def dumps_recording(data: Any) -> str:
@@ -147,90 +136,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class CassetteStore:
-    def __init__(self, directory: Path, memory_size: int = 4096) -> None:
-        self.directory = directory
-        self._memory: OrderedDict[str, Entry] = OrderedDict()
-        self._memory_size = memory_size
-        self._lock = threading.Lock()
-        self._requests: dict[str, CanonicalRequest] | None = None
-
-    def path_for(self, key: str) -> Path:
-        return self.directory / f"{key}{SUFFIX}"
-
-    def get(self, key: str) -> Entry | None:
-        """The recording for a key, or None. Raises CorruptRecording for an unusable file."""
-        with self._lock:
-            entry = self._memory.get(key)
-            if entry is not None:
-                self._memory.move_to_end(key)
-                return entry
-        path = self.path_for(key)
-        try:
-            recording = read_recording(path)
-        except FileNotFoundError:
-            return None
-        entry = Entry(recording, build_replay(recording.response))
-        self._remember(entry)
-        return entry
-
-    def put(self, recording: Recording) -> Entry:
-        write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
-        entry = Entry(recording, build_replay(recording.response))
-        self._remember(entry)
-        with self._lock:
-            if self._requests is not None:
-                self._requests[recording.key] = recording.request
-        return entry
-
-    def _remember(self, entry: Entry) -> None:
-        with self._lock:
-            self._memory[entry.recording.key] = entry
-            self._memory.move_to_end(entry.recording.key)
-            while len(self._memory) > self._memory_size:
-                self._memory.popitem(last=False)
-
-    def sweep_temp_files(self) -> list[Path]:
-        """Remove temp files of writers that died before renaming them (SIGKILL mid-write)."""
-        removed: list[Path] = []
-        if not self.directory.is_dir():
-            return removed
-        for item in os.scandir(self.directory):
-            if not (item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)):
-                continue
-            try:
-                pid = int(item.name.removesuffix(TMP_SUFFIX).split(".")[-2])
-            except (ValueError, IndexError):
-                continue
-            if not _alive(pid):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(item.path)
-                    removed.append(Path(item.path))
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove temp files of writers that died before renaming them (SIGKILL mid-write)."""
+    removed: list[Path] = []
+    if not directory.is_dir():
         return removed
+    for item in os.scandir(directory):
+        if not (item.name.startswith(".") and item.name.endswith(TMP_SUFFIX)):
+            continue
+        try:
+            pid = int(item.name.removesuffix(TMP_SUFFIX).split(".")[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _alive(pid):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.path)
+                removed.append(Path(item.path))
+    return removed
 
-    def keys(self) -> Iterator[str]:
-        if not self.directory.is_dir():
-            return
-        for item in os.scandir(self.directory):
-            if item.name.endswith(SUFFIX) and not item.name.startswith(".") and item.is_file():
-                yield item.name.removesuffix(SUFFIX)
 
-    def all_requests(self) -> dict[str, CanonicalRequest]:
-        """Every readable recording's request; read once per session, only when a miss needs it.
+def recording_keys(directory: Path) -> Iterator[str]:
+    """The keys of the files that are recordings by name: ``<key>.json``, regular, not hidden."""
+    if not directory.is_dir():
+        return
+    for item in os.scandir(directory):
+        if item.name.endswith(SUFFIX) and not item.name.startswith(".") and item.is_file():
+            yield item.name.removesuffix(SUFFIX)
 
-        Only the request of each file is validated, not its response: this reads the whole directory.
-        """
-        with self._lock:
-            if self._requests is not None:
-                return dict(self._requests)
-        found: dict[str, CanonicalRequest] = {}
-        for key in self.keys():
-            try:
-                data = json.loads(self.path_for(key).read_text(encoding="utf-8"))
-                if data.get("schema_version") in KNOWN_SCHEMA_VERSIONS and data.get("key") == key:
-                    found[key] = CanonicalRequest.model_validate(data["request"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                continue  # an unusable file fails the tests that need it, not someone else's miss
-        with self._lock:
-            self._requests = found
-        return dict(found)
+
+def read_request(path: Path) -> CanonicalRequest | None:
+    """Only the request of a recording file (the miss path reads many): None if the file is unusable."""
+    key = path.name.removesuffix(SUFFIX)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema_version") in KNOWN_SCHEMA_VERSIONS and data.get("key") == key:
+            return CanonicalRequest.model_validate(data["request"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # an unusable file fails the tests that need it, not someone else's miss
+    return None

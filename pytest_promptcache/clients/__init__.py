@@ -1,0 +1,18 @@
+"""One adapter per HTTP client library: each turns that library's requests into ``RawRequest``s for the
+engine and the engine's answers into that library's responses and streams. ``install`` routes every
+adapter's LLM calls to a session."""
+
+from __future__ import annotations
+
+from .httpx import HTTPX
+from .registry import Adapter, Source, uninstall
+from .registry import install as _install
+
+__all__ = ["ADAPTERS", "install", "uninstall"]
+
+ADAPTERS: tuple[Adapter, ...] = (HTTPX,)
+
+
+def install(source: Source) -> None:
+    """Route LLM calls of every supported client library to ``source`` until ``uninstall(source)``."""
+    _install(source, ADAPTERS)

@@ -1,0 +1,90 @@
+"""The part of every adapter that does not depend on the HTTP library: ask the engine, wait for an
+identical call in flight, and send a live call with pacing and retries. Sync and async twins, kept thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from ..coordination.flight import Wait
+from ..engine import Engine
+from ..keys import RawRequest
+from ..live import LiveCall
+from ..streams import Replay
+
+R = TypeVar("R")
+Head = Callable[[R], tuple[int, Sequence[tuple[str, str]]]]
+
+
+def decide_sync(engine: Engine, raw: RawRequest) -> Replay | LiveCall:
+    """The recorded (or failing) response to serve, or a live call to send."""
+    while True:
+        decision = engine.start(raw)
+        if not isinstance(decision, Wait):
+            return decision
+        decision.wait_sync()
+        shared = engine.after_wait(decision, raw)
+        if shared is not None:
+            return shared
+
+
+async def decide_async(engine: Engine, raw: RawRequest) -> Replay | LiveCall:
+    """The same for an async client: waits yield to the event loop instead of blocking it."""
+    while True:
+        decision = engine.start(raw)
+        if not isinstance(decision, Wait):
+            return decision
+        await decision.wait_async()
+        shared = engine.after_wait(decision, raw)
+        if shared is not None:
+            return shared
+
+
+def send_sync(call: LiveCall, send: Callable[[], R], head: Head[R], close: Callable[[R], object]) -> R:
+    """Send a live call, paced, retrying transient failures while recording. Returns the response
+    whose head ``call`` has not been told of yet."""
+    wait = call.delay_before_send()
+    if wait > 0:
+        time.sleep(wait)
+    attempt = 0
+    while True:
+        try:
+            response = send()
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        status, headers = head(response)
+        delay = call.retry_delay(status, headers, attempt)
+        if delay is None:
+            return response
+        close(response)
+        time.sleep(delay)
+        attempt += 1
+
+
+async def send_async(
+    call: LiveCall,
+    send: Callable[[], Awaitable[R]],
+    head: Head[R],
+    close: Callable[[R], Awaitable[object]],
+) -> R:
+    wait = call.delay_before_send()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    attempt = 0
+    while True:
+        try:
+            response = await send()
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        status, headers = head(response)
+        delay = call.retry_delay(status, headers, attempt)
+        if delay is None:
+            return response
+        await close(response)
+        await asyncio.sleep(delay)
+        attempt += 1

@@ -1,0 +1,1 @@
+"""What processes recording at the same time share: key locks and single flight, pacing, the budget."""

@@ -1,0 +1,57 @@
+"""Record pacing: requests and tokens per minute per host, and retries of transient failures.
+
+Only live calls that are being recorded are paced; replay never is. The schedule lives in the shared
+state, so every process recording on the machine keeps to one limit.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from .state import SharedState
+
+MAX_RETRY_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class Pacing:
+    state: SharedState
+    rpm: int | None = None
+    tpm: int | None = None
+    retries: int = 0
+
+    def delay(self, host: str) -> float:
+        """Seconds to wait before sending, to hold the host's requests per minute."""
+        if not self.rpm:
+            return 0.0
+        return self.state.reserve_slot(host, 60.0 / self.rpm)
+
+    def retry_delay(self, status: int, headers: Sequence[tuple[str, str]], attempt: int) -> float | None:
+        """Seconds to wait before sending again after a 429 or 5xx, or None to hand it to the client."""
+        if attempt >= self.retries or (status != 429 and status < 500):
+            return None
+        return retry_delay(headers, attempt)
+
+    def charge(self, host: str, tokens: int) -> None:
+        """Under a tokens-per-minute limit, a call's tokens delay the host's next request."""
+        if self.tpm and tokens:
+            self.state.add_debt(host, tokens * 60.0 / self.tpm)
+
+
+def retry_delay(headers: Sequence[tuple[str, str]], attempt: int) -> float:
+    """Exponential backoff with full jitter, or what the provider's Retry-After asks for."""
+    for name, value in headers:
+        if name.lower() == "retry-after":
+            try:
+                return min(max(float(value), 0.0), MAX_RETRY_WAIT)
+            except ValueError:
+                try:
+                    when = parsedate_to_datetime(value)
+                except (TypeError, ValueError):
+                    break
+                return min(max((when - datetime.now(UTC)).total_seconds(), 0.0), MAX_RETRY_WAIT)
+    return random.uniform(0, min(MAX_RETRY_WAIT, 2.0**attempt))

@@ -1,0 +1,280 @@
+"""Call accounting: what each intercepted call was (its outcome), what it used and cost, and the sums
+per model and per test.
+
+The engine makes one immutable ``CallEvent`` per call, priced before it is made: live calls at the time
+they complete (the budget needs the running total), replayed calls at their recording's ``recorded_at``,
+once per recording (a replayed recording of schema 2 carries its price, so that is a lookup).
+``CallRecord`` is the same call as reports, the fixture and xdist workers exchange it (pydantic, JSON).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import RecordedResponse, Recording, TokenUsage
+from .prices import money
+from .settings import Mode
+from .usage import PriceBook, measure
+
+NO_MODEL = "(no model)"
+NO_TEST = "(outside tests)"
+# How the detail of a live call whose body never completed begins: the report lists those.
+NOT_SAVED = "not saved: "
+
+
+class Outcome(StrEnum):
+    REPLAYED = "replayed"  # served from a recording
+    RECORDED = "recorded"  # went live and was saved
+    LIVE = "live"  # went live, not saved (mode off, or the body never completed)
+    MISS = "miss"  # replay found no usable recording
+    ERROR = "error"  # went live and failed: transport error or a status that is not recorded
+    BLOCKED = "blocked"  # would have gone live, but the session's budget was spent
+    SHARED_FAILURE = "shared-failure"  # waited for an identical live call, which failed
+
+
+# Outcomes that reached the network: they are what a session spent.
+LIVE_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.LIVE, Outcome.ERROR})
+# Outcomes whose response reached the client as the provider sent it (or as it was recorded).
+SERVED_OUTCOMES = frozenset({Outcome.REPLAYED, Outcome.RECORDED, Outcome.LIVE})
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One intercepted call, complete when made: nothing changes it afterwards."""
+
+    test: str | None
+    mode: Mode
+    outcome: Outcome
+    url: str
+    model: str | None
+    key: str | None = None
+    status: int | None = None
+    detail: str | None = None
+    # Similar matching: the recording actually served, and how similar its request was.
+    served_key: str | None = None
+    similarity: float | None = None
+    # A recording older than max-age was served (expiry "warn", or "rerecord" outside record mode).
+    stale: bool = False
+    # When the served or saved recording was made.
+    recorded_at: datetime | None = None
+    # None usage: the response carried none (or the call failed); None cost: nobody could price it.
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+
+    def record(self) -> CallRecord:
+        return CallRecord(
+            test=self.test,
+            outcome=self.outcome,
+            url=self.url,
+            model=self.model,
+            key=self.key,
+            status=self.status,
+            usage=self.usage,
+            cost_usd=self.cost_usd,
+            detail=self.detail,
+            served_key=self.served_key,
+            similarity=self.similarity,
+            stale=self.stale,
+            recorded_at=self.recorded_at,
+        )
+
+
+class CallRecord(BaseModel):
+    """One intercepted call as reports and the ``promptcache`` fixture see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    test: str | None
+    outcome: Outcome
+    url: str
+    model: str | None
+    key: str | None = None
+    status: int | None = None
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+    detail: str | None = None
+    served_key: str | None = None
+    similarity: float | None = None
+    stale: bool = False
+    recorded_at: datetime | None = None
+
+    @property
+    def used_key(self) -> str | None:
+        """The recording this call used, if any: served (exactly or as a similar match) or saved."""
+        if self.outcome is Outcome.REPLAYED:
+            return self.served_key or self.key
+        if self.outcome is Outcome.RECORDED:
+            return self.key
+        return None
+
+    @property
+    def replayed(self) -> bool:
+        return self.outcome is Outcome.REPLAYED
+
+    @property
+    def live(self) -> bool:
+        return self.outcome in LIVE_OUTCOMES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in SERVED_OUTCOMES and (self.status or 200) < 400
+
+    @property
+    def priced(self) -> bool:
+        return self.cost_usd is not None
+
+
+def _add_usd(total: float, amount: float) -> float:
+    # Decimal sums: adding a thousand floats of 1e-6 must print the same as the per-test figures.
+    return money(Decimal(str(total)) + Decimal(str(amount)))
+
+
+class Bucket(BaseModel):
+    """Sums over a set of calls: a model's, a test's, or the session's."""
+
+    calls: int = 0
+    replayed: int = 0
+    live: int = 0
+    recorded: int = 0
+    misses: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    calls_without_usage: int = 0
+    unpriced_calls: int = 0
+
+    def add(self, call: CallRecord) -> None:
+        self.calls += 1
+        if call.replayed:
+            self.replayed += 1
+        elif call.live:
+            self.live += 1
+            self.recorded += call.outcome is Outcome.RECORDED
+            self.errors += call.outcome is Outcome.ERROR
+        else:  # a miss, or a call the budget refused: neither served nor sent
+            self.misses += 1
+        if not call.succeeded:
+            return
+        if call.usage is None:
+            self.calls_without_usage += 1
+            return
+        self.input_tokens += call.usage.input_tokens
+        self.cached_input_tokens += call.usage.cached_input_tokens
+        self.cache_write_tokens += call.usage.cache_write_tokens
+        self.output_tokens += call.usage.output_tokens
+        if call.cost_usd is None:
+            self.unpriced_calls += 1
+        elif call.replayed:
+            self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+        else:
+            self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+
+    @property
+    def cost_usd(self) -> float:
+        return self.spent_usd + self.saved_usd
+
+
+@dataclass
+class Buckets:
+    totals: Bucket
+    by_model: dict[str, Bucket]
+    by_test: dict[str, Bucket]
+
+
+def summarize(calls: Iterable[CallRecord]) -> Buckets:
+    totals = Bucket()
+    by_model: dict[str, Bucket] = {}
+    by_test: dict[str, Bucket] = {}
+    for call in calls:
+        totals.add(call)
+        by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
+        by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
+    return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
+
+
+Price = tuple[TokenUsage | None, float | None]
+
+
+class Ledger:
+    """Every call of the session, and the prices that go into them."""
+
+    def __init__(self, prices: PriceBook, on_live_cost: Callable[[float], object] | None = None) -> None:
+        self.prices = prices
+        self._on_live_cost = on_live_cost
+        self._replay_prices: dict[str, Price] = {}
+        self._lock = threading.Lock()
+        self.events: list[CallEvent] = []
+
+    def add(self, event: CallEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+        if event.outcome in LIVE_OUTCOMES and event.cost_usd is not None and self._on_live_cost is not None:
+            self._on_live_cost(event.cost_usd)
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            events = list(self.events)
+        return [event.record() for event in events]
+
+    # -- prices ------------------------------------------------------------------------------------------
+
+    def live_price(self, response: RecordedResponse, path: str, model: str | None, url: str) -> Price:
+        """A live call, priced now: prices change over time, and the budget needs the running total."""
+        return measure(response, path, model, url, datetime.now(UTC), self.prices)
+
+    def replay_price(self, recording: Recording) -> Price:
+        """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
+        price = self._replay_prices.get(recording.key)
+        if price is None:
+            price = self._replay_prices[recording.key] = recording_price(recording, self.prices)
+        return price
+
+
+def recording_price(recording: Recording, prices: PriceBook) -> Price:
+    """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2), unless the
+    user set their own price for its model, else measured from its response."""
+    request = recording.request
+    if recording.schema_version >= 2 and not prices.has_override((request.model,)):
+        return recording.meta.usage, recording.meta.cost_usd
+    meta = recording.meta
+    return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
+
+
+@dataclass
+class TestCalls:
+    """What the ``promptcache`` fixture gives a test: its own calls so far, with usage and cost."""
+
+    __test__ = False
+
+    _events: Callable[[], Iterable[CallEvent]]
+
+    @property
+    def calls(self) -> list[CallRecord]:
+        return [event.record() for event in self._events()]
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(c.usage.input_tokens for c in self.calls if c.usage)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.usage.output_tokens for c in self.calls if c.usage)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))

@@ -1,0 +1,242 @@
+"""The pytest layer: options, ini, marker, hooks, the fixture and the summary. The only package that
+imports pytest; it adapts and delegates, the engine decides.
+
+Start-up stays light: nothing here imports pydantic or httpx until an LLM call is made or a report is
+asked for, so installing the plugin costs a suite that makes no LLM call almost nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..clients import install, uninstall
+from ..rules import KeyRules
+from ..session import CacheSession
+from ..settings import SettingsError, TestOptions, build_settings
+from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
+from .scope import RunScope, ScopeTracker, incomplete_because, prune
+from .stash import (
+    DESELECTED_KEY,
+    OPTIONS_KEY,
+    PRUNE_KEY,
+    REPORT_KEY,
+    SCOPE_KEY,
+    SESSION_KEY,
+    WORKER_CALLS_KEY,
+    WORKEROUTPUT_KEY,
+)
+from .xdist import XdistMerge
+
+if TYPE_CHECKING:
+    from ..ledger import CallRecord, TestCalls
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(HookSpecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in marker_lines():
+        config.addinivalue_line("markers", line)
+    ini = {name: config.getini(name) for name in (*INI_STRINGS, *INI_LINELISTS)}
+    try:
+        settings = build_settings(
+            rootdir=Path(config.rootpath),
+            cli_mode=config.getoption("promptcache_mode"),
+            cli_dir=config.getoption("promptcache_dir"),
+            cli_budget=config.getoption("promptcache_budget"),
+            cli_max_age=config.getoption("promptcache_max_age"),
+            cli_match=config.getoption("promptcache_match"),
+            env=os.environ,
+            ini=ini,
+        )
+    except SettingsError as exc:
+        raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    session = CacheSession(settings)
+    config.stash[SESSION_KEY] = session
+    config.stash[WORKER_CALLS_KEY] = []
+    config.stash[SCOPE_KEY] = RunScope()
+    config.pluginmanager.register(ScopeTracker(config.stash[SCOPE_KEY]), "promptcache-scope")
+    install(session)
+    config.add_cleanup(lambda: uninstall(session))
+    if config.pluginmanager.hasplugin("xdist"):
+        # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
+        config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
+
+
+def _options(item: pytest.Item) -> TestOptions:
+    if OPTIONS_KEY not in item.stash:
+        marker = item.get_closest_marker("promptcache")
+        if marker is None:
+            item.stash[OPTIONS_KEY] = TestOptions()
+        else:
+            try:
+                item.stash[OPTIONS_KEY] = TestOptions.from_marker(marker.args, marker.kwargs, item.nodeid)
+            except SettingsError as exc:
+                raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    return item.stash[OPTIONS_KEY]
+
+
+def _rules(item: pytest.Item, session: CacheSession, options: TestOptions) -> KeyRules:
+    rules = session.default_rules
+    if options.ignore_fields or options.normalize:
+        rules = rules.merged(options.ignore_fields, options.normalize)
+    hook = item.ihook.pytest_promptcache_canonical_request
+    if hook.get_hookimpls():
+        rules = dataclasses.replace(
+            rules, hook=lambda request: hook(request=request, item=item), hook_scope=item.nodeid
+        )
+    return rules
+
+
+def _command_target(item: pytest.Item) -> str:
+    """The node id as it must be typed from the directory pytest was started in (node ids are
+    relative to the rootdir, which differs when a suite has its own ini file)."""
+    invocation_dir = item.config.invocation_params.dir
+    _, sep, rest = item.nodeid.partition("::")
+    try:
+        relative = item.path.relative_to(invocation_dir).as_posix()
+    except ValueError:
+        relative = os.path.relpath(item.path, invocation_dir)
+    return relative + sep + rest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Bad marker arguments are usage errors before anything runs, not failures halfway through.
+    for item in items:
+        _options(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    session = item.config.stash[SESSION_KEY]
+    options = _options(item)
+    session.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, session, options))
+    try:
+        return (yield)
+    finally:
+        session.end_test()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    problems = item.config.stash[SESSION_KEY].context.take_problems()
+    if problems:
+        # Fail even when the code under test caught the SDK error that carried the miss.
+        text = "\n\n".join(problems)
+        if call.excinfo is not None:
+            own = call.excinfo.exconly().splitlines()[0]
+            if len(own) > 300:
+                own = own[:300] + "..."
+            text += f"\n\nThe test then raised: {own}"
+        report.outcome = "failed"
+        report.longrepr = text
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+    return report
+
+
+@pytest.fixture
+def promptcache(request: pytest.FixtureRequest) -> TestCalls:
+    """This test's LLM calls so far (replayed or live), with model, usage and cost.
+
+    ``promptcache.calls``, ``.total_tokens``, ``.input_tokens``, ``.output_tokens``, ``.cost_usd``.
+    """
+    from ..ledger import TestCalls
+
+    ctx = request.config.stash[SESSION_KEY].context
+    return TestCalls(lambda: list(ctx.calls))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    psession = config.stash.get(SESSION_KEY, None)
+    if psession is None:
+        return
+    engine = psession.started_engine
+    merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
+    workeroutput = getattr(config, "workeroutput", None)
+    wanted = engine is not None or merged or workeroutput is not None
+    wanted = wanted or any(
+        config.getoption(name)
+        for name in ("promptcache_prune", "promptcache_report", "promptcache_report_md")
+    )
+    if not wanted:
+        return  # no LLM call and no report asked for: nothing to import, nothing to say
+    from pydantic import TypeAdapter
+
+    from ..ledger import CallRecord
+    from ..report.markdown import append_github_summary, markdown
+    from ..report.model import Report
+    from ..store.files import recording_keys, write_atomic
+
+    calls = engine.ledger.records() if engine is not None else []
+    if workeroutput is not None:
+        # An xdist worker hands its calls to the controller, which reports for the whole run.
+        workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
+        workeroutput[DESELECTED_KEY] = config.stash[SCOPE_KEY].deselected
+        return
+    calls.extend(merged)
+    settings = psession.settings
+    report = Report.build(
+        settings.mode.value,
+        calls,
+        budget_usd=settings.budget_usd,
+        cassette_dir=str(settings.cassette_dir),
+        recorded_keys=recording_keys(settings.cassette_dir),
+        incomplete_because=incomplete_because(session, settings.mode, config.stash[SCOPE_KEY]),
+    )
+    config.stash[REPORT_KEY] = report
+    if config.getoption("promptcache_prune"):
+        result = config.stash[PRUNE_KEY] = prune(settings.cassette_dir, report)
+        if result.refused is not None and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    base = config.invocation_params.dir
+    json_path = config.getoption("promptcache_report")
+    if json_path:
+        write_atomic(base / json_path, report.model_dump_json(indent=2) + "\n")
+    md_path = config.getoption("promptcache_report_md")
+    if report.totals.calls and (md_path or os.environ.get("GITHUB_STEP_SUMMARY")):
+        text = markdown(report)
+        if md_path:
+            write_atomic(base / md_path, text)
+        append_github_summary(text)
+    if report.budget_exceeded and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    report = terminalreporter.config.stash.get(REPORT_KEY, None)
+    prune = terminalreporter.config.stash.get(PRUNE_KEY, None)
+    if report is None or (not report.totals.calls and prune is None):
+        return
+    from ..report.terminal import terminal_lines
+
+    terminalreporter.write_sep("-", "promptcache")
+    if prune is not None:
+        if prune.refused is not None:
+            terminalreporter.write_line(
+                f"--promptcache-prune refused, nothing was deleted: {prune.refused}. Unused recordings can "
+                "only be known from a run of the whole suite in which every test passed.",
+                red=True,
+            )
+        else:
+            terminalreporter.write_line(f"pruned {len(prune.deleted)} unused recordings", green=True)
+            for key in prune.deleted:
+                terminalreporter.write_line(f"  deleted {key}.json")
+    verbose = terminalreporter.config.get_verbosity() > 0
+    for text, colour in terminal_lines(report, verbose):
+        markup = {colour: True} if colour else {}
+        terminalreporter.write_line(text, **markup)

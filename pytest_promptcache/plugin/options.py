@@ -1,0 +1,125 @@
+"""The plugin's command-line options, ini options and hook specification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ..settings import MODES_HELP
+
+INI_STRINGS = {
+    "promptcache_mode": "default mode: replay, record, rewrite or off",
+    "promptcache_dir": "directory of recordings, relative to the rootdir",
+    "promptcache_budget": "refuse live calls once they have cost this many USD",
+    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
+    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
+    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
+    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
+    "promptcache_state_dir": "where processes coordinate (locks, pacing, budget); default: a temp directory",
+    "promptcache_max_age": "recordings older than this (12h, 30d, 2w) are stale",
+    "promptcache_on_expiry": "a stale recording: warn (serve it), fail, or rerecord (in record mode)",
+    "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
+}
+INI_LINELISTS = {
+    "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
+    "or "
+    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
+    "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (JSON paths: "
+    "'user', 'metadata.user_id', 'messages[*].id')",
+    "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
+    "unix-time, hex-id) or 'REGEX => REPLACEMENT'",
+    "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
+    "anthropic-beta and openai-beta",
+    "promptcache_secret_headers": "more header names never written to disk",
+    "promptcache_secret_params": "more query parameter names never written to disk",
+    "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
+    "promptcache_prices": "prices per million tokens for models genai-prices lacks or that you pay "
+    "differently: 'MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]'",
+}
+
+
+def marker_lines() -> list[str]:
+    return [
+        "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
+    ]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("promptcache", "record and replay LLM API calls (pytest-promptcache)")
+    group.addoption(
+        "--promptcache",
+        dest="promptcache_mode",
+        metavar="MODE",
+        default=None,
+        help=f"replay (default): serve recordings, fail on a missing one; record: go live for missing "
+        f"recordings and save them; rewrite: go live for every call and overwrite; off: no cassettes. "
+        f"One of {MODES_HELP}. Env PROMPTCACHE_MODE, ini promptcache_mode.",
+    )
+    group.addoption(
+        "--promptcache-dir",
+        dest="promptcache_dir",
+        metavar="DIR",
+        default=None,
+        help="directory of recordings, relative to the rootdir (default: cassettes). Ini promptcache_dir.",
+    )
+    group.addoption(
+        "--promptcache-report",
+        dest="promptcache_report",
+        metavar="PATH",
+        default=None,
+        help="write the session's calls, tokens and dollars as JSON to PATH",
+    )
+    group.addoption(
+        "--promptcache-report-md",
+        dest="promptcache_report_md",
+        metavar="PATH",
+        default=None,
+        help="write the session report as Markdown to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
+    )
+    group.addoption(
+        "--promptcache-budget",
+        dest="promptcache_budget",
+        metavar="USD",
+        default=None,
+        help="refuse live calls once live calls in this session have cost USD; the session then fails. "
+        "Ini promptcache_budget.",
+    )
+    group.addoption(
+        "--promptcache-max-age",
+        dest="promptcache_max_age",
+        metavar="AGE",
+        default=None,
+        help="recordings older than AGE (12h, 30d, 2w) are stale; see ini promptcache_on_expiry",
+    )
+    group.addoption(
+        "--promptcache-match",
+        dest="promptcache_match",
+        metavar="RULE",
+        default=None,
+        help="exact (default), or similar:THRESHOLD: in replay, serve the most similar recording of the "
+        "same endpoint and model when there is no exact one (every substitution is reported)",
+    )
+    group.addoption(
+        "--promptcache-prune",
+        dest="promptcache_prune",
+        action="store_true",
+        default=False,
+        help="after a run of the whole suite, delete the recordings no test used",
+    )
+    for name, help_text in INI_STRINGS.items():
+        parser.addini(name, help_text, default="")
+    for name, help_text in INI_LINELISTS.items():
+        parser.addini(name, help_text, type="linelist", default=[])
+
+
+class HookSpecs:
+    @pytest.hookspec
+    def pytest_promptcache_canonical_request(self, request: dict[str, Any], item: pytest.Item) -> None:
+        """Change the canonical request of an LLM call before it is hashed, in place.
+
+        ``request`` has ``method``, ``host``, ``path``, ``query`` (list of [name, value]), ``headers``
+        (the key headers), ``body`` (the JSON body, ignored fields removed, normalised) or ``body_text``.
+        What it holds afterwards is hashed to the key and stored in the recording, so a miss diff shows it.
+        ``item`` is the running test. Called for every intercepted request of the test.
+        """

@@ -1,0 +1,25 @@
+"""What the plugin keeps on pytest's config and items between hooks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..session import CacheSession
+from ..settings import TestOptions
+
+if TYPE_CHECKING:
+    # Types only: the ledger and the report import pydantic, which start-up must not pay for.
+    from ..ledger import CallRecord
+    from ..report.model import Report
+    from .scope import PruneResult, RunScope
+
+SESSION_KEY = pytest.StashKey[CacheSession]()
+OPTIONS_KEY = pytest.StashKey[TestOptions]()
+REPORT_KEY: pytest.StashKey[Report] = pytest.StashKey()
+SCOPE_KEY: pytest.StashKey[RunScope] = pytest.StashKey()
+PRUNE_KEY: pytest.StashKey[PruneResult] = pytest.StashKey()
+WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
+WORKEROUTPUT_KEY = "promptcache_calls"
+DESELECTED_KEY = "promptcache_deselected"

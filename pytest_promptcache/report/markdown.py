@@ -1,0 +1,47 @@
+"""The report as Markdown: a pull request comment, a GitHub Actions step summary."""
+
+from __future__ import annotations
+
+import os
+
+from ..prices import usd
+from .model import Report
+from .terminal import tokens_text
+
+
+def markdown(report: Report) -> str:
+    t = report.totals
+    lines = [
+        "### promptcache",
+        "",
+        f"Mode `{report.mode}`: **{t.calls}** LLM calls, {t.replayed} replayed, {t.live} live "
+        f"({t.recorded} recorded), {t.misses} missed, {t.errors} failed.",
+        f"Tokens: {tokens_text(t)}. Spent **{usd(t.spent_usd)}** on live calls; replay saved "
+        f"**{usd(t.saved_usd)}**.",
+        "",
+        "| model | calls | replayed | live | input | cached | output | spent | saved |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model, b in report.by_model.items():
+        lines.append(
+            f"| {model} | {b.calls} | {b.replayed} | {b.live} | {b.input_tokens:,} | "
+            f"{b.cached_input_tokens:,} | {b.output_tokens:,} | {usd(b.spent_usd)} | {usd(b.saved_usd)} |"
+        )
+    if report.unpriced_models:
+        lines += ["", f"Unpriced models (tokens counted, no dollars): {', '.join(report.unpriced_models)}."]
+    if t.calls_without_usage:
+        lines += ["", f"{t.calls_without_usage} calls carried no usage and are not in the totals."]
+    if report.budget_exceeded and report.budget is not None:
+        lines += [
+            "",
+            f"**Budget of {usd(report.budget.limit_usd)} reached**: {report.budget.blocked_calls} "
+            "live calls refused.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def append_github_summary(text: str) -> None:
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text)

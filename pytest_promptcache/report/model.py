@@ -1,0 +1,123 @@
+"""The session report: what the JSON file holds (schema-versioned), built from the calls of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+
+REPORT_SCHEMA_VERSION: Literal[1] = 1
+
+
+class Budget(BaseModel):
+    limit_usd: float
+    spent_usd: float
+    blocked_calls: int
+
+
+class UnsavedCall(BaseModel):
+    test: str | None
+    url: str
+    reason: str
+
+
+class Substitution(BaseModel):
+    test: str | None
+    requested_key: str
+    served_key: str
+    similarity: float
+
+
+class StaleRecording(BaseModel):
+    key: str
+    test: str | None
+    recorded_at: datetime | None
+
+
+class Report(BaseModel):
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    mode: str
+    cassette_dir: str | None = None
+    totals: Bucket
+    by_model: dict[str, Bucket]
+    by_test: dict[str, Bucket]
+    unpriced_models: list[str] = []
+    not_saved: list[UnsavedCall] = []
+    budget: Budget | None = None
+    # Recordings no test used. Only listed after a run of the whole suite, which `complete` says; `why`
+    # says what made the run partial (then the list is empty: nothing needed may ever be pruned).
+    unused_recordings: list[str] = []
+    unused_recordings_complete: bool = False
+    unused_recordings_why_incomplete: str | None = None
+    similar_substitutions: list[Substitution] = []
+    stale_recordings: list[StaleRecording] = []
+
+    @classmethod
+    def build(
+        cls,
+        mode: str,
+        calls: Iterable[CallRecord],
+        budget_usd: float | None = None,
+        *,
+        cassette_dir: str | None = None,
+        recorded_keys: Iterable[str] | None = None,
+        incomplete_because: str | None = "not checked",
+    ) -> Report:
+        calls = list(calls)
+        buckets = summarize(calls)
+        unpriced: set[str] = set()
+        not_saved: list[UnsavedCall] = []
+        used: set[str] = set()
+        substitutions: list[Substitution] = []
+        stale: dict[str, StaleRecording] = {}
+        blocked = 0
+        for call in calls:
+            if call.used_key is not None:
+                used.add(call.used_key)
+            if call.served_key is not None and call.key is not None and call.similarity is not None:
+                substitutions.append(
+                    Substitution(
+                        test=call.test,
+                        requested_key=call.key,
+                        served_key=call.served_key,
+                        similarity=call.similarity,
+                    )
+                )
+            if call.stale and call.used_key is not None:
+                stale[call.used_key] = StaleRecording(
+                    key=call.used_key, test=call.test, recorded_at=call.recorded_at
+                )
+            if call.succeeded and call.usage is not None and call.cost_usd is None:
+                unpriced.add(call.model or NO_MODEL)
+            if call.outcome is Outcome.LIVE and call.detail and call.detail.startswith(NOT_SAVED):
+                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=call.detail))
+            blocked += call.outcome is Outcome.BLOCKED
+        budget = None
+        if budget_usd is not None:
+            budget = Budget(limit_usd=budget_usd, spent_usd=buckets.totals.spent_usd, blocked_calls=blocked)
+        unused: list[str] = []
+        if incomplete_because is None and recorded_keys is not None:
+            unused = sorted(set(recorded_keys) - used)
+        return cls(
+            mode=mode,
+            cassette_dir=cassette_dir,
+            unused_recordings=unused,
+            unused_recordings_complete=incomplete_because is None,
+            unused_recordings_why_incomplete=incomplete_because,
+            similar_substitutions=sorted(substitutions, key=lambda s: (s.test or "", s.requested_key)),
+            stale_recordings=sorted(stale.values(), key=lambda s: s.key),
+            totals=buckets.totals,
+            by_model=buckets.by_model,
+            by_test=buckets.by_test,
+            unpriced_models=sorted(unpriced),
+            not_saved=sorted(not_saved, key=lambda u: (u.test or "", u.url, u.reason)),
+            budget=budget,
+        )
+
+    @property
+    def budget_exceeded(self) -> bool:
+        return self.budget is not None and self.budget.blocked_calls > 0

@@ -1,0 +1,74 @@
+"""The session as the pytest layer drives it: settings, which test is running, and the engine, built on
+the first intercepted LLM call. It is what the client adapters route LLM calls to.
+
+Light on purpose: it imports neither pydantic nor httpx (the engine is imported when first needed), so a
+suite that never calls an LLM pays almost nothing for having the plugin installed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .context import TestContext
+from .rules import KeyRules
+from .settings import Mode, Settings
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class CacheSession:
+    """One pytest session's (or one script's) record/replay state."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.default_rules = KeyRules.build(settings.ignore_fields, settings.normalize)
+        self._lock = threading.Lock()
+        # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
+        self._context = TestContext(nodeid=None, mode=settings.mode)
+        self._engine: Engine | None = None
+
+    def engine(self) -> Engine:
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    from .engine import Engine
+
+                    self._engine = Engine(
+                        self.settings, env=self.env, rules=self.default_rules, context=self._current
+                    )
+                engine = self._engine
+        return engine
+
+    @property
+    def started_engine(self) -> Engine | None:
+        """The engine if any LLM call built it; None for a session that made none."""
+        return self._engine
+
+    def handles(self, host: str, path: str) -> bool:
+        return self.settings.is_llm_endpoint(host.lower(), path)
+
+    # -- test lifecycle ---------------------------------------------------------------------------------
+
+    def begin_test(
+        self, nodeid: str, mode: Mode | None = None, target: str | None = None, rules: KeyRules | None = None
+    ) -> TestContext:
+        self._context = TestContext(
+            nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid, rules=rules
+        )
+        return self._context
+
+    def end_test(self) -> None:
+        self._context = TestContext(nodeid=None, mode=self.settings.mode)
+
+    @property
+    def context(self) -> TestContext:
+        return self._context
+
+    def _current(self) -> TestContext:
+        return self._context
