@@ -139,7 +139,7 @@ def retained_memory(store_dir: Path, workdir: Path, base_url: str, size: int, se
     tool.session.context.calls.clear()
     gc.collect()
     without_events = tracemalloc.get_traced_memory()[0]
-    engine.store._memory._items.clear()
+    engine.store._memory.clear()
     engine.keyer._memo.clear()
     gc.collect()
     without_caches = tracemalloc.get_traced_memory()[0]

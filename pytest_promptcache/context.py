@@ -3,7 +3,6 @@ problems (misses, unusable recordings) that must fail it."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,20 +23,17 @@ class TestContext:
     # The test as the user would name it on the command line, from where they ran pytest.
     target: str | None = None
     rules: KeyRules | None = None
+    # Threads and tasks the test starts share its context. No lock: list.append and rebinding an
+    # attribute are atomic in CPython, and a lock could block an event loop the calls come from.
     calls: list[CallEvent] = field(default_factory=list)
     _problems: list[str] = field(default_factory=list)
-    # Threads and tasks the test starts share its context.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_call(self, event: CallEvent) -> None:
-        with self._lock:
-            self.calls.append(event)
+        self.calls.append(event)
 
     def add_problem(self, message: str) -> None:
-        with self._lock:
-            self._problems.append(message)
+        self._problems.append(message)
 
     def take_problems(self) -> list[str]:
-        with self._lock:
-            problems, self._problems = self._problems, []
+        problems, self._problems = self._problems, []
         return problems

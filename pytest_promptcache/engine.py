@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .context import TestContext
-from .coordination.flight import Flight, Flights, Wait
+from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
 from .coordination.state import SharedState, default_state_root
 from .keys import HookError, Keyer, RawRequest, display_url
@@ -67,9 +67,27 @@ class Engine:
 
     # -- one call --------------------------------------------------------------------------------------
 
-    def start(self, raw: RawRequest) -> Replay | LiveCall | Wait:
+    def start_in_memory(self, raw: RawRequest) -> Replay | None:
+        """The answer when it needs no disk, lock or network, i.e. a recording in the memory tier; else
+        None. Async adapters serve these on the event loop and run ``start`` in a thread otherwise."""
+        ctx = self._context()
+        if ctx.mode not in (Mode.REPLAY, Mode.RECORD):
+            return None
+        self.scrubber.learn(raw.headers)
+        try:
+            key, canonical = self.keyer.key_for(raw, ctx.rules, wait=False)
+        except HookError:
+            return None
+        stored = self.store.in_memory(key)
+        if stored is None:
+            return None
+        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored)
+
+    def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something
-        to wait for (an identical call in flight) before asking again."""
+        to wait for (an identical call in flight) before asking again. May touch the disk and locks.
+
+        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf."""
         ctx = self._context()
         self.scrubber.learn(raw.headers)
         url = display_url(raw, self.scrubber)
@@ -93,7 +111,7 @@ class Engine:
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
-        claim = self.flights.claim(key)
+        claim = self.flights.claim(key, owner)
         if isinstance(claim, Wait):
             return claim
         if claim is not None:
@@ -142,6 +160,11 @@ class Engine:
             return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
         if stored is None:
             return None
+        return self._serve_stored(ctx, url, canonical, key, stored)
+
+    def _serve_stored(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, stored: StoredRecording
+    ) -> Replay | None:
         stale = self._is_stale(stored.recording)
         if stale:
             expiry = self.settings.on_expiry

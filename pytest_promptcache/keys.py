@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from .lru import LRU
 from .models import CanonicalRequest
 from .rules import KeyRules, drop_path
 from .scrub import REDACTED, Scrubber
@@ -94,8 +93,7 @@ class Keyer:
         self._scrubber = scrubber
         self._key_headers = frozenset(settings.key_headers)
         self.default_rules = default_rules or KeyRules.build(settings.ignore_fields, settings.normalize)
-        self._memo: OrderedDict[tuple[Any, ...], tuple[str, CanonicalRequest]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._memo: LRU[tuple[Any, ...], tuple[str, CanonicalRequest]] = LRU(self.MEMO_SIZE)
 
     def canonical(self, raw: RawRequest, rules: KeyRules | None = None) -> CanonicalRequest:
         rules = rules or self.default_rules
@@ -142,7 +140,10 @@ class Keyer:
                 raise HookError(message) from None
         return canonical
 
-    def key_for(self, raw: RawRequest, rules: KeyRules | None = None) -> tuple[str, CanonicalRequest]:
+    def key_for(
+        self, raw: RawRequest, rules: KeyRules | None = None, *, wait: bool = True
+    ) -> tuple[str, CanonicalRequest]:
+        """The key and canonical request; ``wait=False`` on an event loop (see ``LRU``)."""
         rules = rules or self.default_rules
         memo_key = (
             rules,
@@ -153,15 +154,10 @@ class Keyer:
             tuple(kv for kv in raw.headers if kv[0] in self._key_headers),
             raw.body,
         )
-        with self._lock:
-            hit = self._memo.get(memo_key)
-            if hit is not None:
-                self._memo.move_to_end(memo_key)
-                return hit
+        hit = self._memo.get(memo_key, wait=wait)
+        if hit is not None:
+            return hit
         canonical = self.canonical(raw, rules)
         result = (key_of(canonical), canonical)
-        with self._lock:
-            self._memo[memo_key] = result
-            if len(self._memo) > self.MEMO_SIZE:
-                self._memo.popitem(last=False)
+        self._memo.put(memo_key, result, wait=wait)
         return result

@@ -9,7 +9,6 @@ once per recording (a replayed recording of schema 2 carries its price, so that 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -213,19 +212,17 @@ class Ledger:
         self.prices = prices
         self._on_live_cost = on_live_cost
         self._replay_prices: dict[str, Price] = {}
-        self._lock = threading.Lock()
+        # Appended from threads and event loops without a lock: list.append is atomic in CPython, and
+        # a lock here could block an event loop (a blocking-call detector fails a contended acquire).
         self.events: list[CallEvent] = []
 
     def add(self, event: CallEvent) -> None:
-        with self._lock:
-            self.events.append(event)
+        self.events.append(event)
         if event.outcome in LIVE_OUTCOMES and event.cost_usd is not None and self._on_live_cost is not None:
             self._on_live_cost(event.cost_usd)
 
     def records(self) -> list[CallRecord]:
-        with self._lock:
-            events = list(self.events)
-        return [event.record() for event in events]
+        return [event.record() for event in list(self.events)]
 
     # -- prices ------------------------------------------------------------------------------------------
 

@@ -158,6 +158,11 @@ class LiveCall:
 
     # -- before sending: pacing and retries (record and rewrite only) ------------------------------------
 
+    @property
+    def paced(self) -> bool:
+        """Whether sending waits for the host's schedule (which lives on disk)."""
+        return self.saves and self._pacing.rpm is not None
+
     def delay_before_send(self) -> float:
         """Seconds to wait before sending, to hold the host's configured requests per minute."""
         return self._pacing.delay(self.host) if self.saves else 0.0
@@ -177,9 +182,11 @@ class LiveCall:
         self._record_call(Outcome.ERROR, detail=f"transport error: {exc!r}")
         self._finish(exception=exc)
 
-    def recorder_for(self, status: int, headers: list[tuple[str, str]]) -> BodyRecorder | None:
+    def recorder_for(
+        self, status: int, headers: list[tuple[str, str]], *, defer: bool = False
+    ) -> BodyRecorder | None:
         """Called when the live response's head arrives: a recorder to tee the body through, or None
-        to hand the response to the client untouched."""
+        to hand the response to the client untouched. ``defer``: see ``BodyRecorder``."""
         latency_ms = (time.perf_counter() - self._started) * 1000
         if not is_recordable_status(status):
             self._record_call(Outcome.ERROR, status=status, detail=f"HTTP {status}")
@@ -191,6 +198,7 @@ class LiveCall:
                 headers=headers,
                 on_complete=lambda r: self._finish(response=r),
                 on_incomplete=lambda reason, failed: self._finish(),
+                defer=defer,
             )
 
         def complete(response: RecordedResponse) -> None:
@@ -201,7 +209,9 @@ class LiveCall:
             self._record_call(outcome, status=status, detail=f"{NOT_SAVED}{reason}")
             self._finish()
 
-        return BodyRecorder(status=status, headers=headers, on_complete=complete, on_incomplete=incomplete)
+        return BodyRecorder(
+            status=status, headers=headers, on_complete=complete, on_incomplete=incomplete, defer=defer
+        )
 
     def _complete(self, status: int, response: RecordedResponse, latency_ms: float) -> None:
         saver, key, canonical = self._saver, self.key, self.canonical

@@ -209,6 +209,9 @@ class BodyRecorder:
 
     ``on_complete`` runs exactly once, and only for a body that ended cleanly or whose SSE stream
     reached its terminal event; an abandoned, cut or failed body never reaches it.
+
+    With ``defer``, the callback (which saves a file) is not run but kept in ``pending`` for the caller
+    to run where blocking is allowed: an async tee runs it in a worker thread, off the event loop.
     """
 
     status: int
@@ -216,6 +219,8 @@ class BodyRecorder:
     on_complete: Callable[[RecordedResponse], None]
     # Called with the reason and whether the live body failed (True) or was only abandoned (False).
     on_incomplete: Callable[[str, bool], None]
+    defer: bool = False
+    pending: Callable[[], None] | None = None
     _decoder: BodyDecoder | None = None
     _text_decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="strict")
@@ -286,9 +291,28 @@ class BodyRecorder:
             self._problem = self._problem or "the client closed the stream before it ended"
             self._finish_incomplete(failed=False)
 
+    def collected(self) -> None:
+        """The response was garbage-collected unread or unclosed: end the call now, whatever ``defer``
+        says, since nobody is left to run what is pending (waiting identical calls depend on it)."""
+        self.defer = False
+        self.closed()
+        self.run_pending()
+
+    def run_pending(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending()
+
+    def _settle(self, callback: Callable[[], None]) -> None:
+        if self.defer:
+            self.pending = callback
+        else:
+            callback()
+
     def _finish_incomplete(self, *, failed: bool) -> None:
         self._done = True
-        self.on_incomplete(self._problem or "incomplete", failed)
+        reason = self._problem or "incomplete"
+        self._settle(lambda: self.on_incomplete(reason, failed))
 
     def _complete(self) -> None:
         if self._problem is not None:
@@ -302,7 +326,7 @@ class BodyRecorder:
         else:
             raw = b"".join(self._body)
             response = _body_response(self.status, stored, raw)
-        self.on_complete(response)
+        self._settle(lambda: self.on_complete(response))
 
 
 def _body_response(status: int, headers: dict[str, str], raw: bytes) -> RecordedResponse:

@@ -49,9 +49,11 @@ class Suite:
     def run(self, *args: str, subprocess: bool = False) -> pytest.RunResult:
         seen = self.path / "seen.jsonl"
         seen.unlink(missing_ok=True)
+        # pytest-asyncio (a dev dependency) warns in every run of a project that does not set this.
+        args = ("-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function", *args)
         if subprocess:
-            return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
-        return self.pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+            return self.pytester.runpytest_subprocess(*args)
+        return self.pytester.runpytest_inprocess(*args)
 
     def seen(self) -> dict[str, Any]:
         lines = (self.path / "seen.jsonl").read_text().splitlines()

@@ -1,5 +1,10 @@
 """The part of every adapter that does not depend on the HTTP library: ask the engine, wait for an
 identical call in flight, and send a live call with pacing and retries. Sync and async twins, kept thin.
+
+The async twins never block the event loop: a recording already in memory is served on the loop (the
+hot path: a dict lookup); everything that may touch the disk or a lock (reading a recording, a miss,
+claiming a key, pacing, saving) runs in a worker thread, as suites that run a blocking-call detector
+(blockbuster) around their async tests require.
 """
 
 from __future__ import annotations
@@ -9,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from ..coordination.flight import Wait
+from ..coordination.flight import Wait, current_owner
 from ..engine import Engine
 from ..keys import RawRequest
 from ..live import LiveCall
 from ..streams import Replay
+from .registry import Source
 
 R = TypeVar("R")
 Head = Callable[[R], tuple[int, Sequence[tuple[str, str]]]]
@@ -31,10 +37,17 @@ def decide_sync(engine: Engine, raw: RawRequest) -> Replay | LiveCall:
             return shared
 
 
-async def decide_async(engine: Engine, raw: RawRequest) -> Replay | LiveCall:
-    """The same for an async client: waits yield to the event loop instead of blocking it."""
+async def decide_async(source: Source, raw: RawRequest) -> Replay | LiveCall:
+    """The same for an async client, off the event loop wherever it could block."""
+    engine = source.started_engine
+    if engine is None:
+        engine = await asyncio.to_thread(source.engine)
+    served = engine.start_in_memory(raw)
+    if served is not None:
+        return served
+    owner = current_owner()
     while True:
-        decision = engine.start(raw)
+        decision = await asyncio.to_thread(engine.start, raw, owner)
         if not isinstance(decision, Wait):
             return decision
         await decision.wait_async()
@@ -71,7 +84,7 @@ async def send_async(
     head: Head[R],
     close: Callable[[R], Awaitable[object]],
 ) -> R:
-    wait = call.delay_before_send()
+    wait = await asyncio.to_thread(call.delay_before_send) if call.paced else 0.0
     if wait > 0:
         await asyncio.sleep(wait)
     attempt = 0

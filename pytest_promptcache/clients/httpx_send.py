@@ -4,6 +4,7 @@ an LLM request arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ async def handle_async(
     module: ModuleType, original: Callable[..., Any], transport: Any, request: Any, source: Source
 ) -> Any:
     flavor = flavor_of(module)
-    decision = await decide_async(source.engine(), raw_request(request, await request.aread()))
+    decision = await decide_async(source, raw_request(request, await request.aread()))
     if isinstance(decision, Replay):
         return flavor.response(decision, request)
 
@@ -95,16 +96,16 @@ async def handle_async(
         await response.aclose()
 
     response = await send_async(decision, send, _head, close)
-    return _tee(response, decision, flavor.async_tee)
+    return _tee(response, decision, flavor.async_tee, defer=True)
 
 
-def _tee(response: Any, call: LiveCall, tee_type: type[Any]) -> Any:
+def _tee(response: Any, call: LiveCall, tee_type: type[Any], *, defer: bool = False) -> Any:
     """Hand the live head to the call, and its body through the call's recorder if it wants one."""
-    recorder = call.recorder_for(response.status_code, response.headers.multi_items())
+    recorder = call.recorder_for(response.status_code, response.headers.multi_items(), defer=defer)
     if recorder is not None:
         response.stream = tee = tee_type(response.stream, recorder)
         # A response dropped unread must still end its call, or identical waiting calls would hang.
-        weakref.finalize(tee, recorder.closed)
+        weakref.finalize(tee, recorder.collected)
     return response
 
 
@@ -157,16 +158,23 @@ def make_flavor(module: ModuleType) -> Flavor:
             self._recorder = recorder
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
+            recorder = self._recorder
             try:
                 async for chunk in self._upstream:
-                    self._recorder.feed(chunk)
+                    recorder.feed(chunk)
+                    if recorder.pending is not None:
+                        # Complete (a terminal event): save before the client sees the chunk, so a
+                        # client that stops reading here still leaves a recording.
+                        await asyncio.to_thread(recorder.run_pending)
                     yield chunk
             except GeneratorExit:
                 raise
             except BaseException as exc:
-                self._recorder.failed(f"the live stream failed: {exc!r}")
+                recorder.failed(f"the live stream failed: {exc!r}")
+                await asyncio.to_thread(recorder.run_pending)
                 raise
-            self._recorder.ended()
+            recorder.ended()
+            await asyncio.to_thread(recorder.run_pending)
 
         async def aclose(self) -> None:
             try:
@@ -175,5 +183,6 @@ def make_flavor(module: ModuleType) -> Flavor:
                     await aclose()
             finally:
                 self._recorder.closed()
+                await asyncio.to_thread(self._recorder.run_pending)
 
     return Flavor(module, ReplayStream, SyncTee, AsyncTee)

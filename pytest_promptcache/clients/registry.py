@@ -26,7 +26,14 @@ class Source(Protocol):
 
     def handles(self, host: str, path: str) -> bool: ...
 
-    def engine(self) -> Engine: ...
+    def engine(self) -> Engine:
+        """The engine, built on first use (which touches the disk: not on an event loop)."""
+        ...
+
+    @property
+    def started_engine(self) -> Engine | None:
+        """The engine if it is built already."""
+        ...
 
 
 class Adapter(Protocol):

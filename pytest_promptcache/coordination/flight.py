@@ -20,7 +20,10 @@ from .state import FileLock, SharedState
 WAIT_TIMEOUT = 600.0
 
 
-def _owner() -> tuple[int, int | None]:
+Owner = tuple[int, int | None]
+
+
+def current_owner() -> Owner:
     """Who is asking: a thread, and within it an asyncio task. A caller never waits for itself."""
     task: asyncio.Task[object] | None
     try:
@@ -33,7 +36,7 @@ def _owner() -> tuple[int, int | None]:
 @dataclass
 class Flight:
     key: str
-    owner: tuple[int, int | None]
+    owner: Owner
     lock: FileLock | None
     done: threading.Event = field(default_factory=threading.Event)
     # What waiters get: nothing (retry: the recording is there, or nobody has it and they go live),
@@ -72,7 +75,11 @@ class Wait:
     async def wait_async(self) -> None:
         deadline = time.monotonic() + WAIT_TIMEOUT
         delay = 0.001
-        while not self.ready() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            # Another process's lock is a file: asking whether it is free is I/O, kept off the loop.
+            ready = self.ready() if self.flight is not None else await asyncio.to_thread(self.ready)
+            if ready:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -91,10 +98,13 @@ class Flights:
         self._lock = threading.Lock()
         self._active: dict[str, Flight] = {}
 
-    def claim(self, key: str) -> Flight | Wait | None:
+    def claim(self, key: str, owner: Owner | None = None) -> Flight | Wait | None:
         """A Flight to lead, a Wait, or None: the caller already leads this key (two identical streams
-        open in one thread) and must go live on its own rather than wait for itself."""
-        me = _owner()
+        open in one thread) and must go live on its own rather than wait for itself.
+
+        ``owner`` names the caller when the claim is made on its behalf from another thread (an async
+        caller whose blocking work runs in a worker thread)."""
+        me = owner or current_owner()
         with self._lock:
             current = self._active.get(key)
             if current is not None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..lru import LRU
 from ..models import CanonicalRequest, Recording
 from ..streams import Replay, build_replay
 from .files import (
@@ -23,7 +24,6 @@ from .files import (
     sweep_temp_files,
     write_atomic,
 )
-from .memory import MemoryTier
 
 __all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
 
@@ -39,12 +39,16 @@ class StoredRecording:
 class CassetteStore:
     def __init__(self, directory: Path, memory_size: int = 4096) -> None:
         self.directory = directory
-        self._memory: MemoryTier[StoredRecording] = MemoryTier(memory_size)
+        self._memory: LRU[str, StoredRecording] = LRU(memory_size)
         self._lock = threading.Lock()
         self._requests: dict[str, CanonicalRequest] | None = None
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
+
+    def in_memory(self, key: str) -> StoredRecording | None:
+        """The recording if it is in the memory tier: no I/O and no waiting, safe on an event loop."""
+        return self._memory.get(key, wait=False)
 
     def get(self, key: str) -> StoredRecording | None:
         """The recording for a key, or None. Raises CorruptRecording for an unusable file."""
