@@ -35,5 +35,6 @@ class TestContext:
         self._problems.append(message)
 
     def take_problems(self) -> list[str]:
+        """The test's problems, each once: a client that retries repeats the same one."""
         problems, self._problems = self._problems, []
-        return problems
+        return list(dict.fromkeys(problems))

@@ -36,6 +36,7 @@ class Outcome(StrEnum):
     ERROR = "error"  # went live and failed: transport error or a status that is not recorded
     BLOCKED = "blocked"  # would have gone live, but the session's budget was spent
     SHARED_FAILURE = "shared-failure"  # waited for an identical live call, which failed
+    REFUSED = "refused"  # replay refused a connection no adapter handled (the socket guard)
 
 
 # Outcomes that reached the network: they are what a session spent.
@@ -143,6 +144,7 @@ class Bucket(BaseModel):
     live: int = 0
     recorded: int = 0
     misses: int = 0
+    refused: int = 0
     errors: int = 0
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -161,6 +163,8 @@ class Bucket(BaseModel):
             self.live += 1
             self.recorded += call.outcome is Outcome.RECORDED
             self.errors += call.outcome is Outcome.ERROR
+        elif call.outcome is Outcome.REFUSED:
+            self.refused += 1
         else:  # a miss, or a call the budget refused: neither served nor sent
             self.misses += 1
         if not call.succeeded:

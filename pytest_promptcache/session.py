@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .context import TestContext
+from .guard import Guard, calling_client, refusal_message
 from .rules import KeyRules
 from .settings import Mode, Settings
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .ledger import CallEvent
 
 
 class CacheSession:
@@ -31,6 +33,9 @@ class CacheSession:
         # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
         self._context = TestContext(nodeid=None, mode=settings.mode)
         self._engine: Engine | None = None
+        self.guard = Guard(settings.guard_hosts, settings.cassette_dir) if settings.guard else None
+        # Connections the guard refused: calls no adapter saw, so no engine counted them.
+        self.refusals: list[CallEvent] = []
 
     def engine(self) -> Engine:
         engine = self._engine
@@ -52,6 +57,27 @@ class CacheSession:
 
     def handles(self, host: str, path: str) -> bool:
         return self.settings.is_llm_endpoint(host.lower(), path)
+
+    def refuse_connection(self, host: str, port: int | None, *, may_wait: bool) -> str | None:
+        """In replay, the message a connection no adapter handled is refused with, or None: the test
+        fails with it, and the report counts it."""
+        ctx = self._context
+        if self.guard is None or ctx.mode is not Mode.REPLAY:
+            return None
+        reason = self.guard.refusal(host, port, may_wait=may_wait)
+        if reason is None:
+            return None
+        message = refusal_message(host, port, reason, calling_client())
+        from .ledger import CallEvent, Outcome  # pydantic: only once something is refused
+
+        target = host if port is None else f"{host}:{port}"
+        event = CallEvent(
+            test=ctx.nodeid, mode=ctx.mode, outcome=Outcome.REFUSED, url=target, model=None, detail=message
+        )
+        ctx.add_problem(message)
+        ctx.add_call(event)
+        self.refusals.append(event)
+        return message
 
     # -- test lifecycle ---------------------------------------------------------------------------------
 

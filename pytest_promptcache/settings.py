@@ -48,6 +48,36 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     ":streamGenerateContent",
 )
 
+# Hosts replay never connects to, whatever client tries (the socket guard). Patterns: ``*`` matches
+# within and across labels. Test servers and private hosts are guarded through the recordings instead.
+DEFAULT_GUARDED_HOSTS: tuple[str, ...] = (
+    "api.openai.com",
+    "*.openai.azure.com",
+    "api.anthropic.com",
+    "generativelanguage.googleapis.com",
+    "*aiplatform.googleapis.com",
+    "bedrock-runtime.*.amazonaws.com",
+    "bedrock-runtime-fips.*.amazonaws.com",
+    "api.mistral.ai",
+    "api.groq.com",
+    "api.together.xyz",
+    "api.cohere.com",
+    "api.cohere.ai",
+    "openrouter.ai",
+    "api.deepseek.com",
+    "api.x.ai",
+    "api.perplexity.ai",
+    "api.fireworks.ai",
+    "api.voyageai.com",
+    "api.cerebras.ai",
+    "inference.cerebras.ai",
+    "api.sambanova.ai",
+    "api.deepinfra.com",
+    "api.replicate.com",
+    "api-inference.huggingface.co",
+    "router.huggingface.co",
+)
+
 # Headers that change what the provider answers, so they take part in the key. Everything else the
 # clients send (auth, telemetry, retry counters, cookies) must not, or keys would differ per machine.
 DEFAULT_KEY_HEADERS: tuple[str, ...] = ("anthropic-version", "anthropic-beta", "openai-beta")
@@ -178,6 +208,11 @@ class Settings:
     record_rpm: int | None = None
     record_tpm: int | None = None
     record_retries: int = 0
+    # Replay refuses connections no adapter handled to these hosts and to the recordings' hosts.
+    guard: bool = True
+    guard_hosts: tuple[str, ...] = DEFAULT_GUARDED_HOSTS
+    # Replay sets placeholder API keys the environment lacks, so SDK constructors start.
+    placeholder_keys: bool = True
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -228,6 +263,21 @@ def parse_match(value: str, source: str) -> float | None:
         f"{source}: {value!r} is not a matching rule; use 'exact' (the default) or 'similar:THRESHOLD' "
         "with a threshold in (0, 1], e.g. similar:0.9"
     )
+
+
+_SWITCHES = {
+    **dict.fromkeys(("on", "true", "yes", "1"), True),
+    **dict.fromkeys(("off", "false", "no", "0"), False),
+}
+
+
+def parse_switch(value: Any, name: str, default: bool) -> bool:
+    text = str(value or "").strip().lower()
+    if not text:
+        return default
+    if text not in _SWITCHES:
+        raise SettingsError(f"{name}: {value!r} is neither on nor off")
+    return _SWITCHES[text]
 
 
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
@@ -326,6 +376,14 @@ def build_settings(
         record_rpm=_optional_count(ini, "promptcache_record_rpm", 1),
         record_tpm=_optional_count(ini, "promptcache_record_tpm", 1),
         record_retries=_optional_count(ini, "promptcache_record_retries", 0) or 0,
+        guard=parse_switch(ini.get("promptcache_guard"), "promptcache_guard", True),
+        guard_hosts=(
+            *DEFAULT_GUARDED_HOSTS,
+            *(h.lower() for h in _lines(ini.get("promptcache_guard_hosts"))),
+        ),
+        placeholder_keys=parse_switch(
+            ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
+        ),
     )
 
 

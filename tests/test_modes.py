@@ -177,8 +177,15 @@ def test_endpoints_ini_extends_or_replaces_the_defaults(clients: Suite) -> None:
         ["mode record: 2 LLM calls: 2 live (2 recorded)"]
     )
 
-    clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\n")
+    # Chat is no longer an LLM endpoint: with the guard off it passes through to the server...
+    clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\npromptcache_guard = off\n")
     clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    assert clients.server.count("/chat/completions") == 2
+    # ...and with it on (the default), replay refuses to reach the host the recordings were made on.
+    clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\n")
+    result = clients.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 1 replayed, 1 refused*"])
     assert clients.server.count("/chat/completions") == 2
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from .httpx import HTTPX
 from .registry import Adapter, Source, uninstall
 from .registry import install as _install
+from .socket_guard import SOCKET_GUARD
 
 __all__ = ["ADAPTERS", "install", "uninstall"]
 
-ADAPTERS: tuple[Adapter, ...] = (HTTPX,)
+ADAPTERS: tuple[Adapter, ...] = (HTTPX, SOCKET_GUARD)
 
 
 def install(source: Source) -> None:

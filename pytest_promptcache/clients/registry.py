@@ -35,6 +35,10 @@ class Source(Protocol):
         """The engine if it is built already."""
         ...
 
+    def refuse_connection(self, host: str, port: int | None, *, may_wait: bool) -> str | None:
+        """The message to refuse a connection no adapter handled with, or None to let it through."""
+        ...
+
 
 class Adapter(Protocol):
     """Patches one HTTP library."""

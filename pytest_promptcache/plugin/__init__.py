@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .. import placeholders
 from ..clients import install, uninstall
 from ..rules import KeyRules
 from ..session import CacheSession
-from ..settings import SettingsError, TestOptions, build_settings
+from ..settings import Mode, SettingsError, TestOptions, build_settings
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
@@ -61,7 +62,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except SettingsError as exc:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    if settings.mode is Mode.REPLAY and settings.placeholder_keys:
+        saved = placeholders.apply(os.environ)
+        config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
     session = CacheSession(settings)
+    if session.guard is not None and settings.mode is Mode.REPLAY:
+        session.guard.start_loading()
     config.stash[SESSION_KEY] = session
     config.stash[WORKER_CALLS_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
@@ -168,7 +174,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     engine = psession.started_engine
     merged: list[CallRecord] = config.stash[WORKER_CALLS_KEY]
     workeroutput = getattr(config, "workeroutput", None)
-    wanted = engine is not None or merged or workeroutput is not None
+    wanted = bool(engine is not None or merged or workeroutput is not None or psession.refusals)
     wanted = wanted or any(
         config.getoption(name)
         for name in ("promptcache_prune", "promptcache_report", "promptcache_report_md")
@@ -183,6 +189,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from ..store.files import recording_keys, write_atomic
 
     calls = engine.ledger.records() if engine is not None else []
+    calls += [event.record() for event in psession.refusals]
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
         workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()

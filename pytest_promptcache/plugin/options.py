@@ -20,6 +20,10 @@ INI_STRINGS = {
     "promptcache_max_age": "recordings older than this (12h, 30d, 2w) are stale",
     "promptcache_on_expiry": "a stale recording: warn (serve it), fail, or rerecord (in record mode)",
     "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
+    "promptcache_guard": "on (default) or off: in replay, refuse connections no adapter handled to LLM "
+    "providers and to the hosts the recordings were made against",
+    "promptcache_placeholder_keys": "on (default) or off: in replay, set placeholder API keys for unset "
+    "provider key variables so SDK clients start without a key",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
@@ -34,6 +38,8 @@ INI_LINELISTS = {
     "promptcache_secret_headers": "more header names never written to disk",
     "promptcache_secret_params": "more query parameter names never written to disk",
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
+    "promptcache_guard_hosts": "more hosts replay never connects to (patterns with *), besides the "
+    "providers' API hosts",
     "promptcache_prices": "prices per million tokens for models genai-prices lacks or that you pay "
     "differently: 'MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]'",
 }

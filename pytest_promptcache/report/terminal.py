@@ -32,6 +32,8 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         parts.append(f"{t.live} live" + (f" ({', '.join(detail)})" if detail else ""))
     if t.misses:
         parts.append(f"{t.misses} missed")
+    if t.refused:
+        parts.append(f"{t.refused} refused (connections no adapter handled)")
     yield f"mode {report.mode}: {t.calls} LLM calls: {', '.join(parts)}", None
     yield f"tokens: {tokens_text(t)}", None
     spent_colour = "yellow" if t.spent_usd else "green"
