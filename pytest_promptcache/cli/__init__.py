@@ -1,11 +1,12 @@
 """The ``promptcache`` command: list, read, compare, prune and check the recordings a suite committed.
 
-An adapter like the plugin, over the same core. It never imports pytest: it reads pytest's
-configuration files itself (``project``), so it starts fast and runs where only the recordings and this
-package are (a pre-commit hook, a CI step that checks a pull request).
+An adapter like the plugin, over the same core: the settings, the store, the ledger's prices. It never
+imports pytest: it reads pytest's configuration files itself (``project``), so it starts fast and runs
+where only the recordings and this package are (a pre-commit hook, a CI step that checks a pull request).
 
 Exit codes: 0 all good, 1 something was found (a problem, a corrupt recording), 2 the command could not
-do what was asked (bad arguments, no directory, unknown key, unreadable report or configuration).
+do what was asked (bad arguments, bad settings, no directory, unknown key, unreadable report or
+configuration).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..miss import pretty_request
 from ..models import Recording
-from ..prices import usd
+from ..prices import money, usd
 from ..store.files import CorruptRecording, read_recording
 from .project import CliError, Project
 from .recordings import RecordingInfo, load, load_all, print_unreadable, resolve_key, unreadable_json
@@ -84,11 +84,12 @@ def summary_line(infos: Sequence[RecordingInfo], total: int, directory: Path) ->
     )
     tokens_in = sum(info.usage.input_tokens for info in infos if info.usage)
     tokens_out = sum(info.usage.output_tokens for info in infos if info.usage)
-    cost = sum((info.cost for info in infos if info.cost is not None), Decimal(0))
-    unpriced = sum(1 for info in infos if info.usage is not None and info.cost is None)
+    # Summed as decimals: a thousand costs of a millionth of a dollar must add up to what they print.
+    cost = sum((Decimal(str(info.cost_usd)) for info in infos if info.cost_usd is not None), Decimal(0))
+    unpriced = sum(1 for info in infos if info.usage is not None and info.cost_usd is None)
     line = (
         f"{shown} in {display(directory)}: {tokens_in:,} tokens in, {tokens_out:,} out, "
-        f"{usd(float(cost))} when recorded"
+        f"{usd(money(cost))} when recorded"
     )
     return line + (f" ({unpriced} unpriced)" if unpriced else "")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from datetime import timedelta
 
 from .. import __version__
+from ..settings import SettingsError, parse_age
 from .listing import cmd_diff, cmd_ls, cmd_show
 from .project import Project
 from .prune import cmd_prune
@@ -18,14 +18,15 @@ from .verify import cmd_verify
 Handler = Callable[[argparse.Namespace, Project], int]
 
 
-def parse_age(text: str) -> timedelta:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([hdw])\s*", text.lower())
-    if match is None:
+def age(text: str) -> timedelta:
+    """An age as the plugin's max-age reads it; a bad one is an argparse error that names the option."""
+    try:
+        return parse_age(text, "--older-than")
+    except SettingsError:
+        # argparse says which option; the settings' message would name it a second time.
         raise argparse.ArgumentTypeError(
             f"{text!r} is not an age; write a number and h, d or w: 12h, 30d, 2w"
-        )
-    number, unit = float(match[1]), match[2]
-    return timedelta(hours=number) if unit == "h" else timedelta(days=number * (7 if unit == "w" else 1))
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint", metavar="SUBSTR", help="only recordings whose method, host or path contain SUBSTR"
     )
     ls.add_argument(
-        "--older-than", metavar="AGE", type=parse_age, help="only recordings older than AGE: 12h, 30d, 2w"
+        "--older-than", metavar="AGE", type=age, help="only recordings older than AGE: 12h, 30d, 2w"
     )
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 

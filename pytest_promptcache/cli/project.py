@@ -1,13 +1,14 @@
-"""The project a command runs in: pytest's configuration, found without pytest, and what it sets.
+"""The project a command runs in: pytest's configuration, found without pytest, and the settings it makes.
 
 The command never imports pytest (it must start fast and run where only the recordings and this package
-are), so it reads the configuration files itself, in the order pytest looks for them.
+are), so it reads the configuration files itself, in the order pytest looks for them, and hands the ini
+values to the same ``build_settings`` the plugin uses.
 """
 
 from __future__ import annotations
 
 import configparser
-import re
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,22 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..settings import DEFAULT_SECRET_HEADERS, DEFAULT_SECRET_PARAMS, DEFAULT_SECRET_PATTERNS
-from ..usage import PriceBook, PriceError, parse_prices
-
-DEFAULT_DIR = "cassettes"
-PATTERN_NAMES = dict(
-    zip(
-        DEFAULT_SECRET_PATTERNS,
-        (
-            "an Anthropic key (sk-ant-...)",
-            "an OpenAI key (sk-...)",
-            "a Google API key (AIza...)",
-            "a bearer token",
-        ),
-        strict=True,
-    )
-)
+from ..settings import Settings, SettingsError, build_settings
+from ..usage import PriceBook
 
 
 class CliError(Exception):
@@ -46,21 +33,6 @@ class ProjectConfig:
     rootdir: Path
     inifile: Path | None
     ini: Mapping[str, Any]
-
-    def string(self, name: str) -> str:
-        value = self.ini.get(name)
-        if value is None:
-            return ""
-        if isinstance(value, list):
-            return "\n".join(str(v) for v in value).strip()
-        return str(value).strip()
-
-    def lines(self, name: str) -> list[str]:
-        value = self.ini.get(name)
-        if value is None:
-            return []
-        items = [str(v) for v in value] if isinstance(value, list) else str(value).splitlines()
-        return [line.strip() for line in items if line.strip()]
 
 
 def _ini_section(path: Path, section: str) -> dict[str, str] | None:
@@ -145,7 +117,8 @@ def find_config(start: Path) -> ProjectConfig:
 
 
 class Project:
-    """What every command needs, computed on first use: the configuration, directory, prices."""
+    """What the commands need, computed on first use: a command that needs none of it (prune of a bad
+    report) fails on what it was given before the configuration can fail it."""
 
     def __init__(self, dir_arg: str | None) -> None:
         self.dir_arg = dir_arg
@@ -155,46 +128,35 @@ class Project:
         return find_config(Path.cwd())
 
     @cached_property
+    def settings(self) -> Settings:
+        # --dir is a path typed in the current directory; the ini's promptcache_dir is relative to the
+        # rootdir. Made absolute here, it stays what was typed when build_settings joins it to the rootdir.
+        cli_dir = str(Path(self.dir_arg).expanduser().resolve()) if self.dir_arg else None
+        try:
+            return build_settings(
+                rootdir=self.config.rootdir,
+                cli_mode=None,
+                cli_dir=cli_dir,
+                env=os.environ,
+                ini=self.config.ini,
+            )
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
+
+    @property
     def directory(self) -> Path:
-        if self.dir_arg:
-            return Path(self.dir_arg).expanduser().resolve()
-        raw = self.config.string("promptcache_dir") or DEFAULT_DIR
-        return (self.config.rootdir / Path(raw).expanduser()).resolve()
+        return self.settings.cassette_dir
 
     def existing_directory(self) -> Path:
+        # A path that exists and is not a directory is already refused by build_settings.
         directory = self.directory
         if not directory.exists():
             raise CliError(
                 f"no recordings directory at {directory}; record with pytest --promptcache=record, "
                 "or pass --dir"
             )
-        if not directory.is_dir():
-            raise CliError(f"{directory} is not a directory; pass --dir with the recordings directory")
         return directory
 
     @cached_property
     def prices(self) -> PriceBook:
-        try:
-            return PriceBook(parse_prices(self.config.lines("promptcache_prices")))
-        except PriceError as exc:
-            raise CliError(f"{self.config.inifile}: {exc}") from None
-
-    @cached_property
-    def secret_patterns(self) -> list[tuple[re.Pattern[str], str]]:
-        found: list[tuple[re.Pattern[str], str]] = []
-        for pattern in (*DEFAULT_SECRET_PATTERNS, *self.config.lines("promptcache_secret_patterns")):
-            try:
-                found.append((re.compile(pattern), PATTERN_NAMES.get(pattern, f"the pattern {pattern!r}")))
-            except re.error as exc:
-                raise CliError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
-        return found
-
-    @cached_property
-    def secret_headers(self) -> frozenset[str]:
-        extra = self.config.lines("promptcache_secret_headers")
-        return frozenset(h.lower() for h in (*DEFAULT_SECRET_HEADERS, *extra))
-
-    @cached_property
-    def secret_params(self) -> frozenset[str]:
-        extra = self.config.lines("promptcache_secret_params")
-        return frozenset(p.lower() for p in (*DEFAULT_SECRET_PARAMS, *extra))
+        return PriceBook(self.settings.prices)

@@ -1,20 +1,19 @@
-"""The recordings of a directory as the commands see them: read, priced, found by a key or a prefix
-of one."""
+"""The recordings of a directory as the commands see them: read by the store, priced by the ledger,
+found by a key or a prefix of one."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..ledger import recording_price
 from ..models import Recording, TokenUsage
 from ..prices import usd
-from ..store.files import SUFFIX, CorruptRecording, read_recording
+from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from ..usage import PriceBook, api_family, extract
 from .project import CliError
 from .render import display, iso, plural, utc, when
@@ -37,7 +36,7 @@ class RecordingInfo:
     size: int
     usage: TokenUsage | None
     model: str | None
-    cost: Decimal | None
+    cost_usd: float | None
 
     @property
     def key(self) -> str:
@@ -49,7 +48,7 @@ class RecordingInfo:
 
     @property
     def priced(self) -> bool:
-        return self.cost is not None
+        return self.cost_usd is not None
 
     def tokens_cell(self) -> str:
         return "-" if self.usage is None else f"{self.usage.input_tokens:,}/{self.usage.output_tokens:,}"
@@ -57,7 +56,7 @@ class RecordingInfo:
     def cost_cell(self) -> str:
         if self.usage is None:
             return "-"
-        return "unpriced" if self.cost is None else usd(float(self.cost))
+        return "unpriced" if self.cost_usd is None else usd(self.cost_usd)
 
     def as_json(self) -> dict[str, Any]:
         request, meta = self.recording.request, self.recording.meta
@@ -74,43 +73,34 @@ class RecordingInfo:
             "status": self.recording.response.status,
             "stream": self.recording.response.is_stream,
             "usage": None if self.usage is None else self.usage.model_dump(),
-            "cost_usd": None if self.cost is None else float(self.cost),
+            "cost_usd": self.cost_usd,
             "size_bytes": self.size,
         }
 
 
-def recording_files(directory: Path) -> list[Path]:
-    """The files that are recordings by name, as the store sees them: ``<name>.json``, not hidden."""
-    return sorted(
-        Path(item.path)
-        for item in os.scandir(directory)
-        if item.name.endswith(SUFFIX) and not item.name.startswith(".") and item.is_file()
-    )
+def recording_paths(directory: Path) -> list[Path]:
+    """The files the store takes for recordings, in key order."""
+    return [directory / f"{key}{SUFFIX}" for key in sorted(recording_keys(directory))]
 
 
-def price(recording: Recording, prices: PriceBook) -> tuple[TokenUsage | None, str | None, Decimal | None]:
-    """Usage, model and cost at recorded_at, the way the session report prices a replayed call."""
+def model_of(recording: Recording) -> str | None:
+    """The model a listing names: the one asked for, else the one the provider says answered."""
     request, response = recording.request, recording.response
-    family = api_family(request.path)
-    usage, response_model = (None, None) if response.status >= 400 else extract(response, family)
-    model = request.model or response_model
-    if usage is None:
-        return None, model, None
-    url = recording.meta.url.split("?", 1)[0]
-    at = utc(recording.meta.recorded_at)
-    return usage, model, prices.cost(usage, (response_model, request.model), family, url, at)
+    if request.model:
+        return request.model
+    return None if response.status >= 400 else extract(response, api_family(request.path))[1]
 
 
 def load(path: Path, prices: PriceBook) -> RecordingInfo:
     recording = read_recording(path)
-    usage, model, cost = price(recording, prices)
-    return RecordingInfo(path, recording, path.stat().st_size, usage, model, cost)
+    usage, cost = recording_price(recording, prices)
+    return RecordingInfo(path, recording, path.stat().st_size, usage, model_of(recording), cost)
 
 
 def load_all(directory: Path, prices: PriceBook) -> tuple[list[RecordingInfo], list[Unreadable]]:
     infos: list[RecordingInfo] = []
     errors: list[Unreadable] = []
-    for path in recording_files(directory):
+    for path in recording_paths(directory):
         try:
             infos.append(load(path, prices))
         except CorruptRecording as exc:
@@ -139,7 +129,7 @@ def resolve_key(directory: Path, text: str) -> Path:
     prefix = Path(text).name.removesuffix(SUFFIX).lower()
     if len(prefix) < MIN_PREFIX:
         raise CliError(f"key prefix {text!r} is too short: give at least {MIN_PREFIX} characters")
-    keys = [p.name.removesuffix(SUFFIX) for p in recording_files(directory)]
+    keys = sorted(recording_keys(directory))
     if prefix in keys:
         return directory / f"{prefix}{SUFFIX}"
     matches = [key for key in keys if key.startswith(prefix)]

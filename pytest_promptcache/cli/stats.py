@@ -12,7 +12,7 @@ from typing import Any
 from ..ledger import NO_MODEL
 from ..migrate import migrate_directory
 from ..models import SCHEMA_VERSION
-from ..prices import usd
+from ..prices import money, usd
 from .project import Project
 from .recordings import RecordingInfo, load_all, print_unreadable, unreadable_json
 from .render import display, human_size, plural, print_table
@@ -25,6 +25,7 @@ class Tally:
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
+    # Summed as decimals: a thousand costs of a millionth of a dollar must add up to what they print.
     cost: Decimal = Decimal(0)
     without_usage: int = 0
     unpriced: int = 0
@@ -38,10 +39,10 @@ class Tally:
         self.input_tokens += info.usage.input_tokens
         self.cached_input_tokens += info.usage.cached_input_tokens
         self.output_tokens += info.usage.output_tokens
-        if info.cost is None:
+        if info.cost_usd is None:
             self.unpriced += 1
         else:
-            self.cost += info.cost
+            self.cost += Decimal(str(info.cost_usd))
 
     def cost_cell(self) -> str:
         # Never a silent $0 for recordings nobody could price.
@@ -49,7 +50,7 @@ class Tally:
             return "unpriced"
         if self.without_usage == self.recordings:
             return "-"
-        return usd(float(self.cost)) + ("+?" if self.unpriced else "")
+        return usd(money(self.cost)) + ("+?" if self.unpriced else "")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -58,7 +59,7 @@ class Tally:
             "input_tokens": self.input_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": float(self.cost),
+            "cost_usd": money(self.cost),
             "without_usage": self.without_usage,
             "unpriced": self.unpriced,
         }

@@ -1,23 +1,52 @@
 """``promptcache verify``: every file of a recordings directory is a usable recording, and none holds a
-secret."""
+secret, by the same secret headers, parameters and patterns the plugin scrubs with."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..scrub import REDACTED, secret_env_values
+from ..settings import SECRET_PATTERN_NAMES, Settings
 from ..store.files import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording
 from .project import Project
 from .render import display, plural
 
 # Files git needs in an otherwise committed directory; they hold no recording and leak nothing.
 GIT_FILES = frozenset({".gitkeep", ".gitignore", ".gitattributes"})
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What counts as a secret: names of headers and query parameters, key shapes, and the values of the
+    environment's secret variables (each with the variable's name, to say where it came from)."""
+
+    headers: frozenset[str]
+    params: frozenset[str]
+    patterns: tuple[tuple[re.Pattern[str], str], ...]
+    env_values: Mapping[str, str]
+
+    @classmethod
+    def of(cls, settings: Settings, env: Mapping[str, str]) -> Secrets:
+        return cls(
+            headers=frozenset(settings.secret_headers),
+            params=frozenset(settings.secret_params),
+            # build_settings has compiled every pattern once already: none can fail here.
+            patterns=tuple(
+                (re.compile(p), SECRET_PATTERN_NAMES.get(p, f"the pattern {p!r}"))
+                for p in settings.secret_patterns
+            ),
+            env_values={
+                value: placeholder.removeprefix("<redacted:").removesuffix(">")
+                for value, placeholder in secret_env_values(env).items()
+            },
+        )
 
 
 @dataclass
@@ -33,12 +62,10 @@ def shown(secret: str) -> str:
     return secret[:6] + "…"
 
 
-def scan_secrets(
-    path: Path, text: str, project: Project, env_secrets: Mapping[str, str], out: Findings
-) -> None:
+def scan_secrets(path: Path, text: str, secrets: Secrets, out: Findings) -> None:
     for number, line in enumerate(text.splitlines(), start=1):
         spans: list[tuple[int, int]] = []
-        for value, name in env_secrets.items():
+        for value, name in secrets.env_values.items():
             # A value with quotes or backslashes appears escaped in JSON text.
             for form in dict.fromkeys((value, json.dumps(value, ensure_ascii=False)[1:-1])):
                 start = line.find(form)
@@ -46,7 +73,7 @@ def scan_secrets(
                     spans.append((start, start + len(form)))
                     out.add(path, f"the value of ${name} ({shown(value)})", number)
                     break
-        for pattern, label in project.secret_patterns:
+        for pattern, label in secrets.patterns:
             for match in pattern.finditer(line):
                 if any(s < match.end() and match.start() < e for s, e in spans):
                     continue  # already reported as an environment variable's value
@@ -54,7 +81,7 @@ def scan_secrets(
                 out.add(path, f"what looks like {label} ({shown(match.group())})", number)
 
 
-def check_recording(path: Path, text: str, project: Project, out: Findings) -> bool:
+def check_recording(path: Path, text: str, secrets: Secrets, out: Findings) -> bool:
     """Schema, key and secret names of one recording file; True if it is a usable recording."""
     try:
         json.loads(text)
@@ -74,14 +101,14 @@ def check_recording(path: Path, text: str, project: Project, out: Findings) -> b
 
     for where, headers in (("request", recording.request.headers), ("response", recording.response.headers)):
         for name in headers:
-            if name.lower() in project.secret_headers:
+            if name.lower() in secrets.headers:
                 out.add(
                     path, f"{where} header {name!r} is stored; it carries secrets", line_of(json.dumps(name))
                 )
     params = list(recording.request.query)
     params += urllib.parse.parse_qsl(urllib.parse.urlsplit(recording.meta.url).query, keep_blank_values=True)
     for name, value in params:
-        if name.lower() in project.secret_params and value != REDACTED:
+        if name.lower() in secrets.params and value != REDACTED:
             out.add(
                 path,
                 f"query parameter {name!r} is stored with a value; it carries secrets",
@@ -92,15 +119,13 @@ def check_recording(path: Path, text: str, project: Project, out: Findings) -> b
 
 def cmd_verify(args: argparse.Namespace, project: Project) -> int:
     out = Findings()
-    env_secrets = {
-        value: placeholder.removeprefix("<redacted:").removesuffix(">")
-        for value, placeholder in secret_env_values(os.environ).items()
-    }
+    secrets = Secrets.of(project.settings, os.environ)
     if args.files:
         targets = [Path(f) for f in args.files]
         where = "the files given"
     else:
         directory = project.existing_directory()
+        # Every file, not only those named like recordings: a stray file is a finding too.
         targets = sorted(Path(item.path) for item in os.scandir(directory))
         where = display(directory)
     recordings = 0
@@ -126,10 +151,10 @@ def cmd_verify(args: argparse.Namespace, project: Project) -> int:
                 "a temp file left by an interrupted write; delete it (a pytest run that records also does)",
             )
         elif name.endswith(SUFFIX) and not name.startswith("."):
-            recordings += check_recording(path, text, project, out)
+            recordings += check_recording(path, text, secrets, out)
         elif name not in GIT_FILES:
             out.add(path, "not a recording: only <key>.json files belong in the recordings directory")
-        scan_secrets(path, text, project, env_secrets, out)
+        scan_secrets(path, text, secrets, out)
     for line in out.lines:
         print(line)
     checked = f"{plural(len(targets), 'file')} ({plural(recordings, 'recording')}) in {where}"
