@@ -243,12 +243,13 @@ class Ledger:
 
 
 def recording_price(recording: Recording, prices: PriceBook) -> Price:
-    """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2), unless the
-    user set their own price for its model, else measured from its response."""
-    request = recording.request
-    if recording.schema_version >= 2 and not prices.has_override((request.model,)):
-        return recording.meta.usage, recording.meta.cost_usd
-    meta = recording.meta
+    """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
+    unless the user set their own price for its model, else measured from its response."""
+    request, meta = recording.request, recording.meta
+    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
+    # written by a recording run (by hand, or built in code): its response is then the only truth.
+    if recording.schema_version >= 2 and meta.usage is not None and not prices.has_override((request.model,)):
+        return meta.usage, meta.cost_usd
     return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
 
 

@@ -109,15 +109,19 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "signature",
 )
 
-# Key shapes that are never legitimate content of a recording.
-DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
+# Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
+# gives a match: kept in one table so a new pattern cannot go without its name.
+SECRET_PATTERN_NAMES: dict[str, str] = {
     # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required:
     # real keys are random and always have one; a false match would change keys and hide prompt text.
-    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{16,}",
-    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}",
-    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}",
-    r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}",
-)
+    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{16,}": "an Anthropic key (sk-ant-...)",
+    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": (
+        "an OpenAI key (sk-...)"
+    ),
+    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
+    r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}": "a bearer token",
+}
+DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,10 @@ def _colliding_pair() -> tuple[Recording, Recording]:
     """Two real recordings whose keys share their first four characters."""
     seen: dict[str, int] = {}
     for i in range(5000):
-        body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": f"question {i}"}]}
+        body: dict[str, Any] = {
+            "model": "gpt-4.1-mini",
+            "messages": [{"role": "user", "content": f"question {i}"}],
+        }
         key = key_of(
             CanonicalRequest(method="POST", host="api.openai.com", path="/v1/chat/completions", body=body)
         )
@@ -325,7 +328,10 @@ def test_prune_deletes_exactly_the_unused(
 ) -> None:
     unused = [recs["chat"].key, recs["private"].key]
     report = _report(tmp_path / "report.json", unused_recordings=unused, unused_recordings_complete=True)
-    files = lambda: sorted(p.name for p in (tmp_path / "cassettes").iterdir())  # noqa: E731
+
+    def files() -> list[str]:
+        return sorted(p.name for p in (tmp_path / "cassettes").iterdir())
+
     before = files()
 
     code, out, _ = run(capsys, "prune", "--unused", report, "--dry-run")
