@@ -14,8 +14,34 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .defaults import (
+    DEFAULT_ENDPOINTS,
+    DEFAULT_GUARDED_HOSTS,
+    DEFAULT_KEY_HEADERS,
+    DEFAULT_SECRET_HEADERS,
+    DEFAULT_SECRET_PARAMS,
+    DEFAULT_SECRET_PATTERNS,
+    SECRET_PATTERN_NAMES,
+)
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "DEFAULT_GUARDED_HOSTS",
+    "DEFAULT_KEY_HEADERS",
+    "DEFAULT_SECRET_HEADERS",
+    "DEFAULT_SECRET_PARAMS",
+    "DEFAULT_SECRET_PATTERNS",
+    "SECRET_PATTERN_NAMES",
+    "EndpointPattern",
+    "Expiry",
+    "Mode",
+    "Settings",
+    "SettingsError",
+    "TestOptions",
+    "build_settings",
+]
 
 
 class Mode(StrEnum):
@@ -36,92 +62,6 @@ class Expiry(StrEnum):
 
 class SettingsError(ValueError):
     """A bad option value; the message says which option and what would be accepted."""
-
-
-DEFAULT_ENDPOINTS: tuple[str, ...] = (
-    "/chat/completions",
-    "/completions",
-    "/responses",
-    "/embeddings",
-    "/messages",
-    ":generateContent",
-    ":streamGenerateContent",
-)
-
-# Hosts replay never connects to, whatever client tries (the socket guard). Patterns: ``*`` matches
-# within and across labels. Test servers and private hosts are guarded through the recordings instead.
-DEFAULT_GUARDED_HOSTS: tuple[str, ...] = (
-    "api.openai.com",
-    "*.openai.azure.com",
-    "api.anthropic.com",
-    "generativelanguage.googleapis.com",
-    "*aiplatform.googleapis.com",
-    "bedrock-runtime.*.amazonaws.com",
-    "bedrock-runtime-fips.*.amazonaws.com",
-    "api.mistral.ai",
-    "api.groq.com",
-    "api.together.xyz",
-    "api.cohere.com",
-    "api.cohere.ai",
-    "openrouter.ai",
-    "api.deepseek.com",
-    "api.x.ai",
-    "api.perplexity.ai",
-    "api.fireworks.ai",
-    "api.voyageai.com",
-    "api.cerebras.ai",
-    "inference.cerebras.ai",
-    "api.sambanova.ai",
-    "api.deepinfra.com",
-    "api.replicate.com",
-    "api-inference.huggingface.co",
-    "router.huggingface.co",
-)
-
-# Headers that change what the provider answers, so they take part in the key. Everything else the
-# clients send (auth, telemetry, retry counters, cookies) must not, or keys would differ per machine.
-DEFAULT_KEY_HEADERS: tuple[str, ...] = ("anthropic-version", "anthropic-beta", "openai-beta")
-
-DEFAULT_SECRET_HEADERS: tuple[str, ...] = (
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-    "cookie",
-    "set-cookie",
-    "openai-organization",
-    "openai-project",
-    "anthropic-organization-id",
-    "x-goog-user-project",
-)
-
-DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
-    "key",
-    "api_key",
-    "apikey",
-    "api-key",
-    "access_token",
-    "token",
-    "client_secret",
-    "secret",
-    "sig",
-    "signature",
-)
-
-# Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
-# gives a match: kept in one table so a new pattern cannot go without its name.
-SECRET_PATTERN_NAMES: dict[str, str] = {
-    # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required:
-    # real keys are random and always have one; a false match would change keys and hide prompt text.
-    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{16,}": "an Anthropic key (sk-ant-...)",
-    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": (
-        "an OpenAI key (sk-...)"
-    ),
-    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
-    r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}": "a bearer token",
-}
-DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)
 
 
 @dataclass(frozen=True)
