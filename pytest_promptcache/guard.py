@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 # Modules a connection passes through on its way from the client: the client is the first one
 # outside them, counting from the socket outwards.
@@ -63,11 +64,11 @@ def read_recorded_hosts(directory: Path) -> frozenset[tuple[str, int | None]]:
                     continue
                 with open(entry.path, "rb") as fh:
                     data = json.loads(fh.read())
-                netloc = data["request"]["host"]
+                # The key's host may be an alias (promptcache_host_aliases); the URL has the real one.
+                netlocs = [data["request"]["host"], urlsplit(str(data["meta"]["url"])).netloc]
             except (OSError, ValueError, KeyError, TypeError, RecursionError):
                 continue
-            if isinstance(netloc, str):
-                found.add(_split(netloc))
+            found.update(_split(n) for n in netlocs if isinstance(n, str) and n)
     return frozenset(found)
 
 

@@ -15,6 +15,7 @@ The key is the SHA-256 of the canonical request's compact JSON with sorted keys.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class Keyer:
         self._settings = settings
         self._scrubber = scrubber
         self._key_headers = frozenset(settings.key_headers)
+        self._host_aliases = settings.host_aliases
         self.default_rules = default_rules or KeyRules.build(settings.ignore_fields, settings.normalize)
         self._memo: LRU[tuple[Any, ...], tuple[str, CanonicalRequest]] = LRU(self.MEMO_SIZE)
 
@@ -122,7 +124,7 @@ class Keyer:
                 body = rules.json(scrub.json(body, request_body=True))
         canonical = CanonicalRequest(
             method=raw.method.upper(),
-            host=raw.netloc,
+            host=self.keyed_host(raw.netloc),
             path=raw.path,
             query=query,
             headers=headers,
@@ -139,6 +141,14 @@ class Keyer:
                 message = f"pytest_promptcache_canonical_request left an invalid request: {exc}"
                 raise HookError(message) from None
         return canonical
+
+    def keyed_host(self, netloc: str) -> str:
+        """The host a key names: the request's own, or its alias (a test server on a random port,
+        staging and production sharing recordings)."""
+        for pattern, name in self._host_aliases:
+            if fnmatch.fnmatchcase(netloc, pattern):
+                return name
+        return netloc
 
     def key_for(
         self, raw: RawRequest, rules: KeyRules | None = None, *, wait: bool = True

@@ -140,6 +140,8 @@ class Settings:
     endpoints: tuple[EndpointPattern, ...] = field(default_factory=_default_endpoints)
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
+    # (pattern, name): a request to a host:port matching the pattern is keyed as sent to ``name``.
+    host_aliases: tuple[tuple[str, str], ...] = ()
     secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
     secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
     secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
@@ -222,6 +224,21 @@ def parse_switch(value: Any, name: str, default: bool) -> bool:
     if text not in _SWITCHES:
         raise SettingsError(f"{name}: {value!r} is neither on nor off")
     return _SWITCHES[text]
+
+
+def parse_host_aliases(lines: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """ini ``promptcache_host_aliases``: ``PATTERN = NAME`` a line, ``*`` matching any characters."""
+    aliases: list[tuple[str, str]] = []
+    for line in lines:
+        pattern, sep, name = line.partition("=")
+        pattern, name = pattern.strip().lower(), name.strip().lower()
+        if not sep or not pattern or not name or any(c in name for c in "*/ "):
+            raise SettingsError(
+                f"promptcache_host_aliases: {line.strip()!r} is not 'HOST[:PORT] = NAME' (patterns may "
+                "use *, e.g. '127.0.0.1:* = test-server' or '* = any-host')"
+            )
+        aliases.append((pattern, name))
+    return tuple(aliases)
 
 
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
@@ -310,6 +327,7 @@ def build_settings(
         on_expiry=on_expiry,
         similar_threshold=similar,
         key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
+        host_aliases=parse_host_aliases(_lines(ini.get("promptcache_host_aliases"))),
         secret_headers=secret_headers,
         secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
         secret_patterns=(*DEFAULT_SECRET_PATTERNS, *extra_patterns),

@@ -33,6 +33,8 @@ INI_LINELISTS = {
     "'user', 'metadata.user_id', 'messages[*].id')",
     "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
     "unix-time, hex-id) or 'REGEX => REPLACEMENT'",
+    "promptcache_host_aliases": "'HOST[:PORT] = NAME' lines (HOST may use *): requests to matching hosts "
+    "are keyed as sent to NAME, so recordings match across hosts and ports ('* = any' ignores the host)",
     "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
     "anthropic-beta and openai-beta",
     "promptcache_secret_headers": "more header names never written to disk",
