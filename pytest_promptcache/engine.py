@@ -50,7 +50,9 @@ class Engine:
             env=env,
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
-        self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
+        self.store = CassetteStore(
+            settings.cassette_dir, settings.memory_size, settings.limits.max_recording_size
+        )
         self.state = SharedState(
             settings.state_dir or default_state_root(settings.cassette_dir),
             session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None,

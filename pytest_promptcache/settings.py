@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .limits import LimitError, Limits
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
 
@@ -178,6 +179,8 @@ class Settings:
     record_rpm: int | None = None
     record_tpm: int | None = None
     record_retries: int = 0
+    # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
+    limits: Limits = field(default_factory=Limits)
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -306,6 +309,10 @@ def build_settings(
             re.compile(pattern)
         except re.error as exc:
             raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
+    try:
+        limits = Limits.from_ini(ini)
+    except LimitError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
         cassette_dir=cassette_dir,
@@ -326,6 +333,7 @@ def build_settings(
         record_rpm=_optional_count(ini, "promptcache_record_rpm", 1),
         record_tpm=_optional_count(ini, "promptcache_record_tpm", 1),
         record_retries=_optional_count(ini, "promptcache_record_retries", 0) or 0,
+        limits=limits,
     )
 
 

@@ -20,6 +20,8 @@ INI_STRINGS = {
     "promptcache_max_age": "recordings older than this (12h, 30d, 2w) are stale",
     "promptcache_on_expiry": "a stale recording: warn (serve it), fail, or rerecord (in record mode)",
     "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
+    "promptcache_max_recording_size": "recording files larger than this are refused unread "
+    "(bytes, or 512KiB, 64MiB, 1GiB; default 64MiB)",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "

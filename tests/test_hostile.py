@@ -1,0 +1,205 @@
+"""Hostile files, faults and bounded waits: nothing in the cassette or state directory, no unwritable
+report path and no stuck process hangs a run, exhausts its memory or ends it with a traceback.
+
+Runs that could hang or eat memory on a regression are pytester subprocesses with a timeout (and, where
+memory is at stake, an address-space limit), so a failure here is a failed test, never a stuck suite.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import CLIENTS_CONFTEST, Suite
+
+from pytest_promptcache.store.files import CorruptRecording, read_recording
+
+# Long enough for a heavily loaded machine to start pytest and the SDKs (a few seconds when idle); what
+# takes longer is a hang, cut off here.
+TIMEOUT = 180.0
+
+TWO_TESTS = """
+from conftest import ask
+
+def test_one(oai0):
+    ask(oai0, "first")
+
+def test_two(oai0):
+    ask(oai0, "second")
+"""
+
+# A process that reads a hostile file to the end runs out of address space in seconds instead of
+# taking the machine's memory (and its neighbours') with it.
+LIMIT_MEMORY = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+"""
+
+
+def bounded(suite: Suite, *args: str, timeout: float = TIMEOUT) -> pytest.RunResult:
+    """A pytester run in a subprocess that is killed (and fails the test) if it outlives ``timeout``."""
+    return suite.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+def recorded_path(suite: Suite, test: str) -> Path:
+    """The recording file the test named ``test`` made."""
+    key = next(k for k, d in suite.recordings().items() if d["meta"]["test"].endswith(f"::{test}"))
+    return suite.cassettes / f"{key}.json"
+
+
+def record_two(suite: Suite) -> tuple[Path, Path]:
+    suite.pytester.makepyfile(TWO_TESTS)
+    suite.run("--promptcache=record").assert_outcomes(passed=2)
+    return recorded_path(suite, "test_one"), recorded_path(suite, "test_two")
+
+
+def unusable_lines(path: Path, reason: str) -> list[str]:
+    return [
+        "*_ test_one _*",
+        f"promptcache: recording {path} is unusable: {reason}",
+        "It was left untouched: fix it by hand, or delete it and record again*",
+    ]
+
+
+# -- hostile recording files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["replay", "record"])
+def test_a_fifo_named_like_a_recording_fails_its_test_instead_of_hanging(clients: Suite, mode: str) -> None:
+    path, _ = record_two(clients)
+    path.unlink()
+    os.mkfifo(path)
+    clients.server.stop()
+
+    result = bounded(clients, f"--promptcache={mode}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(unusable_lines(path, "it is a FIFO, not a regular file*"))
+    assert stat.S_ISFIFO(os.lstat(path).st_mode), "the file was replaced"
+
+
+def test_a_recording_linked_to_dev_zero_is_refused_without_reading_it(clients: Suite) -> None:
+    clients.pytester.makeconftest(CLIENTS_CONFTEST + LIMIT_MEMORY)
+    path, _ = record_two(clients)
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    clients.server.stop()
+
+    result = bounded(clients)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(unusable_lines(path, "it is a symbolic link to /dev/zero, outside *"))
+    assert os.readlink(path) == "/dev/zero"
+
+
+def test_a_recording_linked_out_of_its_directory_is_refused_and_one_linked_within_is_served(
+    clients: Suite,
+) -> None:
+    one, two = record_two(clients)
+    outside = clients.path / "elsewhere.json"
+    one.rename(outside)
+    one.symlink_to(outside)
+    # Within the cassette directory a link is an ordinary way to lay files out; it is served.
+    (clients.cassettes / "store").mkdir()
+    two.rename(clients.cassettes / "store" / two.name)
+    two.symlink_to(Path("store") / two.name)
+    clients.server.stop()
+
+    result = clients.run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(unusable_lines(one, f"it is a symbolic link to {outside}, outside *"))
+
+
+def test_a_deeply_nested_file_fails_its_test_by_name_and_never_breaks_another_tests_miss(
+    clients: Suite,
+) -> None:
+    path, _ = record_two(clients)
+    depth = 100_000
+    path.write_text('{"schema_version": 2, "request": ' + "[" * depth + "]" * depth + "}")
+    clients.pytester.makepyfile(
+        test_new="from conftest import ask\n\ndef test_three(oai0):\n    ask(oai0, 'third')\n"
+    )
+    clients.server.stop()
+
+    result = clients.run()
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(unusable_lines(path, "it is nested too deeply to be a recording*"))
+    # The miss of a test with no recording reads every file's request to find the nearest one.
+    result.stdout.fnmatch_lines(["*_ test_three _*", "promptcache: no recording for this request*"])
+    assert "RecursionError" not in result.stdout.str()
+
+
+def test_a_recording_over_the_default_size_cap_is_refused_unread(clients: Suite) -> None:
+    path, _ = record_two(clients)
+    with path.open("r+b") as fh:
+        fh.truncate(65 * 1024 * 1024)  # sparse: no disk is used, but a reader would get 65 MiB
+    clients.server.stop()
+
+    result = clients.run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        unusable_lines(
+            path,
+            "it is 65.0 MiB, over the 64.0 MiB limit (promptcache_max_recording_size); raise the limit "
+            "if it is a real recording*",
+        )
+    )
+
+
+def test_the_size_cap_is_an_ini_option(clients: Suite) -> None:
+    path, _ = record_two(clients)
+    clients.server.stop()
+    size = path.stat().st_size
+    assert size > 1024
+    clients.pytester.makeini("[pytest]\npromptcache_max_recording_size = 1KiB\n")
+
+    result = clients.run("-k", "test_one")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(
+        unusable_lines(path, f"it is {size / 1024:.1f} KiB, over the 1.0 KiB limit (promptcache_max_*")
+    )
+
+
+@pytest.mark.parametrize("value", ["lots", "12", "-3MiB", "5 parsecs"])
+def test_a_bad_size_cap_is_a_usage_error(clients: Suite, value: str) -> None:
+    clients.pytester.makeini(f"[pytest]\npromptcache_max_recording_size = {value}\n")
+    clients.pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = clients.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-promptcache: promptcache_max_recording_size: *{value}*"])
+
+
+KEY = "0" * 64
+
+
+def test_read_recording_never_lets_a_recursion_error_out(tmp_path: Path) -> None:
+    path = tmp_path / f"{KEY}.json"
+    path.write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(CorruptRecording, match="nested too deeply"):
+        read_recording(path)
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("/dev/null", "a symbolic link to /dev/null, outside"),
+        ("missing.json", "a symbolic link to * which does not exist"),
+        ("sub", "a directory, not a regular file"),
+    ],
+)
+def test_read_recording_names_what_a_hostile_link_is(tmp_path: Path, target: str, reason: str) -> None:
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / f"{KEY}.json"
+    path.symlink_to(target)
+    with pytest.raises(CorruptRecording) as info:
+        read_recording(path)
+    assert info.value.path == path
+    assert fnmatch.fnmatchcase(info.value.reason, f"it is {reason}*"), info.value.reason
+
+
+def test_read_recording_takes_a_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / f"{KEY}.json"
+    path.write_text(" " * 5000 + "{}")
+    with pytest.raises(CorruptRecording, match=r"it is 4\.9 KiB, over the 4\.0 KiB limit"):
+        read_recording(path, max_size=4096)
