@@ -203,3 +203,70 @@ def test_read_recording_takes_a_size_cap(tmp_path: Path) -> None:
     path.write_text(" " * 5000 + "{}")
     with pytest.raises(CorruptRecording, match=r"it is 4\.9 KiB, over the 4\.0 KiB limit"):
         read_recording(path, max_size=4096)
+
+
+# -- reports that cannot be written ----------------------------------------------------------------------
+
+
+ONE_TEST = """
+from conftest import ask
+
+def test_one(oai0):
+    ask(oai0, "one")
+"""
+
+
+@pytest.mark.parametrize(
+    ("option", "what"),
+    [
+        ("--promptcache-report={dir}", "the JSON report"),
+        ("--promptcache-report={file}/r.json", "the JSON report"),
+        ("--promptcache-report-md={dir}", "the Markdown report"),
+    ],
+)
+def test_an_unwritable_report_path_is_one_line_after_the_summary_and_fails_the_session(
+    clients: Suite, option: str, what: str
+) -> None:
+    clients.pytester.makepyfile(ONE_TEST)
+    (clients.path / "a-dir").mkdir()
+    (clients.path / "a-file").write_text("")
+    arg = option.format(dir=clients.path / "a-dir", file=clients.path / "a-file")
+    result = clients.run("--promptcache=record", arg)
+    result.stdout.fnmatch_lines(
+        [
+            "*promptcache*",
+            f"promptcache: could not write {what} to {arg.split('=', 1)[1]}: *; give * a writable file path",
+            "*1 passed*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("target", ["a-dir", "/dev/full"])
+def test_an_unwritable_github_step_summary_is_one_line_and_fails_the_session(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    clients.pytester.makepyfile(ONE_TEST)
+    (clients.path / "a-dir").mkdir()
+    summary = str(clients.path / target) if target == "a-dir" else target
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", summary)
+    result = clients.run("--promptcache=record")
+    result.stdout.fnmatch_lines(
+        [
+            f"promptcache: could not append the report to $GITHUB_STEP_SUMMARY ({summary}): *",
+            "*1 passed*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_failed_test_keeps_its_exit_status_when_a_report_cannot_be_written(clients: Suite) -> None:
+    clients.pytester.makepyfile(ONE_TEST + "\ndef test_fails():\n    assert False\n")
+    (clients.path / "a-dir").mkdir()
+    result = clients.run("--promptcache=record", f"--promptcache-report={clients.path / 'a-dir'}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["promptcache: could not write the JSON report to *"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
