@@ -7,9 +7,16 @@ memory is at stake, an address-space limit), so a failure here is a failed test,
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
+import hashlib
+import json
 import os
 import stat
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -270,3 +277,182 @@ def test_a_failed_test_keeps_its_exit_status_when_a_report_cannot_be_written(cli
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["promptcache: could not write the JSON report to *"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+# -- bounded waits -----------------------------------------------------------------------------------------
+
+
+def private_state(suite: Suite, **ini: str) -> Path:
+    state = suite.path / "state"
+    state.mkdir(mode=0o700)
+    lines = "".join(f"{name} = {value}\n" for name, value in ini.items())
+    suite.pytester.makeini(f"[pytest]\npromptcache_state_dir = state\n{lines}")
+    return state
+
+
+def test_a_waiter_on_a_stuck_leader_in_its_process_fails_with_the_key_and_pid(clients: Suite) -> None:
+    private_state(clients, promptcache_flight_timeout="0.5")
+    clients.pytester.makepyfile(
+        """
+        import threading
+        import openai
+        from conftest import ask
+
+        def test_waits_for_a_stream_nobody_reads(oai0):
+            first = ask(oai0, "held open", stream=True)  # leads: its body is unread, the flight open
+            errors = []
+
+            def call():
+                try:
+                    ask(oai0, "held open", stream=True)
+                except openai.NotFoundError as exc:
+                    errors.append(exc.message)
+
+            waiter = threading.Thread(target=call, daemon=True)
+            waiter.start()
+            waiter.join(10)
+            first.close()
+            waiter.join(10)
+            assert errors, "the waiter went live"
+            assert "gave up waiting" in errors[0]
+        """
+    )
+    # In-process: the suite's own joins bound it, and its waiter thread dies with it.
+    result = clients.run("--promptcache=record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "promptcache: gave up waiting for an identical call in flight after 0.5 s "
+            "(promptcache_flight_timeout)*",
+            "  key: * [0-9a-f]*",
+            "  held by: *this process (pid [0-9]*)*",
+        ]
+    )
+    assert "AssertionError" not in result.stdout.str()
+    assert clients.server.count() == 1
+
+
+@contextlib.contextmanager
+def held_lock(path: Path) -> Iterator[None]:
+    """The key lock a recording process holds, with its pid in it, as the plugin writes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_a_waiter_on_a_lock_held_by_another_process_fails_naming_the_holder(clients: Suite) -> None:
+    state = private_state(clients, promptcache_flight_timeout="0.5")
+    clients.pytester.makepyfile(ONE_TEST)
+    clients.run("--promptcache=record").assert_outcomes(passed=1)
+    (key,) = clients.recordings()
+    (clients.cassettes / f"{key}.json").unlink()
+    clients.server.reset()
+
+    with held_lock(state / "locks" / f"{key}.lock"):
+        result = bounded(clients, "--promptcache=record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "promptcache: gave up waiting for an identical call in flight after 0.5 s*",
+            f"  key: * {key}",
+            f"  held by: *pid {os.getpid()}*",
+        ]
+    )
+    assert clients.server.count() == 0, "the waiter went live"
+
+
+def test_pacing_that_would_wait_longer_than_its_cap_fails_the_call_unsent(clients: Suite) -> None:
+    private_state(clients, promptcache_record_rpm="1", promptcache_record_max_wait="2")
+    clients.pytester.makepyfile(
+        """
+        from conftest import ask
+
+        def test_two_calls(oai0):
+            ask(oai0, "first")
+            ask(oai0, "second")  # one request a minute: this one would wait ~60 s
+        """
+    )
+    result = bounded(clients, "--promptcache=record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "promptcache: pacing would hold this call * s, longer than promptcache_record_max_wait (2 s)*",
+        ]
+    )
+    assert clients.server.count() == 1
+    assert len(clients.recordings()) == 1
+
+
+def test_a_planted_pacing_schedule_far_ahead_is_ignored_with_a_warning(clients: Suite) -> None:
+    state = private_state(clients, promptcache_record_rpm="60")
+    host = f"127.0.0.1:{clients.server.port}"
+    pace = state / "pace" / f"{hashlib.sha256(host.encode()).hexdigest()[:16]}.json"
+    pace.parent.mkdir(mode=0o700)
+    pace.write_text(json.dumps({"host": host, "next_at": time.time() + 3600}))
+    clients.pytester.makepyfile(ONE_TEST)
+
+    result = bounded(clients, "--promptcache=record")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*promptcache: ignored *next_at* in *: *ahead*"])
+    assert clients.server.count() == 1
+
+
+# -- the state directory -------------------------------------------------------------------------------
+
+
+def use_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """Where the default state directory goes, for in-process runs (tempfile caches its answer)."""
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+def test_a_default_state_directory_writable_by_others_is_a_usage_error(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = clients.path / "tmp"
+    planted = tmp / f"pytest-promptcache-{os.getuid()}"
+    planted.mkdir(parents=True)
+    planted.chmod(0o777)
+    clients.pytester.makepyfile(ONE_TEST)
+    use_temp_dir(monkeypatch, tmp)
+
+    result = clients.run("--promptcache=record")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: pytest-promptcache: state directory {planted} is writable by others (mode 0777)*"]
+    )
+    assert clients.server.count() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a directory to another user")
+def test_a_state_directory_owned_by_another_user_is_a_usage_error(clients: Suite) -> None:
+    state = private_state(clients)
+    os.chown(state, 4242, 4242)
+    clients.pytester.makepyfile(ONE_TEST)
+
+    result = clients.run("--promptcache=record")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: pytest-promptcache: state directory {state} belongs to uid 4242, not to you*"]
+    )
+    assert clients.server.count() == 0
+
+
+def test_the_default_state_directory_is_created_private(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = clients.path / "tmp"
+    tmp.mkdir()
+    clients.pytester.makepyfile(ONE_TEST)
+    use_temp_dir(monkeypatch, tmp)
+    clients.run("--promptcache=record").assert_outcomes(passed=1)
+    created = tmp / f"pytest-promptcache-{os.getuid()}"
+    assert stat.S_IMODE(created.stat().st_mode) == 0o700
+    for below in created.iterdir():
+        assert stat.S_IMODE(below.stat().st_mode) == 0o700

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..clients import install, uninstall
+from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
 from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import SettingsError, TestOptions, build_settings
@@ -63,6 +64,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except SettingsError as exc:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    try:
+        # Before any test runs: a planted directory would otherwise show up as failures halfway through.
+        check_state_dirs(*state_dirs(settings.cassette_dir, settings.state_dir))
+    except UnsafeStateDir as exc:
+        raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    except OSError as exc:
+        raise pytest.UsageError(f"pytest-promptcache: cannot check the state directory: {exc}") from None
     session = CacheSession(settings)
     config.stash[SESSION_KEY] = session
     config.stash[WORKER_CALLS_KEY] = []

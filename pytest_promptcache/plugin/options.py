@@ -22,6 +22,10 @@ INI_STRINGS = {
     "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
     "promptcache_max_recording_size": "recording files larger than this are refused unread "
     "(bytes, or 512KiB, 64MiB, 1GiB; default 64MiB)",
+    "promptcache_flight_timeout": "seconds a call waits for an identical call in flight before its test "
+    "fails (default 300)",
+    "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
+    "seconds fails unsent (default 300)",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
