@@ -14,7 +14,8 @@ from typing import Any
 from .context import TestContext
 from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
-from .coordination.state import SharedState, default_state_root
+from .coordination.state import SharedState
+from .coordination.statedir import state_dirs
 from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
@@ -50,15 +51,22 @@ class Engine:
             env=env,
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
-        self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
-        self.state = SharedState(
-            settings.state_dir or default_state_root(settings.cassette_dir),
-            session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None,
+        self.store = CassetteStore(
+            settings.cassette_dir, settings.memory_size, settings.limits.max_recording_size
         )
-        self.flights = Flights(self.state)
+        top, root = state_dirs(settings.cassette_dir, settings.state_dir)
+        self.state = SharedState(
+            root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
+        )
+        limits = settings.limits
+        self.flights = Flights(self.state, limits.flight_timeout)
         self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.pacing = Pacing(
-            self.state, rpm=settings.record_rpm, tpm=settings.record_tpm, retries=settings.record_retries
+            self.state,
+            rpm=settings.record_rpm,
+            tpm=settings.record_tpm,
+            retries=settings.record_retries,
+            max_wait=limits.record_max_wait,
         )
         self.saver = Saver(self.store, self.scrubber, self.ledger, self.state)
         if settings.mode in (Mode.RECORD, Mode.REWRITE):
@@ -120,7 +128,12 @@ class Engine:
             if served is not None:
                 self.flights.finish(claim)
                 return served
-        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim)
+        slot = self.pacing.slot(raw.netloc)
+        if not slot.reserved:
+            if claim is not None:
+                self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, self._pacing_message(raw, slot.wait))
+        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait)
 
     def _live(
         self,
@@ -130,6 +143,7 @@ class Engine:
         key: str | None = None,
         canonical: CanonicalRequest | None = None,
         flight: Flight | None = None,
+        delay: float = 0.0,
     ) -> LiveCall:
         return LiveCall(
             ctx,
@@ -143,6 +157,7 @@ class Engine:
             flight=flight,
             flights=self.flights,
             saver=self.saver if key is not None else None,
+            delay=delay,
         )
 
     def _serve_recorded(
@@ -247,8 +262,14 @@ class Engine:
         )
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
-        """After waiting for an identical call: its failure, shared (raised or served), or None to ask
-        again (its recording is there now, or it was abandoned and this caller may go live)."""
+        """After waiting for an identical call: its failure, shared (raised or served), a failure of this
+        call's own when the wait timed out (it does not go live: the other call may yet save it), or None
+        to ask again (its recording is there now, or it was abandoned and this caller may go live)."""
+        if wait.timed_out:
+            ctx = self._context()
+            key, canonical = self.keyer.key_for(raw, ctx.rules)
+            url = display_url(raw, self.scrubber)
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, _wait_message(wait, raw.method, url))
         flight = wait.failure
         if flight is None:
             return None
@@ -282,6 +303,16 @@ class Engine:
             f"  live calls in this session have cost ${self.state.spent():.4f}; "
             f"the budget (--promptcache-budget / promptcache_budget) is ${self.settings.budget_usd:.4f}.\n"
             "  Raise the budget, or record fewer tests at a time."
+        )
+
+    def _pacing_message(self, raw: RawRequest, wait: float) -> str:
+        limits = self.settings.limits
+        return (
+            f"promptcache: pacing would hold this call {wait:.0f} s, longer than "
+            f"promptcache_record_max_wait ({limits.record_max_wait:g} s): more calls to {raw.netloc} are "
+            f"queued than promptcache_record_rpm = {self.settings.record_rpm} lets through in that time.\n"
+            "  It was not sent. Record fewer tests at a time (fewer xdist workers), raise the rpm/tpm limits "
+            "if your provider allows, or raise promptcache_record_max_wait."
         )
 
     def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
@@ -346,6 +377,18 @@ class Engine:
         ctx.add_call(event)
         self.ledger.add(event)
         return event
+
+
+def _wait_message(wait: Wait, method: str, url: str) -> str:
+    return (
+        "promptcache: gave up waiting for an identical call in flight after "
+        f"{wait.timeout:g} s (promptcache_flight_timeout)\n"
+        f"  request: {method} {url}\n"
+        f"  key:     {wait.key}\n"
+        f"  held by: {wait.holder()}\n"
+        "It was not sent. If the holder is stuck, stop it; if its call is only slow, raise "
+        "promptcache_flight_timeout."
+    )
 
 
 def _age(value: timedelta | None) -> str:

@@ -110,6 +110,7 @@ class LiveCall:
     """A call that goes to the network; the client adapter reports what came back.
 
     ``saver`` is None when nothing is to be saved (mode off): then the call is neither paced nor retried.
+    ``delay``: seconds pacing holds it before it is sent.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class LiveCall:
         flight: Flight | None = None,
         flights: Flights | None = None,
         saver: Saver | None = None,
+        delay: float = 0.0,
     ) -> None:
         self._ctx = ctx
         self._log = log
@@ -138,6 +140,7 @@ class LiveCall:
         self.key = key
         self.canonical = canonical
         self.flight = flight
+        self._delay = delay
         self._started = time.perf_counter()
 
     @property
@@ -164,8 +167,8 @@ class LiveCall:
         return self.saves and self._pacing.rpm is not None
 
     def delay_before_send(self) -> float:
-        """Seconds to wait before sending, to hold the host's configured requests per minute."""
-        return self._pacing.delay(self.host) if self.saves else 0.0
+        """Seconds to wait before sending: the slot pacing reserved for this call (engine.start)."""
+        return self._delay
 
     def retry_delay(self, status: int, headers: Sequence[tuple[str, str]], attempt: int) -> float | None:
         """Seconds to wait before sending again after a 429 or 5xx, or None to hand it to the client."""

@@ -6,13 +6,12 @@ The request, and therefore the key and the file name, never change.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .ledger import recording_price
 from .models import SCHEMA_VERSION, Recording
-from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_recording, write_atomic
+from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_json, read_recording, write_atomic
 from .usage import PriceBook
 
 
@@ -41,8 +40,8 @@ def migrate_directory(directory: Path, prices: PriceBook, *, dry_run: bool = Fal
     done: list[Migration] = []
     for path in sorted(directory.glob(f"*{SUFFIX}")):
         try:
-            version = json.loads(path.read_text(encoding="utf-8")).get("schema_version")
-        except (OSError, ValueError, AttributeError):
+            version = read_json(path).get("schema_version")
+        except (CorruptRecording, OSError):
             version = None
         if version == SCHEMA_VERSION:
             continue

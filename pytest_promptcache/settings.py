@@ -23,6 +23,7 @@ from .defaults import (
     DEFAULT_SECRET_PATTERNS,
     SECRET_PATTERN_NAMES,
 )
+from .limits import LimitError, Limits
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
 
@@ -159,6 +160,8 @@ class Settings:
     guard_hosts: tuple[str, ...] = DEFAULT_GUARDED_HOSTS
     # Replay sets placeholder API keys the environment lacks, so SDK constructors start.
     placeholder_keys: bool = True
+    # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
+    limits: Limits = field(default_factory=Limits)
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -317,6 +320,10 @@ def build_settings(
             re.compile(pattern)
         except re.error as exc:
             raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
+    try:
+        limits = Limits.from_ini(ini)
+    except LimitError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
         cassette_dir=cassette_dir,
@@ -346,6 +353,7 @@ def build_settings(
         placeholder_keys=parse_switch(
             ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
         ),
+        limits=limits,
     )
 
 

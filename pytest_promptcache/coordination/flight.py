@@ -9,16 +9,14 @@ waiters in the leader's process get the same failure, other processes make their
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 
+from ..limits import DEFAULT_FLIGHT_TIMEOUT
 from ..streams import Replay
 from .state import FileLock, SharedState
-
-# A leader whose client neither finishes nor closes its stream is not waited for forever.
-WAIT_TIMEOUT = 600.0
-
 
 Owner = tuple[int, int | None]
 
@@ -46,11 +44,18 @@ class Flight:
 
 
 class Wait:
-    """Something to wait for before asking again; sync callers block, async callers yield the loop."""
+    """Something to wait for before asking again, for at most ``timeout`` seconds (a leader whose client
+    neither finishes nor closes its stream, or a stuck process, is not waited for forever); sync callers
+    block, async callers yield the loop. ``timed_out`` says the wait ended without an outcome."""
 
-    def __init__(self, flight: Flight | None = None, lock: FileLock | None = None) -> None:
+    def __init__(
+        self, key: str, timeout: float, flight: Flight | None = None, lock: FileLock | None = None
+    ) -> None:
+        self.key = key
+        self.timeout = timeout
         self.flight = flight
         self.lock = lock
+        self.timed_out = False
 
     def ready(self) -> bool:
         if self.flight is not None:
@@ -64,24 +69,37 @@ class Wait:
 
     def wait_sync(self) -> None:
         if self.flight is not None:
-            self.flight.done.wait(WAIT_TIMEOUT)
+            self.timed_out = not self.flight.done.wait(self.timeout)
             return
-        deadline = time.monotonic() + WAIT_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         delay = 0.001
-        while not self.ready() and time.monotonic() < deadline:
+        while not self.ready():
+            if time.monotonic() >= deadline:
+                self.timed_out = True
+                return
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
     async def wait_async(self) -> None:
-        deadline = time.monotonic() + WAIT_TIMEOUT
+        deadline = time.monotonic() + self.timeout
         delay = 0.001
-        while time.monotonic() < deadline:
+        while True:
             # Another process's lock is a file: asking whether it is free is I/O, kept off the loop.
             ready = self.ready() if self.flight is not None else await asyncio.to_thread(self.ready)
             if ready:
                 return
+            if time.monotonic() >= deadline:
+                self.timed_out = True
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def holder(self) -> str:
+        """Who holds the call waited for, as a person looking for it needs to know."""
+        if self.flight is not None:
+            return f"this process (pid {os.getpid()}), another thread or task"
+        pid = self.lock.holder() if self.lock is not None else None
+        return f"pid {pid}, another process" if pid is not None else "another process (its pid is unknown)"
 
     @property
     def failure(self) -> Flight | None:
@@ -93,8 +111,9 @@ class Wait:
 
 
 class Flights:
-    def __init__(self, state: SharedState) -> None:
+    def __init__(self, state: SharedState, timeout: float = DEFAULT_FLIGHT_TIMEOUT) -> None:
         self._state = state
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._active: dict[str, Flight] = {}
 
@@ -108,10 +127,10 @@ class Flights:
         with self._lock:
             current = self._active.get(key)
             if current is not None:
-                return None if current.owner == me else Wait(flight=current)
+                return None if current.owner == me else Wait(key, self._timeout, flight=current)
             lock = self._state.key_lock(key)
             if not lock.try_acquire():
-                return Wait(lock=lock)
+                return Wait(key, self._timeout, lock=lock)
             flight = self._active[key] = Flight(key=key, owner=me, lock=lock)
             return flight
 

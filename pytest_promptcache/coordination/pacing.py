@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .state import SharedState
+from ..limits import DEFAULT_RECORD_MAX_WAIT
+from .state import SharedState, Slot
 
 MAX_RETRY_WAIT = 120.0
 
@@ -23,12 +24,14 @@ class Pacing:
     rpm: int | None = None
     tpm: int | None = None
     retries: int = 0
+    # Never hold a call longer than this: a queue that long fails the call (promptcache_record_max_wait).
+    max_wait: float = DEFAULT_RECORD_MAX_WAIT
 
-    def delay(self, host: str) -> float:
-        """Seconds to wait before sending, to hold the host's requests per minute."""
+    def slot(self, host: str) -> Slot:
+        """When to send, to hold the host's requests per minute; not reserved if later than max_wait."""
         if not self.rpm:
-            return 0.0
-        return self.state.reserve_slot(host, 60.0 / self.rpm)
+            return Slot(0.0)
+        return self.state.reserve_slot(host, 60.0 / self.rpm, self.max_wait)
 
     def retry_delay(self, status: int, headers: Sequence[tuple[str, str]], attempt: int) -> float | None:
         """Seconds to wait before sending again after a 429 or 5xx, or None to hand it to the client."""
@@ -39,7 +42,7 @@ class Pacing:
     def charge(self, host: str, tokens: int) -> None:
         """Under a tokens-per-minute limit, a call's tokens delay the host's next request."""
         if self.tpm and tokens:
-            self.state.add_debt(host, tokens * 60.0 / self.tpm)
+            self.state.add_debt(host, tokens * 60.0 / self.tpm, self.max_wait)
 
 
 def retry_delay(headers: Sequence[tuple[str, str]], attempt: int) -> float:

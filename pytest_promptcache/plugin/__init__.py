@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ import pytest
 
 from .. import placeholders
 from ..clients import install, uninstall
+from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
 from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, TestOptions, build_settings
@@ -28,6 +29,7 @@ from .stash import (
     REPORT_KEY,
     SCOPE_KEY,
     SESSION_KEY,
+    UNWRITTEN_KEY,
     WORKER_CALLS_KEY,
     WORKEROUTPUT_KEY,
 )
@@ -35,6 +37,7 @@ from .xdist import XdistMerge
 
 if TYPE_CHECKING:
     from ..ledger import CallRecord, TestCalls
+    from ..report.model import Report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +65,13 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except SettingsError as exc:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    try:
+        # Before any test runs: a planted directory would otherwise show up as failures halfway through.
+        check_state_dirs(*state_dirs(settings.cassette_dir, settings.state_dir))
+    except UnsafeStateDir as exc:
+        raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
+    except OSError as exc:
+        raise pytest.UsageError(f"pytest-promptcache: cannot check the state directory: {exc}") from None
     if settings.mode is Mode.REPLAY and settings.placeholder_keys:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
@@ -184,9 +194,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from pydantic import TypeAdapter
 
     from ..ledger import CallRecord
-    from ..report.markdown import append_github_summary, markdown
     from ..report.model import Report
-    from ..store.files import recording_keys, write_atomic
+    from ..store.files import recording_keys
 
     calls = engine.ledger.records() if engine is not None else []
     calls += [event.record() for event in psession.refusals]
@@ -210,24 +219,53 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         result = config.stash[PRUNE_KEY] = prune(settings.cassette_dir, report)
         if result.refused is not None and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    unwritten = config.stash[UNWRITTEN_KEY] = _write_reports(config, report)
+    if report.budget_exceeded and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if unwritten and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _write_reports(config: pytest.Config, report: Report) -> list[str]:
+    """Write the reports asked for; one line for each that could not be written. Raising here instead
+    would end the session with a traceback and no pytest summary, after the whole suite ran."""
+    from ..report.markdown import append_github_summary, markdown
+    from ..store.files import write_atomic
+
+    unwritten: list[str] = []
+
+    def attempt(what: str, write: Callable[[], None], fix: str) -> None:
+        try:
+            write()
+        except OSError as exc:
+            unwritten.append(f"promptcache: could not {what}: {exc.strerror or exc}; {fix}")
+
     base = config.invocation_params.dir
     json_path = config.getoption("promptcache_report")
     if json_path:
-        write_atomic(base / json_path, report.model_dump_json(indent=2) + "\n")
+        path = base / json_path
+        text = report.model_dump_json(indent=2) + "\n"
+        fix = "give --promptcache-report a writable file path"
+        attempt(f"write the JSON report to {path}", lambda: write_atomic(path, text), fix)
     md_path = config.getoption("promptcache_report_md")
-    if report.totals.calls and (md_path or os.environ.get("GITHUB_STEP_SUMMARY")):
-        text = markdown(report)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if report.totals.calls and (md_path or summary):
+        md = markdown(report)
         if md_path:
-            write_atomic(base / md_path, text)
-        append_github_summary(text)
-    if report.budget_exceeded and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            path_md = base / md_path
+            fix = "give --promptcache-report-md a writable file path"
+            attempt(f"write the Markdown report to {path_md}", lambda: write_atomic(path_md, md), fix)
+        if summary:
+            what = f"append the report to $GITHUB_STEP_SUMMARY ({summary})"
+            attempt(what, lambda: append_github_summary(md), "unset it or point it at a writable file")
+    return unwritten
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     report = terminalreporter.config.stash.get(REPORT_KEY, None)
     prune = terminalreporter.config.stash.get(PRUNE_KEY, None)
-    if report is None or (not report.totals.calls and prune is None):
+    unwritten = terminalreporter.config.stash.get(UNWRITTEN_KEY, [])
+    if report is None or (not report.totals.calls and prune is None and not unwritten):
         return
     from ..report.terminal import terminal_lines
 
@@ -247,3 +285,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for text, colour in terminal_lines(report, verbose):
         markup = {colour: True} if colour else {}
         terminalreporter.write_line(text, **markup)
+    for line in unwritten:
+        terminalreporter.write_line(line, red=True)

@@ -24,6 +24,12 @@ INI_STRINGS = {
     "providers and to the hosts the recordings were made against",
     "promptcache_placeholder_keys": "on (default) or off: in replay, set placeholder API keys for unset "
     "provider key variables so SDK clients start without a key",
+    "promptcache_max_recording_size": "recording files larger than this are refused unread "
+    "(bytes, or 512KiB, 64MiB, 1GiB; default 64MiB)",
+    "promptcache_flight_timeout": "seconds a call waits for an identical call in flight before its test "
+    "fails (default 300)",
+    "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
+    "seconds fails unsent (default 300)",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "

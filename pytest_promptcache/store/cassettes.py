@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..lru import LRU
 from ..models import CanonicalRequest, Recording
 from ..streams import Replay, build_replay
@@ -37,8 +38,11 @@ class StoredRecording:
 
 
 class CassetteStore:
-    def __init__(self, directory: Path, memory_size: int = 4096) -> None:
+    def __init__(
+        self, directory: Path, memory_size: int = 4096, max_file_size: int = DEFAULT_MAX_RECORDING_SIZE
+    ) -> None:
         self.directory = directory
+        self.max_file_size = max_file_size
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
         self._lock = threading.Lock()
         self._requests: dict[str, CanonicalRequest] | None = None
@@ -56,7 +60,7 @@ class CassetteStore:
         if stored is not None:
             return stored
         try:
-            recording = read_recording(self.path_for(key))
+            recording = read_recording(self.path_for(key), self.max_file_size)
         except FileNotFoundError:
             return None
         stored = StoredRecording(recording, build_replay(recording.response))
@@ -88,7 +92,7 @@ class CassetteStore:
                 return dict(self._requests)
         found: dict[str, CanonicalRequest] = {}
         for key in self.keys():
-            request = read_request(self.path_for(key))
+            request = read_request(self.path_for(key), self.max_file_size)
             if request is not None:
                 found[key] = request
         with self._lock:

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from ..keys import key_of
+from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
+from ..safefile import UnsafeFile, read_regular_file
 
 SUFFIX = ".json"
 TMP_SUFFIX = ".tmp"
@@ -67,21 +70,53 @@ def _pretty(
     return "{\n" + ",\n".join(items) + "\n" + end + "}"
 
 
-def read_recording(path: Path) -> Recording:
+def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> str:
+    """The text of a file in the recordings directory, read as every reader of it must read it.
+
+    Reads only a regular file (a symbolic link only when it leads to one in the same directory), never
+    blocks (a FIFO), never reads more than ``max_size`` bytes (``/dev/zero``). Raises FileNotFoundError
+    when there is no file, CorruptRecording when it must not or cannot be read or is not UTF-8.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CorruptRecording(path, f"not UTF-8 text ({exc})") from None
+        raw = read_regular_file(path, max_size=max_size, within=path.parent)
+    except UnsafeFile as exc:
+        hint = " (promptcache_max_recording_size); raise the limit if it is a real recording"
+        raise CorruptRecording(path, exc.reason + (hint if exc.too_large else "")) from None
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise CorruptRecording(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        data = json.loads(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptRecording(path, f"not UTF-8 text ({exc})") from None
+
+
+def read_json(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> dict[str, Any]:
+    """The JSON object in a recording file (read_recording_text), parsed with a nesting limit:
+    pydantic-core's parser refuses depth beyond 200 with an error instead of recursing, so nothing that
+    walks the result afterwards (validation, hashing, scrubbing) can raise RecursionError.
+
+    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a JSON object.
+    """
+    text = read_recording_text(path, max_size)
+    try:
+        data = from_json(text)
     except ValueError as exc:
+        if "recursion limit" in str(exc):
+            raise CorruptRecording(path, f"it is nested too deeply to be a recording ({exc})") from None
         raise CorruptRecording(path, f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CorruptRecording(path, "not a JSON object")
+    return data
+
+
+def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Recording:
+    """The recording in ``path``, validated: schema, and key = file name = hash of the request.
+
+    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
+    """
+    data = read_json(path, max_size)
     version = data.get("schema_version")
     if version not in KNOWN_SCHEMA_VERSIONS:
         raise CorruptRecording(
@@ -164,13 +199,13 @@ def recording_keys(directory: Path) -> Iterator[str]:
             yield item.name.removesuffix(SUFFIX)
 
 
-def read_request(path: Path) -> CanonicalRequest | None:
+def read_request(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> CanonicalRequest | None:
     """Only the request of a recording file (the miss path reads many): None if the file is unusable."""
     key = path.name.removesuffix(SUFFIX)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, max_size)
         if data.get("schema_version") in KNOWN_SCHEMA_VERSIONS and data.get("key") == key:
             return CanonicalRequest.model_validate(data["request"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (CorruptRecording, OSError, ValueError, KeyError):
         pass  # an unusable file fails the tests that need it, not someone else's miss
     return None
