@@ -31,7 +31,7 @@ from .render import (
 
 def cmd_ls(args: argparse.Namespace, project: Project) -> int:
     directory = project.existing_directory()
-    infos, errors = load_all(directory, project.prices)
+    infos, errors = load_all(directory, project.prices, project.settings.limits.max_recording_size)
     total = len(infos)
     cutoff = datetime.now(UTC) - args.older_than if args.older_than is not None else None
 
@@ -98,7 +98,7 @@ def cmd_show(args: argparse.Namespace, project: Project) -> int:
     directory = project.existing_directory()
     path = resolve_key(directory, args.key)
     try:
-        info = load(path, project.prices)
+        info = load(path, project.prices, project.settings.limits.max_recording_size)
     except CorruptRecording as exc:
         raise CliError(str(exc), code=1) from None
     recording = info.recording

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ledger import recording_price
+from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import Recording, TokenUsage
 from ..prices import usd
 from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
@@ -79,8 +80,9 @@ class RecordingInfo:
 
 
 def recording_paths(directory: Path) -> list[Path]:
-    """The files the store takes for recordings, in key order."""
-    return [directory / f"{key}{SUFFIX}" for key in sorted(recording_keys(directory))]
+    """Every file named like a recording, in key order: one that is not a regular file is listed as
+    unreadable rather than silently skipped."""
+    return [directory / f"{key}{SUFFIX}" for key in sorted(recording_keys(directory, regular_only=False))]
 
 
 def model_of(recording: Recording) -> str | None:
@@ -91,18 +93,20 @@ def model_of(recording: Recording) -> str | None:
     return None if response.status >= 400 else extract(response, api_family(request.path))[1]
 
 
-def load(path: Path, prices: PriceBook) -> RecordingInfo:
-    recording = read_recording(path)
+def load(path: Path, prices: PriceBook, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> RecordingInfo:
+    recording = read_recording(path, max_size)
     usage, cost = recording_price(recording, prices)
     return RecordingInfo(path, recording, path.stat().st_size, usage, model_of(recording), cost)
 
 
-def load_all(directory: Path, prices: PriceBook) -> tuple[list[RecordingInfo], list[Unreadable]]:
+def load_all(
+    directory: Path, prices: PriceBook, max_size: int = DEFAULT_MAX_RECORDING_SIZE
+) -> tuple[list[RecordingInfo], list[Unreadable]]:
     infos: list[RecordingInfo] = []
     errors: list[Unreadable] = []
     for path in recording_paths(directory):
         try:
-            infos.append(load(path, prices))
+            infos.append(load(path, prices, max_size))
         except CorruptRecording as exc:
             errors.append(Unreadable(path, exc.reason))
         except OSError as exc:

@@ -67,7 +67,7 @@ class Tally:
 
 def cmd_stats(args: argparse.Namespace, project: Project) -> int:
     directory = project.existing_directory()
-    infos, errors = load_all(directory, project.prices)
+    infos, errors = load_all(directory, project.prices, project.settings.limits.max_recording_size)
     totals = Tally()
     by_model: dict[str, Tally] = {}
     for info in infos:

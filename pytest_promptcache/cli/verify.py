@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..scrub import REDACTED, secret_env_values
 from ..settings import SECRET_PATTERN_NAMES, Settings
-from ..store.files import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording
+from ..store.files import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording, read_recording_text
 from .project import Project
 from .render import display, plural
 
@@ -81,15 +81,17 @@ def scan_secrets(path: Path, text: str, secrets: Secrets, out: Findings) -> None
                 out.add(path, f"what looks like {label} ({shown(match.group())})", number)
 
 
-def check_recording(path: Path, text: str, secrets: Secrets, out: Findings) -> bool:
+def check_recording(path: Path, text: str, secrets: Secrets, out: Findings, max_size: int) -> bool:
     """Schema, key and secret names of one recording file; True if it is a usable recording."""
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
         out.add(path, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno)
         return False
+    except RecursionError:
+        pass  # nested too deeply for the stdlib parser: read_recording names it
     try:
-        recording = read_recording(path)
+        recording = read_recording(path, max_size)
     except CorruptRecording as exc:
         out.add(path, f"unusable recording: {exc.reason}")
         return False
@@ -120,6 +122,7 @@ def check_recording(path: Path, text: str, secrets: Secrets, out: Findings) -> b
 def cmd_verify(args: argparse.Namespace, project: Project) -> int:
     out = Findings()
     secrets = Secrets.of(project.settings, os.environ)
+    max_size = project.settings.limits.max_recording_size
     if args.files:
         targets = [Path(f) for f in args.files]
         where = "the files given"
@@ -131,7 +134,7 @@ def cmd_verify(args: argparse.Namespace, project: Project) -> int:
     recordings = 0
     for path in targets:
         name = path.name
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             out.add(path, "no such file")
             continue
         if path.is_dir():
@@ -140,18 +143,21 @@ def cmd_verify(args: argparse.Namespace, project: Project) -> int:
             )
             continue
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            out.add(path, f"cannot be read ({exc.strerror or exc})")
+            # Read as the plugin reads: regular files only, bounded, never blocking on a FIFO.
+            text = read_recording_text(path, max_size)
+        except FileNotFoundError:
+            out.add(path, "no such file")
             continue
-        text = raw.decode("utf-8", errors="replace")
+        except CorruptRecording as exc:
+            out.add(path, f"unusable: {exc.reason}")
+            continue
         if name.startswith(".") and name.endswith(TMP_SUFFIX):
             out.add(
                 path,
                 "a temp file left by an interrupted write; delete it (a pytest run that records also does)",
             )
         elif name.endswith(SUFFIX) and not name.startswith("."):
-            recordings += check_recording(path, text, secrets, out)
+            recordings += check_recording(path, text, secrets, out, max_size)
         elif name not in GIT_FILES:
             out.add(path, "not a recording: only <key>.json files belong in the recordings directory")
         scan_secrets(path, text, secrets, out)

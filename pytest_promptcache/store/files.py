@@ -190,12 +190,14 @@ def sweep_temp_files(directory: Path) -> list[Path]:
     return removed
 
 
-def recording_keys(directory: Path) -> Iterator[str]:
-    """The keys of the files that are recordings by name: ``<key>.json``, regular, not hidden."""
+def recording_keys(directory: Path, *, regular_only: bool = True) -> Iterator[str]:
+    """The keys of the files that are recordings by name: ``<key>.json``, not hidden, and regular files
+    unless ``regular_only`` is False (a listing names a FIFO or a link to a device as unreadable)."""
     if not directory.is_dir():
         return
     for item in os.scandir(directory):
-        if item.name.endswith(SUFFIX) and not item.name.startswith(".") and item.is_file():
+        named = item.name.endswith(SUFFIX) and not item.name.startswith(".")
+        if named and (not regular_only or item.is_file()):
             yield item.name.removesuffix(SUFFIX)
 
 
