@@ -71,7 +71,7 @@ class Engine:
         """The response to serve, a live call the adapter must send and report back on, or something
         to wait for (an identical call in flight) before asking again."""
         ctx = self._context()
-        self.scrubber.learn(raw.headers)
+        self.scrubber.learn(raw.headers, raw.query)
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
             if self._budget_spent():

@@ -64,6 +64,9 @@ DEFAULT_SECRET_HEADERS: tuple[str, ...] = (
     "openai-project",
     "anthropic-organization-id",
     "x-goog-user-project",
+    # Azure API Management's key, and an AWS temporary credential's session token.
+    "ocp-apim-subscription-key",
+    "x-amz-security-token",
 )
 
 DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
@@ -77,6 +80,11 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "secret",
     "sig",
     "signature",
+    # Azure API Management; AWS SigV4 presigned URLs.
+    "subscription-key",
+    "x-amz-credential",
+    "x-amz-signature",
+    "x-amz-security-token",
 )
 
 # Key shapes that are never legitimate content of a recording.
@@ -88,6 +96,18 @@ DEFAULT_SECRET_PATTERNS: tuple[str, ...] = (
     r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}",
     r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}",
 )
+# AWS access key ids: AKIA (long-term) or ASIA (temporary) and 16 capitals or digits, a word of its own.
+# No digit is required (some real ids have none): prose has no 20-capital words starting so.
+AWS_ACCESS_KEY_ID_PATTERN = r"(?<![A-Za-z0-9_])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9_])"
+# Every default key shape, with what verify calls a match. DEFAULT_SECRET_PATTERNS stays as it was only
+# because cli/ pairs it with its own four names; once cli/ reads this, the two can be one.
+KNOWN_SECRET_PATTERNS: dict[str, str] = {
+    DEFAULT_SECRET_PATTERNS[0]: "an Anthropic key (sk-ant-...)",
+    DEFAULT_SECRET_PATTERNS[1]: "an OpenAI key (sk-...)",
+    DEFAULT_SECRET_PATTERNS[2]: "a Google API key (AIza...)",
+    DEFAULT_SECRET_PATTERNS[3]: "a bearer token",
+    AWS_ACCESS_KEY_ID_PATTERN: "an AWS access key id (AKIA... / ASIA...)",
+}
 
 
 @dataclass(frozen=True)
@@ -168,7 +188,7 @@ class Settings:
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     secret_headers: tuple[str, ...] = DEFAULT_SECRET_HEADERS
     secret_params: tuple[str, ...] = DEFAULT_SECRET_PARAMS
-    secret_patterns: tuple[str, ...] = DEFAULT_SECRET_PATTERNS
+    secret_patterns: tuple[str, ...] = tuple(KNOWN_SECRET_PATTERNS)
     # Parsed recordings kept in memory; enough for a large suite, bounded so a huge one cannot balloon.
     memory_size: int = 4096
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
@@ -318,7 +338,7 @@ def build_settings(
         key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
         secret_headers=secret_headers,
         secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
-        secret_patterns=(*DEFAULT_SECRET_PATTERNS, *extra_patterns),
+        secret_patterns=(*KNOWN_SECRET_PATTERNS, *extra_patterns),
         memory_size=parse_count(memory_raw, "promptcache_memory_size", 1) if memory_raw else 4096,
         prices=prices,
         budget_usd=budget,

@@ -1,0 +1,150 @@
+"""Secrets wherever they hide, end to end: credentials sent in query parameters and headers, secrets a
+stream delivers in pieces, and secrets in test ids. Each must stay out of recordings, reports and what
+the plugin prints, and a recording's key must not depend on a secret's value."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from conftest import Suite
+
+# A credential under a neutral variable name and of no known key shape: only learning that the client
+# sent it can hide it. Each test of the inner suite derives its own, so one cannot hide another's.
+CREDENTIAL = "Zq7-live-credential-0a1b2c3d"
+OTHER_CREDENTIAL = "Wx4-other-credential-9f8e7d6c"
+
+CREDENTIALS_SUITE = """
+import hashlib
+import os
+
+import httpx
+
+BASE = os.environ["LLM_URL"]
+CRED = os.environ["CREDENTIAL"]
+GEMINI = f"{BASE}/v1beta/models/gemini-2.5-flash"
+
+
+def chat(text, **kw):
+    body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": text}]}
+    r = httpx.post(f"{BASE}/v1/chat/completions", json=body, **kw)
+    r.raise_for_status()
+    assert r.json()["choices"][0]["message"]["content"].startswith("echo: my key is ")
+
+
+def test_gemini_query_key():
+    cred = "gq-" + CRED
+    r = httpx.post(
+        f"{GEMINI}:generateContent",
+        params={"key": cred},
+        json={"contents": [{"parts": [{"text": f"my key is {cred}"}]}]},
+    )
+    r.raise_for_status()
+    assert r.json()["candidates"][0]["content"]["parts"][0]["text"].startswith("echo: my key is ")
+
+
+def test_gemini_query_key_stream():
+    cred = "gs-" + CRED
+    with httpx.stream(
+        "POST",
+        f"{GEMINI}:streamGenerateContent",
+        params={"alt": "sse", "key": cred},
+        json={"contents": [{"parts": [{"text": f"my key is {cred}"}]}]},
+    ) as r:
+        r.raise_for_status()
+        assert [line for line in r.iter_lines() if line.startswith("data: ")]
+
+
+def test_azure_apim_subscription_key_param():
+    cred = "sp-" + CRED
+    chat(f"my key is {cred} in a parameter", params={"subscription-key": cred})
+
+
+def test_azure_apim_subscription_key_header():
+    cred = "sh-" + CRED
+    chat(f"my key is {cred} in a header", headers={"ocp-apim-subscription-key": cred})
+
+
+def test_aws_session_token_header():
+    cred = "st-" + CRED
+    chat(f"my key is {cred} as a token", headers={"x-amz-security-token": cred})
+
+
+def test_aws_sigv4_authorization():
+    digest = hashlib.sha256(CRED.encode()).hexdigest()
+    key_id, signature = "AKIA" + digest[:16].upper(), digest
+    authorization = (
+        f"AWS4-HMAC-SHA256 Credential={key_id}/20260101/us-east-1/bedrock/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={signature}"
+    )
+    chat(f"my key is {key_id} signed {signature}", headers={"authorization": authorization})
+"""
+
+
+def sigv4_parts(credential: str) -> tuple[str, str]:
+    digest = hashlib.sha256(credential.encode()).hexdigest()
+    return "AKIA" + digest[:16].upper(), digest
+
+
+def test_credentials_sent_in_query_and_headers_never_reach_a_recording_nor_its_key(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite.pytester.makepyfile(test_credentials=CREDENTIALS_SUITE)
+    monkeypatch.setenv("CREDENTIAL", CREDENTIAL)
+    suite.run("--promptcache=record").assert_outcomes(passed=6)
+    text = suite.cassette_text()
+    assert CREDENTIAL not in text
+    for part in sigv4_parts(CREDENTIAL):
+        assert part not in text
+    urls = [data["meta"]["url"] for data in suite.recordings().values()]
+    assert sum(bool(re.search(r"[?&]key=<redacted>", url)) for url in urls) == 2
+    assert sum("?subscription-key=<redacted>" in url for url in urls) == 1
+    assert all(data["request"]["query"] in ([], [["alt", "sse"]]) for data in suite.recordings().values())
+    recorded = set(suite.recordings())
+    assert len(recorded) == 6
+
+    # Another machine, another key: the same recordings serve it, offline.
+    suite.server.stop()
+    monkeypatch.setenv("CREDENTIAL", OTHER_CREDENTIAL)
+    suite.run().assert_outcomes(passed=6)
+    assert set(suite.recordings()) == recorded
+
+
+def test_an_empty_secret_variable_hides_nothing_and_breaks_nothing(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI often sets OPENAI_API_KEY="" (and a learned empty value would be "found" between every letter).
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "")
+    suite.pytester.makepyfile(
+        """
+        import os
+
+        import httpx
+
+        BASE = os.environ["LLM_URL"]
+
+        def test_empty_credentials():
+            r = httpx.post(
+                BASE + "/v1/chat/completions",
+                headers={"authorization": "Bearer", "api-key": "", "x-amz-security-token": ""},
+                json={"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Plain words stay"}]},
+            )
+            assert r.json()["choices"][0]["message"]["content"] == "echo: Plain words stay"
+
+        def test_empty_query_key():
+            r = httpx.post(
+                BASE + "/v1beta/models/gemini-2.5-flash:generateContent",
+                params={"key": "", "subscription-key": ""},
+                json={"contents": [{"parts": [{"text": "Gemini words stay"}]}]},
+            )
+            assert r.json()["candidates"][0]["content"]["parts"][0]["text"] == "echo: Gemini words stay"
+        """
+    )
+    suite.run("--promptcache=record").assert_outcomes(passed=2)
+    text = suite.cassette_text()
+    assert "<redacted" not in text.replace("key=<redacted>", "")  # only the secret parameters' values
+    assert "echo: Plain words stay" in text
+    suite.server.stop()
+    suite.run().assert_outcomes(passed=2)
