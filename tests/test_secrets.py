@@ -8,12 +8,28 @@ import hashlib
 import re
 
 import pytest
-from conftest import Suite
+from conftest import FAKE_SECRETS, Suite
 
 # A credential under a neutral variable name and of no known key shape: only learning that the client
 # sent it can hide it. Each test of the inner suite derives its own, so one cannot hide another's.
 CREDENTIAL = "Zq7-live-credential-0a1b2c3d"
 OTHER_CREDENTIAL = "Wx4-other-credential-9f8e7d6c"
+
+SEEN_CONFTEST = """
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def seen(request):
+    items = []
+    yield items
+    with Path(os.environ["SEEN_FILE"]).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"test": request.node.nodeid, "seen": items}) + "\\n")
+"""
 
 CREDENTIALS_SUITE = """
 import hashlib
@@ -109,6 +125,115 @@ def test_credentials_sent_in_query_and_headers_never_reach_a_recording_nor_its_k
     monkeypatch.setenv("CREDENTIAL", OTHER_CREDENTIAL)
     suite.run().assert_outcomes(passed=6)
     assert set(suite.recordings()) == recorded
+
+
+STREAMS_SUITE = """
+import json
+import os
+
+import anthropic
+import httpx
+import openai
+
+BASE = os.environ["LLM_URL"]
+PROMPT = os.environ["PROMPT"]
+GPT = "gpt-4.1-mini"
+CLAUDE = "claude-sonnet-4-6"
+GEMINI = f"{BASE}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+GEMINI_HEADERS = {"x-goog-api-key": os.environ["GEMINI_API_KEY"]}
+TOOL = {"type": "function", "function": {"name": "echo", "parameters": {"type": "object"}}}
+CLAUDE_TOOL = {"name": "echo", "input_schema": {"type": "object"}}
+
+
+def oai():
+    return openai.OpenAI(base_url=BASE + "/v1", max_retries=0)
+
+
+def claude():
+    return anthropic.Anthropic(base_url=BASE, max_retries=0)
+
+
+def test_chat(seen):
+    chunks = list(oai().chat.completions.create(
+        model=GPT, messages=[{"role": "user", "content": PROMPT}], stream=True
+    ))
+    seen += [len(chunks), "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)]
+
+
+def test_chat_tool_arguments(seen):
+    chunks = list(oai().chat.completions.create(
+        model=GPT, messages=[{"role": "user", "content": PROMPT}], tools=[TOOL], stream=True
+    ))
+    calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    seen += [len(chunks), "".join(call[0].function.arguments or "" for call in calls)]
+
+
+def test_responses(seen):
+    events = list(oai().responses.create(model=GPT, input=PROMPT, stream=True))
+    seen += [len(events), "".join(e.delta for e in events if e.type == "response.output_text.delta")]
+
+
+def test_anthropic(seen):
+    events = list(claude().messages.create(
+        model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": PROMPT}], stream=True
+    ))
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    seen += [len(events), "".join(d.text for d in deltas if d.type == "text_delta")]
+
+
+def test_anthropic_tool_input(seen):
+    events = list(claude().messages.create(
+        model=CLAUDE,
+        max_tokens=64,
+        tools=[CLAUDE_TOOL],
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+    ))
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    seen += [len(events), "".join(d.partial_json for d in deltas if d.type == "input_json_delta")]
+
+
+def gemini_text(chunk):
+    return chunk["candidates"][0]["content"]["parts"][0]["text"]
+
+
+def test_gemini_sse(seen):
+    body = {"contents": [{"parts": [{"text": PROMPT}]}]}
+    with httpx.stream("POST", GEMINI, params={"alt": "sse"}, headers=GEMINI_HEADERS, json=body) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    seen += [len(chunks), "".join(gemini_text(c) for c in chunks)]
+
+
+def test_gemini_json_array(seen):
+    body = {"contents": [{"parts": [{"text": PROMPT}]}]}
+    chunks = httpx.post(GEMINI, headers=GEMINI_HEADERS, json=body).json()
+    seen += [len(chunks), "".join(gemini_text(c) for c in chunks)]
+"""
+
+# Of no known shape and in no variable: only learning that the client sent it can find it.
+SHAPED = "sk-ant-admin01-Q7w8E9r0T1y2U3i4O5p6"  # a key shape no environment variable holds
+
+
+def test_a_secret_streamed_in_pieces_is_redacted_in_the_text_the_client_assembles(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = FAKE_SECRETS["OPENAI_API_KEY"]
+    monkeypatch.setenv("PROMPT", f"keys {key} and {SHAPED} end")
+    suite.server.delta_chars = 4  # every secret arrives cut over several events
+    suite.pytester.makeconftest(SEEN_CONFTEST)
+    suite.pytester.makepyfile(test_split_streams=STREAMS_SUITE)
+    suite.run("--promptcache=record").assert_outcomes(passed=7)
+    live = suite.seen()
+    assert all(key in text and SHAPED in text for _, text in live.values())
+    assert key not in suite.cassette_text()
+
+    suite.server.stop()
+    suite.run().assert_outcomes(passed=7)
+    replayed = suite.seen()
+    for test, (count, text) in live.items():
+        hidden = text.replace(key, "<redacted:OPENAI_API_KEY>").replace(SHAPED, "<redacted>")
+        # The rest of the stream is intact and no event was added or dropped.
+        assert replayed[test] == [count, hidden], test
 
 
 def test_an_empty_secret_variable_hides_nothing_and_breaks_nothing(

@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 from pytest_promptcache.keys import Keyer, RawRequest
+from pytest_promptcache.live import scrubbed
+from pytest_promptcache.models import RecordedResponse, SSEEvent
 from pytest_promptcache.scrub import MAX_LEARNED, Scrubber, secret_env_values
 from pytest_promptcache.settings import AWS_ACCESS_KEY_ID_PATTERN, Settings, build_settings
+from pytest_promptcache.stream_secrets import redact_stream, stream_findings
 
 SECRET = "Zq7-sent-credential-0a1b2c3d"  # no known shape, in no variable: only learning finds it
 ENV_KEY = "sk-proj-ENVKEYabcdefghijklmnopqrstuvwxyz0123456789"
@@ -133,6 +136,8 @@ def test_empty_and_blank_credentials_hide_nothing() -> None:
     text = "plain words stay as they are"
     assert scrub.text(text) == text
     assert scrub.find(text) == []
+    events = [{"choices": [{"index": 0, "delta": {"content": c}}]} for c in ("plain ", "words")]
+    assert redact_stream(events, scrub) == events
 
 
 # -- defaults ----------------------------------------------------------------------------------------
@@ -188,3 +193,148 @@ def test_aws_access_key_ids_are_replaced_anywhere(key_id: str) -> None:
 )
 def test_aws_key_id_shape_does_not_match_ordinary_prose(prose: str) -> None:
     assert scrubber().text(prose) == prose
+
+
+# -- streams -----------------------------------------------------------------------------------------
+
+
+def pieces(text: str, size: int = 3) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+PROMPT = f"keys {ENV_KEY}, {SECRET} and {SHAPED} end"
+EXPECTED = "keys <redacted:OPENAI_API_KEY>, <redacted> and <redacted> end"
+
+
+def chat(c: str) -> Any:
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": c}}]}
+
+
+def chat_tool(c: str) -> Any:
+    return {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": c}}]}}]}
+
+
+def responses(c: str) -> Any:
+    return {"type": "response.output_text.delta", "item_id": "msg_1", "content_index": 0, "delta": c}
+
+
+def anthropic(c: str) -> Any:
+    return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": c}}
+
+
+def anthropic_json(c: str) -> Any:
+    return {
+        "type": "content_block_delta",
+        "index": 1,
+        "delta": {"type": "input_json_delta", "partial_json": c},
+    }
+
+
+def gemini(c: str) -> Any:
+    return {"candidates": [{"content": {"parts": [{"text": c}], "role": "model"}, "index": 0}]}
+
+
+def completion(c: str) -> Any:
+    return {"object": "text_completion", "choices": [{"index": 0, "text": c}]}
+
+
+SHAPES = [chat, chat_tool, responses, anthropic, anthropic_json, gemini, completion]
+
+
+def learned() -> Scrubber:
+    scrub = scrubber({"OPENAI_API_KEY": ENV_KEY})
+    scrub.learn((("api-key", SECRET),))
+    return scrub
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_secret_cut_over_events_is_redacted_in_the_joined_text(shape: Any) -> None:
+    frames = pieces(PROMPT)
+    events = [
+        {"type": "ping"},
+        *(shape(c) for c in frames),
+        {"type": "done", "text": "whole texts are not cut"},
+    ]
+    before = json.dumps(events)
+    out = redact_stream(events, learned())
+    assert json.dumps(events) == before  # the recorder's own data is not changed under it
+    assert len(out) == len(events)
+    assert out[0] == events[0]
+    assert out[-1] == events[-1]
+    joined = "".join(_fragment(e) for e in out[1:-1])
+    assert joined == EXPECTED
+
+
+# What the shapes above hold besides their one fragment.
+LABELS = {"chat.completion.chunk", "text_completion", "response.output_text.delta", "msg_1", "model"}
+LABELS |= {"content_block_delta", "text_delta", "input_json_delta"}
+
+
+def _fragment(event: Any) -> str:
+    (fragment,) = [s for s in _strings(event) if s not in LABELS]
+    return fragment
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_only_overlapping_fragments_change_and_separate_texts_stay_apart() -> None:
+    frames = ["safe ", SECRET[:10], SECRET[10:], " and more"]
+    other = "sk-pr"  # alone, the start of nothing: another choice's text is another text
+    events = [chat(c) for c in frames] + [
+        {"choices": [{"index": 1, "delta": {"content": other}}]},
+    ]
+    out = redact_stream(events, learned())
+    assert [e["choices"][0]["delta"]["content"] for e in out] == [
+        "safe ",
+        "<redacted>",
+        "",
+        " and more",
+        other,
+    ]
+
+
+def test_two_secrets_in_one_fragment_and_one_spanning_three() -> None:
+    text = f"{SECRET} {SECRET}|{ENV_KEY}"
+    frames = [text[: len(SECRET) * 2 + 2], text[len(SECRET) * 2 + 2 : -5], text[-5:-2], text[-2:]]
+    out = redact_stream([chat(c) for c in frames], learned())
+    contents = [e["choices"][0]["delta"]["content"] for e in out]
+    assert contents == ["<redacted> <redacted>|", "<redacted:OPENAI_API_KEY>", "", ""]
+
+
+def test_a_recorded_stream_is_saved_with_the_secret_redacted_and_no_event_lost() -> None:
+    events = [SSEEvent(data=gemini(c)) for c in pieces(PROMPT, 4)] + [SSEEvent(text="[DONE]")]
+    response = RecordedResponse(status=200, headers={"content-type": "text/event-stream"}, events=events)
+    saved = scrubbed(response, learned())
+    assert saved.events is not None
+    assert len(saved.events) == len(events)
+    assert "".join(_fragment(e.data) for e in saved.events[:-1]) == EXPECTED
+    array = RecordedResponse(status=200, body=[gemini(c) for c in pieces(PROMPT, 4)])
+    assert isinstance(scrubbed(array, learned()).body, list)
+    assert "".join(_fragment(e) for e in scrubbed(array, learned()).body) == EXPECTED  # type: ignore[union-attr]
+
+
+def test_findings_name_the_secret_its_text_and_the_events_holding_it() -> None:
+    frames = ["ok ", ENV_KEY[:20], ENV_KEY[20:], " done"]
+    events = [SSEEvent(event="content_block_delta", data=anthropic(c)) for c in frames]
+    response = RecordedResponse(status=200, events=events)
+    (finding,) = stream_findings(response, scrubber({"OPENAI_API_KEY": ENV_KEY}))
+    assert finding.text == "content_block[0].delta.text"
+    assert finding.source == "$OPENAI_API_KEY"
+    assert finding.secret == ENV_KEY
+    assert finding.events == (1, 2)
+    clean = scrubbed(response, scrubber({"OPENAI_API_KEY": ENV_KEY}))
+    assert stream_findings(clean, scrubber({"OPENAI_API_KEY": ENV_KEY})) == []
+    (shaped,) = stream_findings(
+        RecordedResponse(status=200, body=[gemini(c) for c in pieces(SHAPED)]), scrubber()
+    )
+    assert shaped.source == "an Anthropic key (sk-ant-...)"
+    assert shaped.events == tuple(range(len(pieces(SHAPED))))
+    assert stream_findings(RecordedResponse(status=200, body={"text": ENV_KEY}), scrubber()) == []
