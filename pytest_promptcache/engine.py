@@ -82,6 +82,8 @@ class Engine:
             key, canonical = self.keyer.key_for(raw, ctx.rules)
         except HookError as exc:
             return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
+        # Before any message names the test: keying may have learned a credential from the body.
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
@@ -188,7 +190,7 @@ class Engine:
             f"promptcache: the recording for this request is stale (mode: {ctx.mode.value})\n"
             f"  recording: {self.store.path_for(recording.key)}\n"
             f"  recorded:  {recording.meta.recorded_at:%Y-%m-%d %H:%M} UTC, {age.days} days ago, by "
-            f"{recording.meta.test or 'an unknown test'}\n"
+            f"{self.scrubber.text(recording.meta.test or 'an unknown test')}\n"
             f"  max-age:   {_age(self.settings.max_age)} (promptcache_on_expiry = fail)\n"
             "\nTo refresh it, run with the API reachable and its key set:\n"
             f"  {record_command(ctx.target, mode='rewrite')}"
@@ -269,7 +271,9 @@ class Engine:
                 stored = self.store.get(near[0])
             except CorruptRecording:
                 stored = None
+            # Made by an older version, a recording's test id may still hold a secret.
             recorded_by = stored.recording.meta.test if stored is not None else None
+            recorded_by = self.scrubber.text(recorded_by) if recorded_by else None
         return miss_message(
             request=canonical,
             key=key,
@@ -317,6 +321,7 @@ class Engine:
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any
     ) -> CallEvent:
         """Every intercepted call ends here once: in the test's calls and in the session's ledger."""
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         event = CallEvent(
             test=ctx.nodeid, mode=ctx.mode, outcome=outcome, url=url, model=model, key=key, **fields
         )

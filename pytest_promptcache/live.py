@@ -62,6 +62,7 @@ class Saver:
     ) -> Recording:
         """Raises OSError when the file cannot be written."""
         usage, cost = self.ledger.live_price(response, request.path, request.model, url)
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
             key=key,
             request=request,

@@ -5,6 +5,7 @@ the plugin prints, and a recording's key must not depend on a secret's value."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 import pytest
@@ -106,7 +107,7 @@ def sigv4_parts(credential: str) -> tuple[str, str]:
 def test_credentials_sent_in_query_and_headers_never_reach_a_recording_nor_its_key(
     suite: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    suite.pytester.makepyfile(test_credentials=CREDENTIALS_SUITE)
+    suite.pytester.makepyfile(test_sent_credentials=CREDENTIALS_SUITE)
     monkeypatch.setenv("CREDENTIAL", CREDENTIAL)
     suite.run("--promptcache=record").assert_outcomes(passed=6)
     text = suite.cassette_text()
@@ -234,6 +235,75 @@ def test_a_secret_streamed_in_pieces_is_redacted_in_the_text_the_client_assemble
         hidden = text.replace(key, "<redacted:OPENAI_API_KEY>").replace(SHAPED, "<redacted>")
         # The rest of the stream is intact and no event was added or dropped.
         assert replayed[test] == [count, hidden], test
+
+
+IDS_SUITE = """
+import os
+
+import httpx
+import openai
+import pytest
+
+BASE = os.environ["LLM_URL"]
+PROMPT = os.environ.get("PROMPT", "Hello")
+
+
+@pytest.mark.parametrize("key", [os.environ["OPENAI_API_KEY"]])
+def test_env_key(key):
+    client = openai.OpenAI(base_url=BASE + "/v1", api_key=key, max_retries=0)
+    client.chat.completions.create(model="gpt-4.1-mini", messages=[{"role": "user", "content": PROMPT}])
+
+
+@pytest.mark.parametrize("cred", [os.environ["CREDENTIAL"]])
+def test_sent_credential(cred):
+    body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": PROMPT + " too"}]}
+    httpx.post(f"{BASE}/v1/chat/completions", headers={"api-key": cred}, json=body).raise_for_status()
+"""
+
+# pytest's own header of a failing test names it: that is pytest's business, not ours.
+PYTEST_HEADER = re.compile(r"^_{3,} .* _{3,}$")
+
+
+def section(lines: list[str], title: str) -> str:
+    start = next(i for i, line in enumerate(lines) if re.fullmatch(rf"-+ {title} -+", line))
+    return "\n".join(lines[start:])
+
+
+def test_secrets_in_test_ids_reach_no_recording_report_summary_or_miss_message(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = FAKE_SECRETS["OPENAI_API_KEY"]
+    monkeypatch.setenv("CREDENTIAL", CREDENTIAL)
+    suite.pytester.makepyfile(test_secret_ids=IDS_SUITE)
+    recorded = suite.run(
+        "--promptcache=record", "-v", "--promptcache-report=report.json", "--promptcache-report-md=report.md"
+    )
+    recorded.assert_outcomes(passed=2)
+    summary = section(recorded.outlines, "promptcache")
+    assert "most expensive tests" in summary
+    report = (suite.path / "report.json").read_text()
+    for text in (suite.cassette_text(), report, (suite.path / "report.md").read_text(), summary):
+        assert key not in text
+        assert CREDENTIAL not in text
+    assert set(json.loads(report)["by_test"]) == {
+        "test_secret_ids.py::test_env_key[<redacted:OPENAI_API_KEY>]",
+        "test_secret_ids.py::test_sent_credential[<redacted>]",
+    }
+    assert {data["meta"]["test"] for data in suite.recordings().values()} == set(
+        json.loads(report)["by_test"]
+    )
+
+    monkeypatch.setenv("PROMPT", "Hello again")
+    suite.server.stop()
+    missed = suite.run("-rN")
+    missed.assert_outcomes(failed=2)
+    ours = "\n".join(line for line in missed.outlines if not PYTEST_HEADER.match(line))
+    assert "recorded by test_secret_ids.py::test_env_key[<redacted:OPENAI_API_KEY>]" in ours
+    # A command that runs the test without naming the secret: every case of the parametrized test.
+    assert "pytest --promptcache=record test_secret_ids.py::test_env_key\n" in ours
+    assert "pytest --promptcache=record test_secret_ids.py::test_sent_credential\n" in ours
+    assert key not in ours
+    assert CREDENTIAL not in ours
 
 
 def test_an_empty_secret_variable_hides_nothing_and_breaks_nothing(

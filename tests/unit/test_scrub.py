@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from pytest_promptcache.context import TestContext
 from pytest_promptcache.keys import Keyer, RawRequest
 from pytest_promptcache.live import scrubbed
 from pytest_promptcache.models import RecordedResponse, SSEEvent
 from pytest_promptcache.scrub import MAX_LEARNED, Scrubber, secret_env_values
-from pytest_promptcache.settings import AWS_ACCESS_KEY_ID_PATTERN, Settings, build_settings
+from pytest_promptcache.settings import AWS_ACCESS_KEY_ID_PATTERN, Mode, Settings, build_settings
 from pytest_promptcache.stream_secrets import redact_stream, stream_findings
 
 SECRET = "Zq7-sent-credential-0a1b2c3d"  # no known shape, in no variable: only learning finds it
@@ -338,3 +339,29 @@ def test_findings_name_the_secret_its_text_and_the_events_holding_it() -> None:
     assert shaped.source == "an Anthropic key (sk-ant-...)"
     assert shaped.events == tuple(range(len(pieces(SHAPED))))
     assert stream_findings(RecordedResponse(status=200, body={"text": ENV_KEY}), scrubber()) == []
+
+
+# -- test ids ----------------------------------------------------------------------------------------
+
+
+def test_ids_with_secrets_are_hidden_and_the_command_names_a_runnable_clean_target() -> None:
+    scrub = scrubber({"OPENAI_API_KEY": ENV_KEY})
+    ctx = TestContext(
+        nodeid=f"t.py::test_key[{ENV_KEY}]", mode=Mode.REPLAY, target=f"t.py::test_key[{ENV_KEY}]"
+    )
+    ctx.hide_secrets(scrub.text, scrub.generation)
+    assert ctx.nodeid == "t.py::test_key[<redacted:OPENAI_API_KEY>]"
+    assert ctx.target == "t.py::test_key"
+
+    sent = TestContext(
+        nodeid=f"t.py::test_sent[{SECRET}]", mode=Mode.REPLAY, target=f"t.py::test_sent[{SECRET}]"
+    )
+    sent.hide_secrets(scrub.text, scrub.generation)
+    assert sent.nodeid == f"t.py::test_sent[{SECRET}]"  # not known to be a secret yet
+    scrub.learn((("api-key", SECRET),))
+    sent.hide_secrets(scrub.text, scrub.generation)
+    assert sent.nodeid == "t.py::test_sent[<redacted>]"
+
+    named = TestContext(nodeid=f"{SECRET}.py::test", mode=Mode.REPLAY, target=f"{SECRET}.py::test")
+    named.hide_secrets(scrub.text, scrub.generation)
+    assert named.target is None  # no part of it can be named: the command runs the suite
