@@ -67,7 +67,7 @@ class RawRequest:
 
 def display_url(raw: RawRequest, scrubber: Scrubber) -> str:
     """The URL with secret query values hidden: safe to print and to store."""
-    url = f"{raw.scheme}://{raw.netloc}{scrubber.text(raw.path)}"
+    url = f"{raw.scheme}://{raw.netloc}{scrubber.path(raw.path)}"
     if raw.query:
         parts = [f"{k}={REDACTED if scrubber.is_secret_param(k) else scrubber.text(v)}" for k, v in raw.query]
         url += "?" + "&".join(parts)
@@ -128,7 +128,7 @@ class Keyer:
         canonical = CanonicalRequest(
             method=raw.method.upper(),
             host=raw.netloc,
-            path=scrub.text(raw.path),
+            path=scrub.path(raw.path),
             query=query,
             headers=headers,
             body=body,

@@ -44,6 +44,8 @@ SENT = "a credential the client sent"
 # unbounded set would make every later replacement slower. A client's own key is re-learned by its next
 # call, so only a credential echoed by a call far later than the one that sent it could slip through.
 MAX_LEARNED = 256
+# Scrubbed URL paths remembered: a suite sends a handful of paths, and this runs on every call.
+MAX_PATHS = 1024
 
 # Fields of a request body that hold credentials for some OpenAI-compatible hosts. Names only, and only
 # in requests: response fields such as logprobs' "token" are content.
@@ -141,10 +143,14 @@ class Scrubber:
         ]
         self._env = secret_env_values(env)
         self._learned: dict[str, None] = {}
+        # Raw header and parameter values already learned from: most calls resend the same credential.
+        # Added to under the lock only; a membership test needs none.
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
         # Bumped whenever a value is learned: whatever was scrubbed before may now be scrubbed differently.
         self.generation = 0
         self._ordered = self._order()
+        self._paths: dict[str, str] = {}
 
     def _order(self) -> list[tuple[str, str, str]]:
         values = dict.fromkeys(self._learned, (REDACTED, SENT))
@@ -161,28 +167,43 @@ class Scrubber:
 
         ``headers`` have lower-case names (as ``RawRequest`` keeps them): this runs on every call.
         """
+        seen = self._seen
         found: list[str] = []
+        sent: list[str] = []
         for name, value in headers:
-            if name in self.secret_headers:
+            if name in self.secret_headers and value not in seen:
                 found += credential_parts(name, value)
+                sent.append(value)
         for name, value in query:
             lowered = name.lower()
-            if lowered in self.secret_params:
+            if lowered in self.secret_params and value not in seen:
                 found += credential_parts(lowered, value)
-        return self.learn_values(found)
+                sent.append(value)
+        if not sent:
+            return False  # the usual call: every credential it carries was learned before
+        return self.learn_values(found, sent)
 
-    def learn_values(self, values: Iterable[str]) -> bool:
+    def learn_values(self, values: Iterable[str], sent: Iterable[str] = ()) -> bool:
+        """Remember secret values; ``sent`` are the raw values they came from, not parsed again."""
         new = [v for v in values if v not in self._env and v not in self._learned]
-        if not new:
-            return False
         with self._lock:
+            if len(self._seen) > MAX_LEARNED * 4:
+                self._seen.clear()
+            self._seen.update(sent)
+            if not new:
+                return False
             learned = dict(self._learned)
             for value in new:
                 learned[value] = None
-            while len(learned) > MAX_LEARNED:
-                del learned[next(iter(learned))]
+            if len(learned) > MAX_LEARNED:
+                while len(learned) > MAX_LEARNED:
+                    del learned[next(iter(learned))]
+                # What was forgotten must be learned again when it is next sent.
+                self._seen.clear()
+                self._seen.update(sent)
             self._learned = learned
             self._ordered = self._order()
+            self._paths = {}
             self.generation += 1
         return True
 
@@ -199,6 +220,17 @@ class Scrubber:
         for pattern, _ in self._patterns:
             value = pattern.sub(REDACTED, value)
         return value
+
+    def path(self, path: str) -> str:
+        """``text`` of a URL path, remembered."""
+        paths = self._paths
+        clean = paths.get(path)
+        if clean is None:
+            clean = self.text(path)
+            if len(paths) >= MAX_PATHS:
+                paths.clear()
+            paths[path] = clean
+        return clean
 
     def find(self, value: str) -> list[SecretMatch]:
         """Every secret in ``value``, in order; overlapping ones merged into one match."""

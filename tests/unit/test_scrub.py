@@ -127,6 +127,10 @@ def test_learned_credentials_are_bounded_newest_kept() -> None:
         scrub.learn((("x-api-key", value),))
     assert scrub.text(values[-1]) == "<redacted>"
     assert scrub.text(values[0]) == values[0]
+    # Forgotten, but learned again as soon as a call sends it.
+    assert scrub.learn((("x-api-key", values[0]),))
+    assert scrub.text(values[0]) == "<redacted>"
+    assert not scrub.learn((("x-api-key", values[0]),))
 
 
 def test_empty_and_blank_credentials_hide_nothing() -> None:
