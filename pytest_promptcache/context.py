@@ -3,6 +3,7 @@ problems (misses, unusable recordings) that must fail it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,28 @@ class TestContext:
     # attribute are atomic in CPython, and a lock could block an event loop the calls come from.
     calls: list[CallEvent] = field(default_factory=list)
     _problems: list[str] = field(default_factory=list)
+    # The ids as pytest gave them; ``nodeid`` and ``target`` become these with secrets hidden.
+    _given: tuple[str | None, str | None] = field(init=False, repr=False)
+    _hidden_at: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._given = (self.nodeid, self.target)
+
+    def hide_secrets(self, scrub: Callable[[str], str], generation: int) -> None:
+        """Hide secrets in the ids before anything records or prints them: a parametrize id can hold
+        a key (``parametrize("key", [os.environ["OPENAI_API_KEY"]])``). Again whenever ``generation``
+        says the scrubber learned a credential since."""
+        if generation == self._hidden_at:
+            return
+        nodeid, target = self._given
+        self.nodeid = scrub(nodeid) if nodeid else nodeid
+        if target and scrub(target) != target:
+            # A command that names a redacted id would run nothing: run the whole parametrized test, or
+            # its file, whichever can be named without the secret.
+            cleaner = (target.split("[", 1)[0], target.split("::", 1)[0])
+            target = next((t for t in cleaner if scrub(t) == t), None)
+        self.target = target
+        self._hidden_at = generation
 
     def add_call(self, event: CallEvent) -> None:
         self.calls.append(event)

@@ -60,6 +60,9 @@ DEFAULT_SECRET_HEADERS: tuple[str, ...] = (
     "openai-project",
     "anthropic-organization-id",
     "x-goog-user-project",
+    # Azure API Management's key, and an AWS temporary credential's session token.
+    "ocp-apim-subscription-key",
+    "x-amz-security-token",
 )
 
 DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
@@ -73,10 +76,18 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "secret",
     "sig",
     "signature",
+    # Azure API Management; AWS SigV4 presigned URLs.
+    "subscription-key",
+    "x-amz-credential",
+    "x-amz-signature",
+    "x-amz-security-token",
 )
 
 # Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
 # gives a match: kept in one table so a new pattern cannot go without its name.
+# AWS access key ids: AKIA (long-term) or ASIA (temporary) and 16 capitals or digits, a word of its own.
+# No digit is required (some real ids have none): prose has no 20-capital words starting so.
+AWS_ACCESS_KEY_ID_PATTERN = r"(?<![A-Za-z0-9_])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9_])"
 SECRET_PATTERN_NAMES: dict[str, str] = {
     # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required:
     # real keys are random and always have one; a false match would change keys and hide prompt text.
@@ -86,5 +97,6 @@ SECRET_PATTERN_NAMES: dict[str, str] = {
     ),
     r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
     r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}": "a bearer token",
+    AWS_ACCESS_KEY_ID_PATTERN: "an AWS access key id (AKIA... / ASIA...)",
 }
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)

@@ -8,9 +8,10 @@ library.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from . import messages
 from .context import TestContext
 from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
@@ -97,7 +98,7 @@ class Engine:
 
         ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf."""
         ctx = self._context()
-        self.scrubber.learn(raw.headers)
+        self.scrubber.learn(raw.headers, raw.query)
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
             if self._budget_spent():
@@ -108,6 +109,8 @@ class Engine:
             key, canonical = self.keyer.key_for(raw, ctx.rules)
         except HookError as exc:
             return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
+        # Before any message names the test: keying may have learned a credential from the body.
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
@@ -221,15 +224,14 @@ class Engine:
         return max_age is not None and recording.meta.recorded_at < self._started_at - max_age
 
     def _stale_message(self, ctx: TestContext, recording: Recording) -> str:
-        age = self._started_at - recording.meta.recorded_at
-        return (
-            f"promptcache: the recording for this request is stale (mode: {ctx.mode.value})\n"
-            f"  recording: {self.store.path_for(recording.key)}\n"
-            f"  recorded:  {recording.meta.recorded_at:%Y-%m-%d %H:%M} UTC, {age.days} days ago, by "
-            f"{recording.meta.test or 'an unknown test'}\n"
-            f"  max-age:   {_age(self.settings.max_age)} (promptcache_on_expiry = fail)\n"
-            "\nTo refresh it, run with the API reachable and its key set:\n"
-            f"  {record_command(ctx.target, mode='rewrite')}"
+        return messages.stale(
+            mode=ctx.mode,
+            path=self.store.path_for(recording.key),
+            recorded_at=recording.meta.recorded_at,
+            age=self._started_at - recording.meta.recorded_at,
+            recorded_by=self.scrubber.text(recording.meta.test or "an unknown test"),
+            max_age=self.settings.max_age,
+            command=record_command(ctx.target, mode="rewrite"),
         )
 
     def _serve_similar(
@@ -269,7 +271,8 @@ class Engine:
             ctx = self._context()
             key, canonical = self.keyer.key_for(raw, ctx.rules)
             url = display_url(raw, self.scrubber)
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, _wait_message(wait, raw.method, url))
+            message = messages.waited_too_long(wait.timeout, raw.method, url, wait.key, wait.holder())
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         flight = wait.failure
         if flight is None:
             return None
@@ -298,21 +301,11 @@ class Engine:
         return budget is not None and self.state.spent() >= budget
 
     def _budget_message(self, url: str) -> str:
-        return (
-            f"promptcache: budget reached, live call refused: {url}\n"
-            f"  live calls in this session have cost ${self.state.spent():.4f}; "
-            f"the budget (--promptcache-budget / promptcache_budget) is ${self.settings.budget_usd:.4f}.\n"
-            "  Raise the budget, or record fewer tests at a time."
-        )
+        return messages.budget(url, spent=self.state.spent(), budget=self.settings.budget_usd or 0.0)
 
     def _pacing_message(self, raw: RawRequest, wait: float) -> str:
-        limits = self.settings.limits
-        return (
-            f"promptcache: pacing would hold this call {wait:.0f} s, longer than "
-            f"promptcache_record_max_wait ({limits.record_max_wait:g} s): more calls to {raw.netloc} are "
-            f"queued than promptcache_record_rpm = {self.settings.record_rpm} lets through in that time.\n"
-            "  It was not sent. Record fewer tests at a time (fewer xdist workers), raise the rpm/tpm limits "
-            "if your provider allows, or raise promptcache_record_max_wait."
+        return messages.pacing(
+            raw.netloc, wait, max_wait=self.settings.limits.record_max_wait, rpm=self.settings.record_rpm
         )
 
     def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
@@ -323,7 +316,9 @@ class Engine:
                 stored = self.store.get(near[0])
             except CorruptRecording:
                 stored = None
+            # Made by an older version, a recording's test id may still hold a secret.
             recorded_by = stored.recording.meta.test if stored is not None else None
+            recorded_by = self.scrubber.text(recorded_by) if recorded_by else None
         return miss_message(
             request=canonical,
             key=key,
@@ -371,29 +366,10 @@ class Engine:
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any
     ) -> CallEvent:
         """Every intercepted call ends here once: in the test's calls and in the session's ledger."""
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         event = CallEvent(
             test=ctx.nodeid, mode=ctx.mode, outcome=outcome, url=url, model=model, key=key, **fields
         )
         ctx.add_call(event)
         self.ledger.add(event)
         return event
-
-
-def _wait_message(wait: Wait, method: str, url: str) -> str:
-    return (
-        "promptcache: gave up waiting for an identical call in flight after "
-        f"{wait.timeout:g} s (promptcache_flight_timeout)\n"
-        f"  request: {method} {url}\n"
-        f"  key:     {wait.key}\n"
-        f"  held by: {wait.holder()}\n"
-        "It was not sent. If the holder is stuck, stop it; if its call is only slow, raise "
-        "promptcache_flight_timeout."
-    )
-
-
-def _age(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    if value.days and not value.seconds:
-        return f"{value.days}d"
-    return f"{value.total_seconds() / 3600:g}h"

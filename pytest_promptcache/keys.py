@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from .lru import LRU
 from .models import CanonicalRequest
 from .rules import KeyRules, drop_path
-from .scrub import REDACTED, Scrubber
+from .scrub import REDACTED, Scrubber, secret_body_values
 from .settings import Settings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -67,7 +67,7 @@ class RawRequest:
 
 def display_url(raw: RawRequest, scrubber: Scrubber) -> str:
     """The URL with secret query values hidden: safe to print and to store."""
-    url = f"{raw.scheme}://{raw.netloc}{raw.path}"
+    url = f"{raw.scheme}://{raw.netloc}{scrubber.path(raw.path)}"
     if raw.query:
         parts = [f"{k}={REDACTED if scrubber.is_secret_param(k) else scrubber.text(v)}" for k, v in raw.query]
         url += "?" + "&".join(parts)
@@ -119,13 +119,16 @@ class Keyer:
                 except UnicodeDecodeError:
                     body_sha256 = hashlib.sha256(raw.body).hexdigest()
             else:
+                # A credential field's value may be repeated elsewhere in the body (or echoed in the
+                # answer): learned before anything is scrubbed.
+                scrub.learn_values(secret_body_values(body))
                 for path in rules.ignore:
                     drop_path(body, path)
                 body = rules.json(scrub.json(body, request_body=True))
         canonical = CanonicalRequest(
             method=raw.method.upper(),
             host=self.keyed_host(raw.netloc),
-            path=raw.path,
+            path=scrub.path(raw.path),
             query=query,
             headers=headers,
             body=body,
@@ -157,6 +160,8 @@ class Keyer:
         rules = rules or self.default_rules
         memo_key = (
             rules,
+            # A secret learned since would be scrubbed from this request now: the memo must not hide it.
+            self._scrubber.generation,
             raw.method,
             raw.netloc,
             raw.path,

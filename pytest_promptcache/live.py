@@ -23,6 +23,7 @@ from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta
 from .scrub import Scrubber
 from .settings import Mode
 from .store.cassettes import CassetteStore
+from .stream_secrets import redact_events, redact_stream
 from .streams import WIRE_HEADERS, BodyRecorder, build_replay
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
@@ -61,6 +62,7 @@ class Saver:
     ) -> Recording:
         """Raises OSError when the file cannot be written."""
         usage, cost = self.ledger.live_price(response, request.path, request.model, url)
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
             key=key,
             request=request,
@@ -82,7 +84,8 @@ class Saver:
 
 
 def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
-    """The response as it may be written: no wire or secret headers, secrets replaced everywhere."""
+    """The response as it may be written: no wire or secret headers, secrets replaced everywhere, in
+    streams also where they arrived in pieces."""
     headers = scrub.headers((k, v) for k, v in response.headers.items() if k not in WIRE_HEADERS)
     events = None
     if response.events is not None:
@@ -94,12 +97,15 @@ def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
                 id=ev.id,
                 retry=ev.retry,
             )
-            for ev in response.events
+            for ev in redact_events(response.events, scrub)
         ]
+    body = response.body
+    if isinstance(body, list):  # a stream sent as one JSON array (Gemini without alt=sse)
+        body = redact_stream(body, scrub)
     return RecordedResponse(
         status=response.status,
         headers=headers,
-        body=scrub.json(response.body),
+        body=scrub.json(body),
         text=scrub.text(response.text) if response.text is not None else None,
         base64=response.base64,
         events=events,

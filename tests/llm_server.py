@@ -430,6 +430,14 @@ class _Handler(BaseHTTPRequestHandler):
             chunk(compressor.flush())
         self._write(b"0\r\n\r\n")
 
+    def _deltas(self, text: str, json_parts: int | None = None) -> list[str]:
+        """Stream deltas of ``text``: words (JSON in ``json_parts`` parts), or ``delta_chars`` characters
+        each when the server is set to cut streams small, as tokenizers cut a key in real streams."""
+        size = self.owner.delta_chars
+        if size:
+            return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+        return _split_n(text, json_parts) if json_parts else _pieces(text)
+
     # -- routing -----------------------------------------------------------
 
     def _handle(self) -> None:
@@ -595,11 +603,11 @@ class _Handler(BaseHTTPRequestHandler):
                         }
                     )
                 )
-                for part in _split_n(arguments, 3):
+                for part in self._deltas(arguments, json_parts=3):
                     out.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
             else:
                 out.append(chunk({"role": "assistant", "content": "", "refusal": None}))
-                for word in _pieces(answer):
+                for word in self._deltas(answer):
                     out.append(chunk({"content": word}))
             out.append(chunk({}, finish_reason))
             if include_usage:
@@ -695,7 +703,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ev("response.output_item.added", output_index=0, item=message("in_progress", None)),
                 ev("response.content_part.added", **loc, part=part_empty),
             ]
-            out += [ev("response.output_text.delta", **loc, delta=w, logprobs=[]) for w in _pieces(answer)]
+            deltas = self._deltas(answer)
+            out += [ev("response.output_text.delta", **loc, delta=w, logprobs=[]) for w in deltas]
             out += [
                 ev("response.output_text.done", **loc, text=answer, logprobs=[]),
                 ev("response.content_part.done", **loc, part=part_full),
@@ -779,11 +788,11 @@ class _Handler(BaseHTTPRequestHandler):
                 start_block: Json = {**block, "input": {}}
                 deltas = [
                     {"type": "input_json_delta", "partial_json": p}
-                    for p in ["", *_split_n(json.dumps({"echo": user_text}), 3)]
+                    for p in ["", *self._deltas(json.dumps({"echo": user_text}), json_parts=3)]
                 ]
             else:
                 start_block = {"type": "text", "text": ""}
-                deltas = [{"type": "text_delta", "text": w} for w in _pieces(answer)]
+                deltas = [{"type": "text_delta", "text": w} for w in self._deltas(answer)]
             out = [
                 ev("message_start", message=start_msg),
                 ev("content_block_start", index=0, content_block=start_block),
@@ -833,7 +842,7 @@ class _Handler(BaseHTTPRequestHandler):
         full = {"candidates": [candidate(answer, True)], "usageMetadata": usage, **meta}
 
         def chunks() -> list[Json]:
-            words = _pieces(answer)
+            words = self._deltas(answer)
             out: list[Json] = []
             for i, word in enumerate(words):
                 last = i == len(words) - 1
@@ -876,12 +885,14 @@ def _first_tool_name(tools: Json) -> str | None:
 class LLMServer:
     """Fake OpenAI / Anthropic / Gemini HTTP server on a background thread.
 
-    ``chunk_delay`` may be changed while running; streams read it per chunk.
+    ``chunk_delay`` may be changed while running; streams read it per chunk. ``delta_chars``, when
+    set, cuts every streamed text (and tool-call arguments) into deltas of that many characters.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0) -> None:
         self.host = host
         self.chunk_delay = chunk_delay
+        self.delta_chars: int | None = None
         self.requests: list[ReceivedRequest] = []
         self._requested_port = port
         self._lock = threading.Lock()

@@ -17,9 +17,10 @@ import pytest
 from .. import placeholders
 from ..clients import install, uninstall
 from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
+from ..marker import TestOptions
 from ..rules import KeyRules
 from ..session import CacheSession
-from ..settings import Mode, SettingsError, TestOptions, build_settings
+from ..settings import Mode, SettingsError, build_settings
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (

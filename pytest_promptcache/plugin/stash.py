@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..marker import TestOptions
 from ..session import CacheSession
-from ..settings import TestOptions
 
 if TYPE_CHECKING:
     # Types only: the ledger and the report import pydantic, which start-up must not pay for.
