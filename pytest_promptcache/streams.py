@@ -103,23 +103,24 @@ class SSEParser:
 
     Only new text is searched for the blank line that ends an event; the text of an event still open
     stays a list of pieces, joined once when it ends (a 10 MB event in 4 KB chunks is 2,500 appends, not
-    2,500 copies of a growing buffer). A chunk that ends in ``\\r`` keeps it back until the next one: it
-    may be the first half of a ``\\r\\n`` whose ``\\n`` arrives in the next chunk, and reading it as a
-    line end on its own would end the event early (``event:`` and ``data:`` torn into two events).
+    2,500 copies of a growing buffer). A ``\r`` ends a line at once, as the client's own parser reads
+    it, and a ``\n`` that opens the next chunk right after it is the rest of that ``\r\n``, not a
+    second line end (which would end the event early, tearing ``event:`` from ``data:``). Waiting for
+    the next chunk instead could miss the terminal event: an SDK closes the stream once it has it.
     """
 
     def __init__(self) -> None:
         self._pending: list[str] = []
         # Whether the open event's text ends with a line end: a blank line may then start the next chunk.
         self._ends_with_newline = False
-        self._held_cr = False
+        self._after_cr = False
 
     def feed(self, text: str) -> list[SSEEvent]:
-        if self._held_cr:
-            text = "\r" + text
-        self._held_cr = text.endswith("\r")
-        if self._held_cr:
-            text = text[:-1]
+        if not text:
+            return []
+        if self._after_cr and text[0] == "\n":
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
@@ -139,8 +140,8 @@ class SSEParser:
         return events
 
     def flush(self) -> list[SSEEvent]:
-        block = self._take_pending() + ("\n" if self._held_cr else "")
-        self._held_cr = False
+        block = self._take_pending()
+        self._after_cr = False
         parsed = parse_event(block.strip("\n"))
         return [parsed] if parsed is not None else []
 

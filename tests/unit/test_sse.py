@@ -59,10 +59,15 @@ def test_random_chunkings_agree_with_one_piece(eol: str) -> None:
         assert parse_in_pieces(wire, cuts) == whole
 
 
-def test_a_held_back_cr_still_ends_the_last_event_at_flush() -> None:
+def test_a_cr_ends_its_line_at_once_and_the_lf_after_it_is_not_a_second_line_end() -> None:
     parser = SSEParser()
-    assert parser.feed("data: [DONE]\r") == []
-    assert parser.flush() == [SSEEvent(text="[DONE]")]
+    # CR-only line ends: the event is complete in this chunk, as the client's parser sees it. An SDK
+    # stops reading at the terminal event, so waiting for more would leave the stream unrecorded.
+    assert parser.feed("data: [DONE]\r\r") == [SSEEvent(text="[DONE]")]
+    assert parser.feed("event: ping\r") == []
+    assert parser.feed("\ndata: {}\r") == []  # the LF completes "event: ping\r\n", not a blank line
+    assert parser.feed("\n\r\n") == [SSEEvent(event="ping", data={})]
+    assert parser.flush() == []
 
 
 def test_the_recorder_keeps_event_and_data_together_over_cr_lf_splits() -> None:
