@@ -50,11 +50,11 @@ class Engine:
             env=env,
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
-        self.store = CassetteStore(settings.cassette_dir, settings.memory_size)
-        self.state = SharedState(
-            settings.state_dir or default_state_root(settings.cassette_dir),
-            session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None,
+        state_root = settings.state_dir or default_state_root(settings.cassette_dir)
+        self.store = CassetteStore(
+            settings.cassette_dir, settings.memory_size, index_dir=state_root / "index"
         )
+        self.state = SharedState(state_root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None)
         self.flights = Flights(self.state)
         self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.pacing = Pacing(
@@ -202,7 +202,7 @@ class Engine:
         threshold = self.settings.similar_threshold
         if threshold is None:
             return None
-        found = most_similar(canonical, self.store.all_requests(), threshold)
+        found = most_similar(canonical, self.store, threshold)
         if found is None:
             return None
         served_key, score = found
@@ -262,7 +262,7 @@ class Engine:
         )
 
     def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
-        near = nearest(canonical, self.store.all_requests())
+        near = nearest(canonical, self.store)
         recorded_by = None
         if near is not None:
             try:

@@ -1,12 +1,12 @@
 """The cassette store: the memory tier in front of the recording files.
 
-Lookup is a path computed from the key: nothing is scanned to serve a request. Only the miss path
-(finding the nearest recording to show a diff) reads every file's request, once per session.
+Lookup is a path computed from the key: nothing is scanned to serve a request. The miss path (the
+nearest recording for a diff, or a similar one to serve) ranks recordings by the index kept in the
+state directory and reads only a handful.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +18,13 @@ from .files import (
     CorruptRecording,
     dumps_recording,
     read_recording,
-    read_request,
     recording_keys,
     sweep_temp_files,
     write_atomic,
 )
+from .index import RecordingIndex
 from .memory import MemoryTier
+from .scan import Unusable, scan_request
 
 __all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
 
@@ -37,11 +38,11 @@ class StoredRecording:
 
 
 class CassetteStore:
-    def __init__(self, directory: Path, memory_size: int = 4096) -> None:
+    def __init__(self, directory: Path, memory_size: int = 4096, index_dir: Path | None = None) -> None:
+        """``index_dir``: where the miss index is kept between sessions (in memory only without one)."""
         self.directory = directory
         self._memory: MemoryTier[StoredRecording] = MemoryTier(memory_size)
-        self._lock = threading.Lock()
-        self._requests: dict[str, CanonicalRequest] | None = None
+        self.index = RecordingIndex(directory, index_dir)
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
@@ -63,9 +64,7 @@ class CassetteStore:
         write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
         stored = StoredRecording(recording, build_replay(recording.response))
         self._memory.put(recording.key, stored)
-        with self._lock:
-            if self._requests is not None:
-                self._requests[recording.key] = recording.request
+        self.index.added(recording.key, recording.request, self.path_for(recording.key))
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
@@ -74,19 +73,10 @@ class CassetteStore:
     def keys(self) -> Iterator[str]:
         return recording_keys(self.directory)
 
-    def all_requests(self) -> dict[str, CanonicalRequest]:
-        """Every readable recording's request; read once per session, only when a miss needs it.
-
-        Only the request of each file is validated, not its response: this reads the whole directory.
-        """
-        with self._lock:
-            if self._requests is not None:
-                return dict(self._requests)
-        found: dict[str, CanonicalRequest] = {}
-        for key in self.keys():
-            request = read_request(self.path_for(key))
-            if request is not None:
-                found[key] = request
-        with self._lock:
-            self._requests = found
-        return dict(found)
+    def request_of(self, key: str) -> CanonicalRequest | None:
+        """Only the request of a recording, verified; None if its file is missing or unusable (that
+        fails the tests that need it, never someone else's miss)."""
+        try:
+            return scan_request(self.path_for(key)).request
+        except Unusable:
+            return None

@@ -1,0 +1,263 @@
+"""How alike two requests are, and a compact signature that ranks many recordings without reading them.
+
+Similarity is measured on what a person wrote (system prompt, messages, input, instructions, tools), not
+the JSON framing every request of an endpoint shares, which would make any two requests look alike; on
+word and punctuation tokens, so one changed word costs one token. It is the share of tokens in a longest
+common subsequence, 2·LCS / (|a| + |b|) (difflib's ratio, rapidfuzz's Indel similarity), computed
+exactly by rapidfuzz in C whenever the part between the first and the last difference is small enough
+(``EXACT_CELLS``), else bounded below from the runs of text the two share (see ``_shared_runs``): a
+miss or a similar match never spends seconds on one pair of huge prompts.
+
+The signature is a 64-bit SimHash of a request's tokens and token pairs: two texts that share most of
+their tokens and pairs get signatures a few bits apart. It only orders candidates; the handful read in
+that order are scored exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .models import CanonicalRequest
+
+# Fields whose strings are what a person wrote.
+TEXT_FIELDS = frozenset(
+    {"messages", "system", "input", "prompt", "contents", "instructions", "systemInstruction", "tools"}
+)
+# Inputs are bounded: past this much text content (a few hundred thousand words), requests are compared
+# on its beginning.
+MAX_TEXT_CHARS = 2_000_000
+MAX_TOKENS = 300_000
+# The most LCS cells (tokens of one side times the other, between their first and last difference)
+# computed exactly for one pair: about 0.1 s of rapidfuzz on a slow core.
+EXACT_CELLS = 60_000_000
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_MASK = (1 << 64) - 1
+_PAIR = 0x9E3779B97F4A7C15  # odd: "a then b" and "b then a" hash apart
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, depth first; iterative, so no nesting can exhaust the stack. Key
+    order differs between a live body and a stored (sorted) one; the text must not."""
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, dict):
+                stack.append(iter([v for _, v in sorted(item.items())]))
+                break
+            elif isinstance(item, list):
+                stack.append(iter(item))
+                break
+        else:
+            stack.pop()
+
+
+def body_text_content(body: Any, body_text: str | None) -> str:
+    """The text a similarity is measured on, from a request's body (parsed JSON) or non-JSON text."""
+    if isinstance(body, dict):
+        parts = [s for k, v in sorted(body.items()) if k in TEXT_FIELDS for s in _strings(v)]
+        if parts:
+            return "\n".join(parts)
+    if body_text is not None:
+        return body_text
+    return "\n".join(_strings(body)) if body is not None else ""
+
+
+def text_content(request: CanonicalRequest) -> str:
+    return body_text_content(request.body, request.body_text)
+
+
+def text_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text, 0, MAX_TEXT_CHARS)[:MAX_TOKENS]
+
+
+def tokens(request: CanonicalRequest) -> list[str]:
+    return text_tokens(text_content(request))
+
+
+# -- the signature ---------------------------------------------------------------------------------------
+
+# Stable across processes (unlike hash()), since signatures are stored; a bounded cache, because the
+# recordings of one suite share most of their vocabulary.
+_TOKEN_HASHES: dict[str, int] = {}
+_TOKEN_HASHES_MAX = 200_000
+
+
+def _token_hash(token: str) -> int:
+    digest = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def stable_hashes(toks: Sequence[str]) -> list[int]:
+    cache = _TOKEN_HASHES
+    missing = set(toks).difference(cache)
+    if len(cache) + len(missing) > _TOKEN_HASHES_MAX:
+        cache.clear()
+        missing = set(toks)
+    for token in missing:
+        cache[token] = _token_hash(token)
+    return [cache[t] for t in toks]
+
+
+def signature(toks: Sequence[str]) -> int:
+    """SimHash over tokens and adjacent pairs: bit i is set when most features have bit i set.
+
+    The features' hashes are laid out as bytes; each byte column becomes one big integer, and a bit
+    plane is counted by one AND and one popcount of it, in C, rather than 64 Python additions per
+    feature: a 100,000-token prompt takes milliseconds.
+    """
+    if not toks:
+        return 0
+    hashes = stable_hashes(toks)
+    features = array("Q", hashes)
+    features.extend([(a * _PAIR ^ b) & _MASK for a, b in itertools.pairwise(hashes)])
+    if sys.byteorder != "little":
+        features.byteswap()
+    raw = features.tobytes()
+    n = len(features)
+    planes = [int.from_bytes(bytes((1 << bit,)) * n, "little") for bit in range(8)]
+    result = 0
+    for position in range(8):
+        column = int.from_bytes(raw[position::8], "little")
+        for bit, plane in enumerate(planes):
+            if 2 * (column & plane).bit_count() > n:
+                result |= 1 << (position * 8 + bit)
+    return result
+
+
+# -- the score -------------------------------------------------------------------------------------------
+
+
+def common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    """Compared a block at a time (a C-level list comparison), then token by token in the block."""
+    n = min(len(a), len(b))
+    i = 0
+    step = 256
+    while i < n:
+        j = min(n, i + step)
+        if a[i:j] == b[i:j]:
+            i = j
+            continue
+        while a[i] == b[i]:
+            i += 1
+        return i
+    return n
+
+
+def common_suffix(a: Sequence[str], b: Sequence[str]) -> int:
+    n = min(len(a), len(b))
+    la, lb = len(a), len(b)
+    i = 0
+    step = 256
+    while i < n:
+        j = min(n, i + step)
+        if a[la - j : la - i] == b[lb - j : lb - i]:
+            i = j
+            continue
+        while a[la - 1 - i] == b[lb - 1 - i]:
+            i += 1
+        return i
+    return n
+
+
+def _exact_lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
+    from rapidfuzz.distance import LCSseq  # imported by the first miss, not by every session
+
+    return int(LCSseq.similarity(a, b))
+
+
+def _chunks(toks: Sequence[str], hashes: Sequence[int], width: int) -> list[tuple[str, ...]]:
+    """Content-defined chunks: a chunk ends after a token whose hash is 0 modulo ``width`` (or at
+    ``4 * width`` tokens), so two texts that share a passage cut it at the same places wherever it
+    sits, and an edit disturbs only the chunks around it."""
+    out: list[tuple[str, ...]] = []
+    start = 0
+    for i, h in enumerate(hashes):
+        if h % width == 0 or i + 1 - start >= 4 * width:
+            out.append(tuple(toks[start : i + 1]))
+            start = i + 1
+    if start < len(toks):
+        out.append(tuple(toks[start:]))
+    return out
+
+
+def _shared_runs(a: Sequence[str], b: Sequence[str]) -> int:
+    """A lower bound of the LCS of two long sequences, in bounded time.
+
+    Both are cut into content-defined chunks, the chunks aligned exactly (an LCS over chunks), and the
+    gaps between aligned chunks compared token by token while the budget lasts. Matched chunks and gaps
+    form one common subsequence, so the result never exceeds the true LCS; for texts that share long
+    passages (the only ones for which a high similarity matters) it is within a few tokens of it.
+    """
+    from rapidfuzz.distance import LCSseq
+
+    ha, hb = stable_hashes(a), stable_hashes(b)
+    width = 16
+    while True:
+        ca, cb = _chunks(a, ha, width), _chunks(b, hb, width)
+        if len(ca) * len(cb) <= EXACT_CELLS:
+            break
+        width *= 4
+    matched = 0
+    budget = EXACT_CELLS
+    ia = ib = 0  # token offsets of the current chunk on each side
+    ga = gb = 0  # where the gap before the next aligned chunk starts
+    pos_a = [0]
+    for chunk in ca:
+        pos_a.append(pos_a[-1] + len(chunk))
+    pos_b = [0]
+    for chunk in cb:
+        pos_b.append(pos_b[-1] + len(chunk))
+    for block in LCSseq.opcodes(ca, cb):
+        if block.tag != "equal":
+            continue
+        ia, ib = pos_a[block.src_start], pos_b[block.dest_start]
+        cells = (ia - ga) * (ib - gb)
+        if cells and cells <= budget:
+            matched += _exact_lcs(a[ga:ia], b[gb:ib])
+            budget -= cells
+        ga, gb = pos_a[block.src_end], pos_b[block.dest_end]
+        matched += ga - ia
+    cells = (len(a) - ga) * (len(b) - gb)
+    if cells and cells <= budget:
+        matched += _exact_lcs(a[ga:], b[gb:])
+    return matched
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """The LCS of two token sequences: exact when affordable, else a close lower bound."""
+    prefix = common_prefix(a, b)
+    a, b = a[prefix:], b[prefix:]
+    suffix = common_suffix(a, b)
+    a, b = a[: len(a) - suffix], b[: len(b) - suffix]
+    if not a or not b:
+        return prefix + suffix
+    if len(a) * len(b) <= EXACT_CELLS:
+        return prefix + suffix + _exact_lcs(a, b)
+    return prefix + suffix + _shared_runs(a, b)
+
+
+def upper_bound(len_a: int, len_b: int) -> float:
+    """The best score two sequences of these lengths can reach (one inside the other)."""
+    total = len_a + len_b
+    return 1.0 if total == 0 else 2 * min(len_a, len_b) / total
+
+
+def score(a: Sequence[str], b: Sequence[str]) -> float:
+    """2·LCS / (|a| + |b|), in [0, 1]; 1.0 for two empty texts."""
+    total = len(a) + len(b)
+    if total == 0:
+        return 1.0
+    return 2 * lcs_length(a, b) / total
+
+
+def similarity(a: CanonicalRequest, b: CanonicalRequest) -> float:
+    return score(tokens(a), tokens(b))

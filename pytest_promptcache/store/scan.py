@@ -1,0 +1,142 @@
+"""Reading only the request of a recording file, for the miss path, which may look at thousands.
+
+Bounded and defensive: only regular files are opened, and without blocking (a FIFO named like a
+recording cannot hang the session); a file over ``MAX_FILE_BYTES`` is not read, and the JSON is parsed
+only up to the file's ``request`` member (the response, often the bulk of a file, is not); a request nested
+deeper than ``MAX_DEPTH`` is refused before pydantic sees it. Any problem makes the file unusable *for
+this purpose*, with a reason; it never raises, so one bad file cannot break someone else's miss.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..keys import key_of
+from ..models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+# Real requests nest a dozen levels (tool schemas a few more); far deeper is damage, or an attack.
+MAX_DEPTH = 64
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+class Unusable(Exception):
+    """Why a file cannot serve as a recording's request."""
+
+
+@dataclass(frozen=True)
+class ScannedRequest:
+    request: CanonicalRequest
+    inode: int
+    mtime_ns: int
+    size: int
+
+
+def _skip_space(text: str, i: int) -> int:
+    match = _WS.match(text, i)
+    return match.end() if match else i
+
+
+def _members(text: str) -> Iterator[tuple[str, Any]]:
+    """The members of a top-level JSON object one at a time, so parsing can stop at the one wanted."""
+    i = _skip_space(text, 0)
+    if text[i : i + 1] != "{":
+        raise Unusable("not a JSON object")
+    i = _skip_space(text, i + 1)
+    if text[i : i + 1] == "}":
+        return
+    while True:
+        if text[i : i + 1] != '"':
+            raise Unusable("not valid JSON")
+        name, i = _DECODER.raw_decode(text, i)
+        i = _skip_space(text, i)
+        if text[i : i + 1] != ":":
+            raise Unusable("not valid JSON")
+        i = _skip_space(text, i + 1)
+        value, i = _DECODER.raw_decode(text, i)
+        yield name, value
+        i = _skip_space(text, i)
+        separator = text[i : i + 1]
+        if separator == "}":
+            return
+        if separator != ",":
+            raise Unusable("not valid JSON")
+        i = _skip_space(text, i + 1)
+
+
+def depth(value: Any, limit: int) -> int:
+    """How deep a JSON value nests, counted without recursion and only up to ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _read_head(path: Path) -> tuple[str, os.stat_result]:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise Unusable(f"cannot be opened ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Unusable("not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise Unusable(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        data = fh.read(MAX_FILE_BYTES)
+    try:
+        # Incremental: a read that ends inside a character is not an error of the file.
+        return codecs.getincrementaldecoder("utf-8")().decode(data), st
+    except UnicodeDecodeError:
+        raise Unusable("not UTF-8 text") from None
+
+
+def scan_request(path: Path) -> ScannedRequest:
+    """The request of the recording file at ``path``, verified: its schema version is known, its key
+    is its file name and the SHA-256 of its request. Raises ``Unusable`` with the reason otherwise."""
+    key = path.name.removesuffix(".json")
+    text, st = _read_head(path)
+    found: dict[str, Any] = {}
+    try:
+        for name, value in _members(text):
+            if name in ("schema_version", "key", "request"):
+                found[name] = value
+                if len(found) == 3:
+                    break
+    except (ValueError, RecursionError):
+        # RecursionError: the JSON parser's own nesting limit; a file may hold anything.
+        raise Unusable("not valid JSON (or nested too deeply)") from None
+    if found.get("schema_version") not in KNOWN_SCHEMA_VERSIONS:
+        raise Unusable(f"schema_version {found.get('schema_version')!r} is not one this version knows")
+    if found.get("key") != key:
+        raise Unusable("its key is not its file name")
+    raw = found.get("request")
+    if depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        raise Unusable(f"its request nests deeper than {MAX_DEPTH} levels")
+    try:
+        request = CanonicalRequest.model_validate(raw)
+        actual = key_of(request)
+    except (ValidationError, ValueError, RecursionError):
+        raise Unusable("its request does not match the recording schema") from None
+    if actual != key:
+        raise Unusable("its request does not hash to its key (edited by hand?)")
+    return ScannedRequest(request, st.st_ino, st.st_mtime_ns, st.st_size)
