@@ -7,7 +7,7 @@ import base64
 import codecs
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,16 +63,31 @@ class BodyDecoder:
         return chunk
 
 
+def _fields(block: str) -> Iterator[tuple[str, str]]:
+    """(name, value) of each field line; each value sliced from the block once (an event's data may
+    be 10 MB: splitting into lines, then at the colon, then dropping the space would copy it three
+    times)."""
+    pos, size = 0, len(block)
+    while pos < size:
+        end = block.find("\n", pos)
+        if end < 0:
+            end = size
+        if end > pos and block[pos] != ":":
+            colon = block.find(":", pos, end)
+            if colon < 0:
+                yield block[pos:end], ""
+            else:
+                start = colon + 2 if block.startswith(" ", colon + 1, end) else colon + 1
+                yield block[pos:colon], block[start:end]
+        pos = end + 1
+
+
 def parse_event(block: str) -> SSEEvent | None:
     event: str | None = None
     data_lines: list[str] = []
     event_id: str | None = None
     retry: int | None = None
-    for line in block.split("\n"):
-        if not line or line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
+    for name, value in _fields(block):
         if name == "event":
             event = value
         elif name == "data":
@@ -121,7 +136,8 @@ class SSEParser:
         if self._after_cr and text[0] == "\n":
             text = text[1:]
         self._after_cr = text.endswith("\r")
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         if not text:
             return []
         events: list[SSEEvent] = []

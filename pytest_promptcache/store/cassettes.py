@@ -8,6 +8,7 @@ state directory and reads only a handful.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,17 @@ __all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
 
 @dataclass(frozen=True)
 class StoredRecording:
-    """A recording and its response, built once, ready to serve many times."""
+    """A recording and its response, built once (when first served), ready to serve many times.
+
+    Built on first use, not when a live call is saved: that happens while the client reads the stream's
+    last chunk, and a response is seldom asked for again in the session that recorded it.
+    """
 
     recording: Recording
-    replay: Replay
+
+    @functools.cached_property
+    def replay(self) -> Replay:
+        return build_replay(self.recording.response)
 
 
 class CassetteStore:
@@ -56,13 +64,13 @@ class CassetteStore:
             recording = read_recording(self.path_for(key))
         except FileNotFoundError:
             return None
-        stored = StoredRecording(recording, build_replay(recording.response))
+        stored = StoredRecording(recording)
         self._memory.put(key, stored)
         return stored
 
     def put(self, recording: Recording) -> StoredRecording:
         write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
-        stored = StoredRecording(recording, build_replay(recording.response))
+        stored = StoredRecording(recording)
         self._memory.put(recording.key, stored)
         self.index.added(recording.key, recording.request, self.path_for(recording.key))
         return stored

@@ -42,29 +42,36 @@ def dumps_recording(data: Any) -> str:
     client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event a line
     keeps a 200-chunk stream at 200 lines and makes a changed token one changed line in a pull request.
     """
-    return _pretty(data, 0, sort=False) + "\n"
+    parts: list[str] = []
+    _pretty(data, 0, parts, sort=False)
+    parts.append("\n")
+    # One join at the end: a 10 MB event is copied once, not once per level of nesting.
+    return "".join(parts)
 
 
 def _pretty(
-    value: Any, depth: int, *, sort: bool, inline: bool = False, parent_key: str | None = None
-) -> str:
+    value: Any, depth: int, out: list[str], *, sort: bool, inline: bool = False, parent_key: str | None = None
+) -> None:
     if inline or not isinstance(value, dict | list) or not value:
-        return json.dumps(
-            value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None
+        out.append(
+            json.dumps(value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None)
         )
+        return
     pad = "  " * (depth + 1)
-    end = "  " * depth
     if isinstance(value, list):
         inline_items = parent_key == "events"
-        items = [_pretty(v, depth + 1, sort=sort, inline=inline_items) for v in value]
-        return "[\n" + ",\n".join(pad + i for i in items) + "\n" + end + "]"
+        out.append("[\n")
+        for i, item in enumerate(value):
+            out.append(",\n" + pad if i else pad)
+            _pretty(item, depth + 1, out, sort=sort, inline=inline_items)
+        out.append("\n" + "  " * depth + "]")
+        return
     pairs = sorted(value.items()) if sort else value.items()
-    items = [
-        f"{pad}{json.dumps(k, ensure_ascii=False)}: "
-        + _pretty(v, depth + 1, sort=sort or (depth == 0 and k == "request"), parent_key=k)
-        for k, v in pairs
-    ]
-    return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    out.append("{\n")
+    for i, (k, v) in enumerate(pairs):
+        out.append(f"{',' if i else ''}{chr(10) if i else ''}{pad}{json.dumps(k, ensure_ascii=False)}: ")
+        _pretty(v, depth + 1, out, sort=sort or (depth == 0 and k == "request"), parent_key=k)
+    out.append("\n" + "  " * depth + "}")
 
 
 def read_recording(path: Path) -> Recording:
