@@ -18,7 +18,9 @@ from .similarity import common_prefix, common_suffix
 MAX_LINE_CHARS = 240
 # Characters of unchanged text shown on each side of a change inside a long line.
 CONTEXT_CHARS = 60
-# Lines of one side times the other aligned exactly.
+# Lines of one side times the other aligned exactly: by difflib up to the first, by rapidfuzz (in C)
+# up to the second; a larger differing middle is shown as replaced, whole.
+SMALL_LINE_CELLS = 2_500
 EXACT_LINE_CELLS = 4_000_000
 
 Tag = Literal["replace", "delete", "insert", "equal"]
@@ -78,19 +80,28 @@ def _merged(codes: list[Opcode]) -> list[Opcode]:
     return out
 
 
-def line_opcodes(a: Sequence[str], b: Sequence[str]) -> list[Opcode]:
-    from rapidfuzz.distance import Indel  # imported by the first miss, not by every session
+def _aligned(a: Sequence[str], b: Sequence[str]) -> list[Opcode]:
+    cells = len(a) * len(b)
+    if cells <= SMALL_LINE_CELLS:
+        # A few lines (the usual case: one message changed): difflib, without importing rapidfuzz.
+        return difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
+    if cells > EXACT_LINE_CELLS:
+        return [("replace", 0, len(a), 0, len(b))]
+    from rapidfuzz.distance import Indel  # imported by the first large diff, not at start-up
 
+    return [
+        (cast(Tag, op.tag), op.src_start, op.src_end, op.dest_start, op.dest_end)
+        for op in Indel.opcodes(a, b)
+    ]
+
+
+def line_opcodes(a: Sequence[str], b: Sequence[str]) -> list[Opcode]:
     prefix = common_prefix(a, b)
     suffix = common_suffix(a[prefix:], b[prefix:])
     ea, eb = len(a) - suffix, len(b) - suffix
     codes: list[Opcode] = [("equal", 0, prefix, 0, prefix)] if prefix else []
-    if (ea - prefix) * (eb - prefix) <= EXACT_LINE_CELLS:
-        for op in Indel.opcodes(a[prefix:ea], b[prefix:eb]):
-            i1, i2, j1, j2 = op.src_start, op.src_end, op.dest_start, op.dest_end
-            codes.append((cast(Tag, op.tag), i1 + prefix, i2 + prefix, j1 + prefix, j2 + prefix))
-    else:
-        codes.append(("replace", prefix, ea, prefix, eb))
+    for tag, i1, i2, j1, j2 in _aligned(a[prefix:ea], b[prefix:eb]):
+        codes.append((tag, i1 + prefix, i2 + prefix, j1 + prefix, j2 + prefix))
     if suffix:
         codes.append(("equal", ea, len(a), eb, len(b)))
     return _merged([c for c in codes if c[1] != c[2] or c[3] != c[4]])

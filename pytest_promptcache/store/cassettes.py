@@ -7,8 +7,8 @@ state directory and reads only a handful.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..coordination.state import FileLock
-from ..models import CanonicalRequest
-from ..similarity import signature, tokens
+from ..models import CanonicalRequest, model_of
+from ..similarity import body_text_content, signature, text_tokens
 from .packed import (
     Entry,
     GroupKey,
@@ -45,7 +46,7 @@ from .packed import (
     private_dir,
     save,
 )
-from .scan import ScannedRequest, Unusable, scan_request
+from .scan import Unusable, scan_head
 
 # A listing counts as the directory's state only once the directory has been quiet this long before it.
 RACY_NS = 2_000_000_000
@@ -55,10 +56,16 @@ BUILD_WAIT_SECONDS = 120.0
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
+def group_key(method: str, host: str, path: str, body: Any) -> GroupKey:
+    stream = body.get("stream") if isinstance(body, dict) else None
+    # A scalar, always in practice; anything else is one group of its own, and never serialised (it
+    # could nest deeper than json.dumps recurses).
+    flag = json.dumps(stream) if stream is None or isinstance(stream, bool | int | float | str) else "[...]"
+    return (method, host, path, model_of(body, path), flag)
+
+
 def group_of(request: CanonicalRequest) -> GroupKey:
-    stream = request.body.get("stream") if isinstance(request.body, dict) else None
-    flag = json.dumps(stream, sort_keys=True)
-    return (request.method, request.host, request.path, request.model, flag)
+    return group_key(request.method, request.host, request.path, request.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +75,13 @@ class Candidate:
     distance: int  # bits in which its signature differs from the request's
 
 
-def entry_of(key: str, scanned: ScannedRequest) -> Entry:
-    toks = tokens(scanned.request)
-    return Entry(key, group_of(scanned.request), len(toks), signature(toks), scanned.inode)
+def entry_of(key: str, request: dict[str, Any], inode: int) -> Entry:
+    """What the index keeps of a recording's request (as parsed JSON, checked by ``scan_head``)."""
+    body = request.get("body")
+    body_text = request.get("body_text")
+    toks = text_tokens(body_text_content(body, body_text if isinstance(body_text, str) else None))
+    group = group_key(request["method"], request["host"], request["path"], body)
+    return Entry(key, group, len(toks), signature(toks), inode)
 
 
 class RecordingIndex:
@@ -120,8 +131,7 @@ class RecordingIndex:
                 inode = path.stat().st_ino
             except OSError:
                 return
-            toks = tokens(request)
-            self._extra[key] = Entry(key, group_of(request), len(toks), signature(toks), inode)
+            self._extra[key] = entry_of(key, request.model_dump(mode="json"), inode)
 
     # -- freshness -------------------------------------------------------------------------------------
 
@@ -198,27 +208,21 @@ class RecordingIndex:
             if not item.is_file(follow_symlinks=False):
                 return None
             inode = item.inode()
+            old = known.get(key)
+            if old is not None and old.inode == inode:
+                return old
+            before = self._skipped.get(name)
+            if before is not None and before.inode == inode:
+                st = item.stat(follow_symlinks=False)
+                if (before.mtime_ns, before.size) == (st.st_mtime_ns, st.st_size):
+                    return before  # unusable, and unchanged since
+            try:
+                request, _ = scan_head(Path(item.path))
+                return entry_of(key, request, inode)
+            except Unusable as exc:
+                st = item.stat(follow_symlinks=False)
+                return SkippedFile(
+                    name=name, inode=inode, mtime_ns=st.st_mtime_ns, size=st.st_size, reason=str(exc)
+                )
         except OSError:
             return None
-        old = known.get(key)
-        if old is not None and old.inode == inode:
-            return old
-        return self._read(Path(item.path), name, inode)
-
-    def _read(self, path: Path, name: str, inode: int) -> Entry | SkippedFile:
-        before = self._skipped.get(name)
-        try:
-            st = path.stat(follow_symlinks=False)
-        except OSError as exc:
-            return SkippedFile(name=name, inode=inode, mtime_ns=0, size=0, reason=str(exc))
-        if before is not None and (before.inode, before.mtime_ns, before.size) == (
-            inode,
-            st.st_mtime_ns,
-            st.st_size,
-        ):
-            return before
-        try:
-            return entry_of(name.removesuffix(".json"), scan_request(path))
-        except Unusable as exc:
-            reason = str(exc)
-        return SkippedFile(name=name, inode=inode, mtime_ns=st.st_mtime_ns, size=st.st_size, reason=reason)

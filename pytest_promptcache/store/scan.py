@@ -25,6 +25,8 @@ from ..keys import key_of
 from ..models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# Smaller files are parsed whole (faster than member by member); larger ones up to their request.
+WHOLE_PARSE_CHARS = 64 * 1024
 # Real requests nest a dozen levels (tool schemas a few more); far deeper is damage, or an attack.
 MAX_DEPTH = 64
 
@@ -102,7 +104,7 @@ def _read_head(path: Path) -> tuple[str, os.stat_result]:
             raise Unusable("not a regular file")
         if st.st_size > MAX_FILE_BYTES:
             raise Unusable(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        data = fh.read(MAX_FILE_BYTES)
+        data = fh.read(st.st_size)  # what it held when checked: a file that grows is not read on
     try:
         # Incremental: a read that ends inside a character is not an error of the file.
         return codecs.getincrementaldecoder("utf-8")().decode(data), st
@@ -110,18 +112,25 @@ def _read_head(path: Path) -> tuple[str, os.stat_result]:
         raise Unusable("not UTF-8 text") from None
 
 
-def scan_request(path: Path) -> ScannedRequest:
-    """The request of the recording file at ``path``, verified: its schema version is known, its key
-    is its file name and the SHA-256 of its request. Raises ``Unusable`` with the reason otherwise."""
+def scan_head(path: Path) -> tuple[dict[str, Any], os.stat_result]:
+    """The request of the recording file at ``path`` as parsed JSON, checked only as far as the miss
+    index needs: a known schema version, its key is its file name, a method, host and path. Raises
+    ``Unusable`` with the reason otherwise."""
     key = path.name.removesuffix(".json")
     text, st = _read_head(path)
     found: dict[str, Any] = {}
     try:
-        for name, value in _members(text):
-            if name in ("schema_version", "key", "request"):
-                found[name] = value
-                if len(found) == 3:
-                    break
+        if len(text) < WHOLE_PARSE_CHARS:
+            whole = json.loads(text)
+            if not isinstance(whole, dict):
+                raise Unusable("not a JSON object")
+            found = whole
+        else:
+            for name, value in _members(text):
+                if name in ("schema_version", "key", "request"):
+                    found[name] = value
+                    if len(found) == 3:
+                        break
     except (ValueError, RecursionError):
         # RecursionError: the JSON parser's own nesting limit; a file may hold anything.
         raise Unusable("not valid JSON (or nested too deeply)") from None
@@ -129,7 +138,20 @@ def scan_request(path: Path) -> ScannedRequest:
         raise Unusable(f"schema_version {found.get('schema_version')!r} is not one this version knows")
     if found.get("key") != key:
         raise Unusable("its key is not its file name")
-    raw = found.get("request")
+    request = found.get("request")
+    if not isinstance(request, dict) or not all(isinstance(request.get(f), str) for f in _ENDPOINT):
+        raise Unusable("its request has no method, host and path")
+    return request, st
+
+
+_ENDPOINT = ("method", "host", "path")
+
+
+def scan_request(path: Path) -> ScannedRequest:
+    """The request of the recording file at ``path``, verified as a recording's: ``scan_head``'s
+    checks, a nesting depth pydantic can take, the schema, and its key is the SHA-256 of its request.
+    Raises ``Unusable`` with the reason otherwise."""
+    raw, st = scan_head(path)
     if depth(raw, MAX_DEPTH) > MAX_DEPTH:
         raise Unusable(f"its request nests deeper than {MAX_DEPTH} levels")
     try:
@@ -137,6 +159,6 @@ def scan_request(path: Path) -> ScannedRequest:
         actual = key_of(request)
     except (ValidationError, ValueError, RecursionError):
         raise Unusable("its request does not match the recording schema") from None
-    if actual != key:
+    if actual != path.name.removesuffix(".json"):
         raise Unusable("its request does not hash to its key (edited by hand?)")
     return ScannedRequest(request, st.st_ino, st.st_mtime_ns, st.st_size)
