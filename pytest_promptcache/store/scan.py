@@ -113,9 +113,9 @@ def _read_head(path: Path) -> tuple[str, os.stat_result]:
 
 
 def scan_head(path: Path) -> tuple[dict[str, Any], os.stat_result]:
-    """The request of the recording file at ``path`` as parsed JSON, checked only as far as the miss
-    index needs: a known schema version, its key is its file name, a method, host and path. Raises
-    ``Unusable`` with the reason otherwise."""
+    """The request of the recording file at ``path`` as parsed JSON, checked as far as the miss index
+    needs: a known schema version, its key is its file name, a method, host and path, a nesting depth
+    anything may recurse through. Raises ``Unusable`` with the reason otherwise."""
     key = path.name.removesuffix(".json")
     text, st = _read_head(path)
     found: dict[str, Any] = {}
@@ -141,6 +141,8 @@ def scan_head(path: Path) -> tuple[dict[str, Any], os.stat_result]:
     request = found.get("request")
     if not isinstance(request, dict) or not all(isinstance(request.get(f), str) for f in _ENDPOINT):
         raise Unusable("its request has no method, host and path")
+    if depth(request, MAX_DEPTH) > MAX_DEPTH:
+        raise Unusable(f"its request nests deeper than {MAX_DEPTH} levels")
     return request, st
 
 
@@ -149,11 +151,9 @@ _ENDPOINT = ("method", "host", "path")
 
 def scan_request(path: Path) -> ScannedRequest:
     """The request of the recording file at ``path``, verified as a recording's: ``scan_head``'s
-    checks, a nesting depth pydantic can take, the schema, and its key is the SHA-256 of its request.
+    checks, the schema, and its key is the SHA-256 of its request.
     Raises ``Unusable`` with the reason otherwise."""
     raw, st = scan_head(path)
-    if depth(raw, MAX_DEPTH) > MAX_DEPTH:
-        raise Unusable(f"its request nests deeper than {MAX_DEPTH} levels")
     try:
         request = CanonicalRequest.model_validate(raw)
         actual = key_of(request)
