@@ -47,6 +47,7 @@ PATH = "/v1/chat/completions"
 MODEL = "gpt-4.1-mini"
 MARKER = "PROMPT_MARKER_0123456789"
 VOCABULARY = [f"w{i:04d}" for i in range(2000)]
+WORKER_TIMEOUT = 300.0  # seconds for one session's misses
 
 
 def prompt(index: int, words: int = 40) -> str:
@@ -132,7 +133,7 @@ def worker(store: str, state: str, bodies_file: str) -> None:
                 "nearest": nearest.split()[1],
                 "chars": len(message),
                 "lines": message.count("\n") + 1,
-                "message": message if len(message) < 20_000 else "",
+                "shown": any(line.startswith("+") and "CHANGED" in line for line in message.splitlines()),
             }
         )
     print(json.dumps(out))
@@ -142,7 +143,20 @@ def misses(store: Path, state: Path, bodies: list[dict[str, Any]], workdir: Path
     bodies_file = workdir / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
     cmd = [sys.executable, __file__, "--worker", str(store), str(state), str(bodies_file)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_startup._clean_env(), check=False)
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=_startup._clean_env(),
+            check=False,
+            timeout=WORKER_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        # The pre-index code can take many minutes on huge prompts: report that it did not finish.
+        return [
+            {"seconds": float("inf"), "nearest": "-", "chars": 0, "lines": 0, "shown": False} for _ in bodies
+        ]
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed:\n{proc.stderr}")
     result: list[dict[str, Any]] = json.loads(proc.stdout.splitlines()[-1])
@@ -182,7 +196,8 @@ def scale(sizes: list[int], workdir: Path, rounds: int, log: Any) -> list[dict[s
             "found_the_edited_recording": f"{found}/{2 * rounds}",
         }
         log(
-            f"    miss at {size:>7,}: cold {cold['seconds'] * 1000:8.1f} ms, first {row['first_s'] * 1000:7.1f} ms,"
+            f"    miss at {size:>7,}: cold {cold['seconds'] * 1000:8.1f} ms, "
+            f"first {row['first_s'] * 1000:7.1f} ms,"
             f" next {row['next_s'] * 1000:7.1f} ms; nearest was the edited recording {found}/{2 * rounds}"
         )
         rows.append(row)
@@ -190,27 +205,37 @@ def scale(sizes: list[int], workdir: Path, rounds: int, log: Any) -> list[dict[s
     return rows
 
 
-def long_prompts(words: int, workdir: Path, log: Any) -> dict[str, Any]:
-    """Two prompts of ``words`` words, one word apart in the middle: one recording, one miss."""
+def long_prompts(words: int, workdir: Path, log: Any) -> list[dict[str, Any]]:
+    """One recording of ``words`` words; a miss whose prompt differs from it by one word in the middle,
+    by 1% of its words (scattered), or entirely (another text of the same vocabulary)."""
     rng = random.Random(1)
-    text = " ".join(rng.choice(VOCABULARY) for _ in range(words))
+    text = [rng.choice(VOCABULARY) for _ in range(words)]
     store = workdir / "store-long"
-    write_store(store, iter([text]))
-    words_list = text.split(" ")
-    words_list[words // 2] = "CHANGED"
-    (miss,) = misses(store, workdir / "state-long", [body(" ".join(words_list))], workdir)
-    row = {
-        "words": words,
-        "seconds": miss["seconds"],
-        "message_chars": miss["chars"],
-        "message_lines": miss["lines"],
-        "changed_word_shown": "CHANGED" in miss["message"],
-    }
-    log(
-        f"    two {words:,}-word prompts: {miss['seconds'] * 1000:.0f} ms, message {miss['chars']:,} chars / "
-        f"{miss['lines']} lines, changed word shown: {row['changed_word_shown']}"
-    )
-    return row
+    write_store(store, iter([" ".join(text)]))
+    one = list(text)
+    one[words // 2] = "CHANGED"
+    scattered = list(text)
+    for i in range(0, words, 100):
+        scattered[i + 50] = "CHANGED"
+    unrelated = [rng.choice(VOCABULARY) for _ in range(words)]
+    rows = []
+    for name, variant in (("one word", one), ("1% of words", scattered), ("unrelated", unrelated)):
+        (miss,) = misses(store, workdir / f"state-long-{len(rows)}", [body(" ".join(variant))], workdir)
+        row = {
+            "words": words,
+            "differs_by": name,
+            "seconds": miss["seconds"],
+            "message_chars": miss["chars"],
+            "message_lines": miss["lines"],
+            "changed_word_shown": miss["shown"],
+        }
+        log(
+            f"    two {words:,}-word prompts, {name:>11}: {miss['seconds'] * 1000:9.0f} ms, message "
+            f"{miss['chars']:,} chars / {miss['lines']} lines, "
+            f"changed word shown: {row['changed_word_shown']}"
+        )
+        rows.append(row)
+    return rows
 
 
 def huge(words: int, recordings: int, workdir: Path, log: Any) -> dict[str, Any]:
@@ -245,7 +270,8 @@ def huge(words: int, recordings: int, workdir: Path, log: Any) -> dict[str, Any]
     }
     log(
         f"    {2 * words:,}-word prompt vs {recordings} similar {words:,}-word recordings: cold "
-        f"{cold['seconds'] * 1000:.0f} ms, first {first['seconds'] * 1000:.0f} ms, next {after['seconds'] * 1000:.0f} ms"
+        f"{cold['seconds'] * 1000:.0f} ms, first {first['seconds'] * 1000:.0f} ms, "
+        f"next {after['seconds'] * 1000:.0f} ms"
     )
     return row
 
@@ -322,7 +348,8 @@ def sse(megabytes: int, rounds: int, workdir: Path, log: Any) -> dict[str, Any]:
         "rounds": times,
     }
     log(
-        f"    a {megabytes} MB SSE event in {_BigEvent.chunk} B chunks: plugin off {row['off_s'] * 1000:.0f} ms, "
+        f"    a {megabytes} MB SSE event in {_BigEvent.chunk} B chunks: "
+        f"plugin off {row['off_s'] * 1000:.0f} ms, "
         f"recording {row['record_s'] * 1000:.0f} ms ({row['ratio']:.2f}x)"
     )
     return row
