@@ -27,12 +27,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _data  # noqa: E402
-import bounds  # noqa: E402
 import _experiments  # noqa: E402
 import _firstchunk  # noqa: E402
 import _replay  # noqa: E402
 import _report  # noqa: E402
 import _startup  # noqa: E402
+import bounds  # noqa: E402
 
 
 @dataclass(frozen=True)
