@@ -216,7 +216,9 @@ def test_the_index_follows_files_added_removed_and_replaced(store: Path) -> None
 
     cache, engine = session(store)
     with reads(store) as seen:
-        message = miss(cache, engine, "a prompt recorded after the index was built, about the weather in Bergen")
+        message = miss(
+            cache, engine, "a prompt recorded after the index was built, about the weather in Bergen"
+        )
     assert nearest_of(message) == added.key
     # The listing is read again; of the files, only the new and the replaced one are read to index
     # them, then a handful of candidates.
@@ -239,7 +241,7 @@ def test_a_file_fixed_in_place_is_read_again(store: Path) -> None:
     with broken.open("w") as fh:  # same inode, new content
         fh.write(dumps_recording({**fixed.to_json_data(), "key": "b" * 64}))
     settle(store)
-    cache, engine = session(store)
+    _, engine = session(store)
     with reads(store) as seen:
         list(engine.store.index.ranked(0, lambda g: True))
     assert opened(seen) == [broken.name]
