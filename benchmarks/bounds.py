@@ -71,7 +71,10 @@ def _template() -> tuple[str, str, str]:
     from pytest_promptcache.store.files import dumps_recording
 
     request = CanonicalRequest(method="POST", host=HOST, path=PATH, body=body(MARKER))
-    reply = {"choices": [{"message": {"role": "assistant", "content": "ok"}}], "usage": {"total_tokens": 9}}
+    reply: dict[str, Any] = {
+        "choices": [{"message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"total_tokens": 9},
+    }
     recording = Recording(
         key=key_of(request),
         request=request,
@@ -218,7 +221,7 @@ def long_prompts(words: int, workdir: Path, log: Any) -> list[dict[str, Any]]:
     for i in range(0, words, 100):
         scattered[i + 50] = "CHANGED"
     unrelated = [rng.choice(VOCABULARY) for _ in range(words)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, variant in (("one word", one), ("1% of words", scattered), ("unrelated", unrelated)):
         (miss,) = misses(store, workdir / f"state-long-{len(rows)}", [body(" ".join(variant))], workdir)
         row = {
@@ -339,7 +342,7 @@ def sse(megabytes: int, rounds: int, workdir: Path, log: Any) -> dict[str, Any]:
                     assert len(list(cassettes.glob("*.json"))) == 1, "the stream was not recorded"
     server.shutdown()
     ratios = [rec / off for rec, off in zip(times["record"], times["off"], strict=True)]
-    row = {
+    row: dict[str, Any] = {
         "megabytes": megabytes,
         "chunk_bytes": _BigEvent.chunk,
         "off_s": statistics.median(times["off"]),

@@ -20,7 +20,7 @@ WORDS = [f"word{i}" for i in range(300)]
 
 
 def request(text: str) -> CanonicalRequest:
-    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": text}]}
     return CanonicalRequest(method="POST", host="h", path="/v1/chat/completions", body=body)
 
 
