@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,7 @@ _ASCII_BITS = bytes.maketrans(b"\x00\x01", b"01")
 # of one suite share most of their vocabulary.
 _SPREADS: dict[str, int] = {}
 _SPREADS_MAX = 50_000
+_SPREADS_LOCK = threading.Lock()
 
 
 def _spread(token: str) -> int:
@@ -107,17 +109,17 @@ def signature(toks: Sequence[str]) -> int:
     toks = toks[:MAX_TOKENS]  # the fields count up to 2^31
     if not toks:
         return 0
-    cache = _SPREADS
-    missing = set(toks).difference(cache)
-    if len(cache) + len(missing) > _SPREADS_MAX:
-        cache.clear()
-        missing = set(toks)
-    for token in missing:
-        cache[token] = _spread(token)
+    distinct = set(toks)
+    with _SPREADS_LOCK:  # threads of a test may miss at once; one may clear the cache
+        if len(_SPREADS) + len(distinct) > _SPREADS_MAX:
+            _SPREADS.clear()
+        for token in distinct.difference(_SPREADS):
+            _SPREADS[token] = _spread(token)
+        spreads = {token: _SPREADS[token] for token in distinct}
     if len(toks) < 2048:
-        counts = sum(map(cache.__getitem__, toks))
+        counts = sum(map(spreads.__getitem__, toks))
     else:  # long texts repeat their words: one multiplication per distinct word
-        counts = sum(cache[token] * count for token, count in Counter(toks).items())
+        counts = sum(spreads[token] * count for token, count in Counter(toks).items())
     # Each field becomes count + (2^31 - 1 - n // 2): its top bit is set when count > n / 2.
     over = ((counts + _ONES * ((1 << _HALF_BIT) - 1 - len(toks) // 2)) >> _HALF_BIT) & _ONES
     bits = over.to_bytes(_FIELD * 8, "little")[:: _FIELD // 8].translate(_ASCII_BITS)
