@@ -169,6 +169,8 @@ SMALL_CELLS = 200_000
 def _small_lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
     """Bit-parallel LCS (Hyyrö): one pass over ``b``, each step a few operations on one integer with
     a bit per element of ``a``; the same result as rapidfuzz's LCSseq."""
+    if len(b) > len(a):
+        a, b = b, a  # one step per element of the shorter; the longer is the integer's bits
     positions: dict[Any, int] = {}
     for i, item in enumerate(a):
         positions[item] = positions.get(item, 0) | (1 << i)
@@ -181,33 +183,38 @@ def _small_lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
 
 
 def _exact_lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
-    if len(a) * len(b) <= SMALL_CELLS:
+    # Capped in length too: building the bit masks costs the square of the longer side's length.
+    if len(a) * len(b) <= SMALL_CELLS and max(len(a), len(b)) <= 4096:
         return _small_lcs(a, b)
     from rapidfuzz.distance import LCSseq  # imported by the first large comparison, not at start-up
 
     return int(LCSseq.similarity(a, b))
 
 
-def _chunk_hashes(toks: Sequence[str]) -> list[int]:
+def _token_crcs(toks: Sequence[str]) -> dict[str, int]:
     """Stable per-token hashes for chunk boundaries (the same text must cut the same way every run)."""
-    known: dict[str, int] = {}
-    for token in set(toks):
-        known[token] = zlib.crc32(token.encode("utf-8", "surrogatepass"))
-    return [known[t] for t in toks]
+    return {token: zlib.crc32(token.encode("utf-8", "surrogatepass")) for token in set(toks)}
 
 
-def _chunks(toks: Sequence[str], hashes: Sequence[int], width: int) -> list[tuple[str, ...]]:
-    """Content-defined chunks: a chunk ends after a token whose hash is 0 modulo ``width`` (or at
-    ``4 * width`` tokens), so two texts that share a passage cut it at the same places wherever it
-    sits, and an edit disturbs only the chunks around it."""
+def _chunks(toks: Sequence[str], crcs: dict[str, int], width: int) -> list[tuple[str, ...]]:
+    """Content-defined chunks: a chunk ends after a token whose hash is 0 modulo ``width``, so two
+    texts that share a passage cut it at the same places wherever it sits, and an edit disturbs only
+    the chunks around it. Chunks are ``width // 4`` to ``4 * width`` tokens long: a one-token chunk
+    would match by chance all over two unrelated texts."""
+    ends = {token for token, crc in crcs.items() if crc % width == 0}
+    shortest, longest = max(1, width // 4), 4 * width
     out: list[tuple[str, ...]] = []
     start = 0
-    for i, h in enumerate(hashes):
-        if h % width == 0 or i + 1 - start >= 4 * width:
-            out.append(tuple(toks[start : i + 1]))
-            start = i + 1
-    if start < len(toks):
-        out.append(tuple(toks[start:]))
+    for end in [i for i, token in enumerate(toks, 1) if token in ends]:
+        while end - start > longest:
+            out.append(tuple(toks[start : start + longest]))
+            start += longest
+        if end - start >= shortest:
+            out.append(tuple(toks[start:end]))
+            start = end
+    while start < len(toks):
+        out.append(tuple(toks[start : start + longest]))
+        start += longest
     return out
 
 
@@ -221,10 +228,10 @@ def _shared_runs(a: Sequence[str], b: Sequence[str]) -> int:
     """
     from rapidfuzz.distance import LCSseq
 
-    ha, hb = _chunk_hashes(a), _chunk_hashes(b)
+    crcs_a, crcs_b = _token_crcs(a), _token_crcs(b)
     width = 16
     while True:
-        ca, cb = _chunks(a, ha, width), _chunks(b, hb, width)
+        ca, cb = _chunks(a, crcs_a, width), _chunks(b, crcs_b, width)
         if len(ca) * len(cb) <= EXACT_CELLS:
             break
         width *= 4
