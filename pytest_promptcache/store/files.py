@@ -69,7 +69,7 @@ def _pretty(
     pairs = sorted(value.items()) if sort else value.items()
     out.append("{\n")
     for i, (k, v) in enumerate(pairs):
-        out.append(f"{',' if i else ''}{chr(10) if i else ''}{pad}{json.dumps(k, ensure_ascii=False)}: ")
+        out.append((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: ")
         _pretty(v, depth + 1, out, sort=sort or (depth == 0 and k == "request"), parent_key=k)
     out.append("\n" + "  " * depth + "}")
 
