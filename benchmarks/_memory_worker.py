@@ -7,7 +7,7 @@ TOOL is promptcache, promptcache-miss or vcrpy.
 Imports everything first (so their memory is the same for both tools), then starts tracemalloc, sets up
 the tool (pytest-promptcache's engine, or vcrpy loading its cassette) and serves DISTINCT different
 recordings once each through raw httpx2. ``promptcache-miss`` instead sends one request that has no
-recording, which reads every recording's request to find the nearest one for the miss message.
+recording: the first miss against the store, which builds the miss index (every request read once).
 Prints one JSON line: peak RSS before and after, tracemalloc peak, and the times taken (slowed by
 tracemalloc unless ``notrace`` follows the arguments).
 """

@@ -411,9 +411,10 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Extra: a replay miss",
             "",
-            "A request with no recording fails its test with the nearest recording and a diff. The first "
-            "miss of a session reads every recording's request; every miss then ranks the recordings of "
-            "the endpoint (upper bounds for all, difflib on tokens for a shortlist).",
+            "A request with no recording fails its test with the nearest recording and a diff. Here the "
+            "first miss is the first ever against its store: it builds the miss index (every recording's "
+            "request read once). Every later miss, in any session, ranks the recordings by the index and "
+            "reads a handful; `benchmarks/bounds.py` measures a new session's first miss.",
             "",
             "| recordings | first miss | next miss | nearest found |",
             "|---:|---:|---:|---|",

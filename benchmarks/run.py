@@ -32,6 +32,7 @@ import _firstchunk  # noqa: E402
 import _replay  # noqa: E402
 import _report  # noqa: E402
 import _startup  # noqa: E402
+import bounds  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,11 @@ def section_breakdown(cfg: Config, data: Data, results: dict[str, Any], log: Log
     )
 
 
+def section_bounds(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("bounded costs: misses against huge prompts and stores, one huge SSE event (benchmarks/bounds.py)")
+    results["bounds"] = bounds.run(cfg.name == "quick", set(bounds.SECTIONS), log)
+
+
 SECTIONS: dict[str, Callable[[Config, Data, dict[str, Any], Log], None]] = {
     "replay": section_replay,
     "startup": section_startup,
@@ -331,6 +337,7 @@ SECTIONS: dict[str, Callable[[Config, Data, dict[str, Any], Log], None]] = {
     "recording": section_recording,
     "miss": section_miss,
     "breakdown": section_breakdown,
+    "bounds": section_bounds,
 }
 
 
@@ -344,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument(
         "--sections",
-        default="replay,startup,memory,recording,miss,breakdown",
-        help="comma-separated subset of: replay,startup,memory,recording,miss,breakdown",
+        default="replay,startup,memory,recording,miss,breakdown,bounds",
+        help="comma-separated subset of: replay,startup,memory,recording,miss,breakdown,bounds",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL

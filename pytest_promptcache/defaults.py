@@ -87,16 +87,21 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
 # gives a match: kept in one table so a new pattern cannot go without its name.
 # AWS access key ids: AKIA (long-term) or ASIA (temporary) and 16 capitals or digits, a word of its own.
 # No digit is required (some real ids have none): prose has no 20-capital words starting so.
-AWS_ACCESS_KEY_ID_PATTERN = r"(?<![A-Za-z0-9_])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9_])"
+AWS_ACCESS_KEY_ID_PATTERN = r"(?:AKIA|ASIA)(?<![A-Za-z0-9_][A-Z]{4})[A-Z0-9]{16}(?![A-Za-z0-9_])"
+# Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
+# gives a match: one table, so a new pattern cannot go without its name.
+# Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required: real
+# keys are random and always have one; a false match would change keys and hide prompt text. Each starts
+# with its literal (the word-start check follows, as a lookbehind over it), so the regex engine skips to
+# candidates with a fast search: a 10 MB streamed answer is scrubbed in milliseconds, not the ~0.3 s a
+# pattern that starts with a lookbehind takes (it is tried at every position).
 SECRET_PATTERN_NAMES: dict[str, str] = {
-    # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required:
-    # real keys are random and always have one; a false match would change keys and hide prompt text.
-    r"(?<![A-Za-z0-9_\-])sk-ant-[A-Za-z0-9_\-]{16,}": "an Anthropic key (sk-ant-...)",
-    r"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": (
+    r"sk-ant-(?<![A-Za-z0-9_\-]sk-ant-)[A-Za-z0-9_\-]{16,}": "an Anthropic key (sk-ant-...)",
+    r"sk-(?<![A-Za-z0-9_\-]sk-)(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": (
         "an OpenAI key (sk-...)"
     ),
-    r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
-    r"(?i)\bbearer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,}": "a bearer token",
+    r"AIza(?<![A-Za-z0-9_\-]AIza)[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
+    r"[Bb](?<=\b[Bb])(?i:earer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,})": "a bearer token",
     AWS_ACCESS_KEY_ID_PATTERN: "an AWS access key id (AKIA... / ASIA...)",
 }
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)

@@ -52,10 +52,13 @@ class Engine:
             env=env,
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
-        self.store = CassetteStore(
-            settings.cassette_dir, settings.memory_size, settings.limits.max_recording_size
-        )
         top, root = state_dirs(settings.cassette_dir, settings.state_dir)
+        self.store = CassetteStore(
+            settings.cassette_dir,
+            settings.memory_size,
+            settings.limits.max_recording_size,
+            index_dir=root / "index",
+        )
         self.state = SharedState(
             root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
         )
@@ -242,7 +245,7 @@ class Engine:
         threshold = self.settings.similar_threshold
         if threshold is None:
             return None
-        found = most_similar(canonical, self.store.all_requests(), threshold)
+        found = most_similar(canonical, self.store, threshold)
         if found is None:
             return None
         served_key, score = found
@@ -309,7 +312,7 @@ class Engine:
         )
 
     def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
-        near = nearest(canonical, self.store.all_requests())
+        near = nearest(canonical, self.store)
         recorded_by = None
         if near is not None:
             try:

@@ -37,6 +37,19 @@ class TokenUsage(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
+def model_of(body: Any, path: str) -> str | None:
+    """The model a request names: in its JSON body, or (Gemini) in its path."""
+    if isinstance(body, dict):
+        model = body.get("model")
+        if isinstance(model, str):
+            return model
+    # Gemini puts the model in the path: /v1beta/models/gemini-2.5-flash:generateContent
+    if "/models/" in path:
+        tail = path.rsplit("/models/", 1)[1]
+        return tail.split(":", 1)[0] or None
+    return None
+
+
 class CanonicalRequest(BaseModel):
     """What identifies a request: its key is the SHA-256 of this object's canonical JSON."""
 
@@ -54,15 +67,7 @@ class CanonicalRequest(BaseModel):
 
     @property
     def model(self) -> str | None:
-        if isinstance(self.body, dict):
-            model = self.body.get("model")
-            if isinstance(model, str):
-                return model
-        # Gemini puts the model in the path: /v1beta/models/gemini-2.5-flash:generateContent
-        if "/models/" in self.path:
-            tail = self.path.rsplit("/models/", 1)[1]
-            return tail.split(":", 1)[0] or None
-        return None
+        return model_of(self.body, self.path)
 
     @property
     def endpoint(self) -> str:

@@ -413,6 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Cut after two events, but always leave at least one unsent so even a
         # short stream is visibly incomplete at the SSE level too.
         cut_at = min(2, max(len(events) - 1, 1)) if fault == "fault-cut" else -1
+        split_at_cr = self.owner.sse_crlf_split and compressor is None and content_type == "text/event-stream"
         for index, event in enumerate(events):
             if index == cut_at:
                 # No terminating zero-length chunk: the client must see a
@@ -425,7 +426,13 @@ class _Handler(BaseHTTPRequestHandler):
                     delay *= _HANG_FACTOR
                 if delay > 0:
                     time.sleep(delay)
-            chunk(encode(event))
+            if split_at_cr:
+                # CRLF line ends, each HTTP chunk ending right after a "\r": its "\n" opens the next one.
+                crlf = event.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                for piece in re.split(b"(?<=\r)", crlf):
+                    chunk(piece)
+            else:
+                chunk(encode(event))
         if compressor is not None:
             chunk(compressor.flush())
         self._write(b"0\r\n\r\n")
@@ -885,14 +892,17 @@ def _first_tool_name(tools: Json) -> str | None:
 class LLMServer:
     """Fake OpenAI / Anthropic / Gemini HTTP server on a background thread.
 
-    ``chunk_delay`` may be changed while running; streams read it per chunk. ``delta_chars``, when
-    set, cuts every streamed text (and tool-call arguments) into deltas of that many characters.
+    ``chunk_delay`` may be changed while running; streams read it per chunk. So may ``sse_crlf_split``:
+    SSE streams then end lines with CRLF and split every line end across two HTTP chunks.
+    ``delta_chars``, when set, cuts every streamed text (and tool-call arguments) into deltas of that
+    many characters.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0) -> None:
         self.host = host
         self.chunk_delay = chunk_delay
         self.delta_chars: int | None = None
+        self.sse_crlf_split = False
         self.requests: list[ReceivedRequest] = []
         self._requested_port = port
         self._lock = threading.Lock()

@@ -1,12 +1,13 @@
 """The cassette store: the memory tier in front of the recording files.
 
-Lookup is a path computed from the key: nothing is scanned to serve a request. Only the miss path
-(finding the nearest recording to show a diff) reads every file's request, once per session.
+Lookup is a path computed from the key: nothing is scanned to serve a request. The miss path (the
+nearest recording for a diff, or a similar one to serve) ranks recordings by the index kept in the
+state directory and reads only a handful.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,32 +21,44 @@ from .files import (
     CorruptRecording,
     dumps_recording,
     read_recording,
-    read_request,
     recording_keys,
     sweep_temp_files,
     write_atomic,
 )
+from .index import RecordingIndex
+from .scan import Unusable, scan_request
 
 __all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
 
 
 @dataclass(frozen=True)
 class StoredRecording:
-    """A recording and its response, built once, ready to serve many times."""
+    """A recording and its response, built once (when first served), ready to serve many times.
+
+    Built on first use, not when a live call is saved: that happens while the client reads the stream's
+    last chunk, and a response is seldom asked for again in the session that recorded it.
+    """
 
     recording: Recording
-    replay: Replay
+
+    @functools.cached_property
+    def replay(self) -> Replay:
+        return build_replay(self.recording.response)
 
 
 class CassetteStore:
     def __init__(
-        self, directory: Path, memory_size: int = 4096, max_file_size: int = DEFAULT_MAX_RECORDING_SIZE
+        self,
+        directory: Path,
+        memory_size: int = 4096,
+        max_file_size: int = DEFAULT_MAX_RECORDING_SIZE,
+        index_dir: Path | None = None,
     ) -> None:
+        """``index_dir``: where the miss index is kept between sessions (in memory only without one)."""
         self.directory = directory
         self.max_file_size = max_file_size
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
-        self._lock = threading.Lock()
-        self._requests: dict[str, CanonicalRequest] | None = None
+        self.index = RecordingIndex(directory, index_dir)
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
@@ -63,17 +76,15 @@ class CassetteStore:
             recording = read_recording(self.path_for(key), self.max_file_size)
         except FileNotFoundError:
             return None
-        stored = StoredRecording(recording, build_replay(recording.response))
+        stored = StoredRecording(recording)
         self._memory.put(key, stored)
         return stored
 
     def put(self, recording: Recording) -> StoredRecording:
         write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
-        stored = StoredRecording(recording, build_replay(recording.response))
+        stored = StoredRecording(recording)
         self._memory.put(recording.key, stored)
-        with self._lock:
-            if self._requests is not None:
-                self._requests[recording.key] = recording.request
+        self.index.added(recording.key, recording.request, self.path_for(recording.key))
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
@@ -82,19 +93,10 @@ class CassetteStore:
     def keys(self) -> Iterator[str]:
         return recording_keys(self.directory)
 
-    def all_requests(self) -> dict[str, CanonicalRequest]:
-        """Every readable recording's request; read once per session, only when a miss needs it.
-
-        Only the request of each file is validated, not its response: this reads the whole directory.
-        """
-        with self._lock:
-            if self._requests is not None:
-                return dict(self._requests)
-        found: dict[str, CanonicalRequest] = {}
-        for key in self.keys():
-            request = read_request(self.path_for(key), self.max_file_size)
-            if request is not None:
-                found[key] = request
-        with self._lock:
-            self._requests = found
-        return dict(found)
+    def request_of(self, key: str) -> CanonicalRequest | None:
+        """Only the request of a recording, verified; None if its file is missing or unusable (that
+        fails the tests that need it, never someone else's miss)."""
+        try:
+            return scan_request(self.path_for(key)).request
+        except Unusable:
+            return None

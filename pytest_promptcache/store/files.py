@@ -18,7 +18,7 @@ from pydantic_core import from_json
 
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
-from ..models import KNOWN_SCHEMA_VERSIONS, CanonicalRequest, Recording
+from ..models import KNOWN_SCHEMA_VERSIONS, Recording
 from ..safefile import UnsafeFile, read_regular_file
 
 SUFFIX = ".json"
@@ -45,29 +45,36 @@ def dumps_recording(data: Any) -> str:
     client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event a line
     keeps a 200-chunk stream at 200 lines and makes a changed token one changed line in a pull request.
     """
-    return _pretty(data, 0, sort=False) + "\n"
+    parts: list[str] = []
+    _pretty(data, 0, parts, sort=False)
+    parts.append("\n")
+    # One join at the end: a 10 MB event is copied once, not once per level of nesting.
+    return "".join(parts)
 
 
 def _pretty(
-    value: Any, depth: int, *, sort: bool, inline: bool = False, parent_key: str | None = None
-) -> str:
+    value: Any, depth: int, out: list[str], *, sort: bool, inline: bool = False, parent_key: str | None = None
+) -> None:
     if inline or not isinstance(value, dict | list) or not value:
-        return json.dumps(
-            value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None
+        out.append(
+            json.dumps(value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None)
         )
+        return
     pad = "  " * (depth + 1)
-    end = "  " * depth
     if isinstance(value, list):
         inline_items = parent_key == "events"
-        items = [_pretty(v, depth + 1, sort=sort, inline=inline_items) for v in value]
-        return "[\n" + ",\n".join(pad + i for i in items) + "\n" + end + "]"
+        out.append("[\n")
+        for i, item in enumerate(value):
+            out.append(",\n" + pad if i else pad)
+            _pretty(item, depth + 1, out, sort=sort, inline=inline_items)
+        out.append("\n" + "  " * depth + "]")
+        return
     pairs = sorted(value.items()) if sort else value.items()
-    items = [
-        f"{pad}{json.dumps(k, ensure_ascii=False)}: "
-        + _pretty(v, depth + 1, sort=sort or (depth == 0 and k == "request"), parent_key=k)
-        for k, v in pairs
-    ]
-    return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    out.append("{\n")
+    for i, (k, v) in enumerate(pairs):
+        out.append((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: ")
+        _pretty(v, depth + 1, out, sort=sort or (depth == 0 and k == "request"), parent_key=k)
+    out.append("\n" + "  " * depth + "}")
 
 
 def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> str:
@@ -199,15 +206,3 @@ def recording_keys(directory: Path, *, regular_only: bool = True) -> Iterator[st
         named = item.name.endswith(SUFFIX) and not item.name.startswith(".")
         if named and (not regular_only or item.is_file()):
             yield item.name.removesuffix(SUFFIX)
-
-
-def read_request(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> CanonicalRequest | None:
-    """Only the request of a recording file (the miss path reads many): None if the file is unusable."""
-    key = path.name.removesuffix(SUFFIX)
-    try:
-        data = read_json(path, max_size)
-        if data.get("schema_version") in KNOWN_SCHEMA_VERSIONS and data.get("key") == key:
-            return CanonicalRequest.model_validate(data["request"])
-    except (CorruptRecording, OSError, ValueError, KeyError):
-        pass  # an unusable file fails the tests that need it, not someone else's miss
-    return None
