@@ -110,7 +110,8 @@ def test_only_the_pytest_layer_imports_pytest() -> None:
         if (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "pytest" for a in node.names))
         or (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("pytest"))
     }
-    assert importers and all(m.startswith("pytest_promptcache.plugin") for m in importers), importers
+    assert importers
+    assert all(m.startswith("pytest_promptcache.plugin") for m in importers), importers
 
 
 def test_no_module_is_longer_than_one_sitting() -> None:
