@@ -20,21 +20,14 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anthropic
 import httpx
 import httpx2
 import openai
 import pytest
-
-if TYPE_CHECKING:
-    from tests.llm_server import LLMServer
-else:
-    try:
-        from tests.llm_server import LLMServer
-    except ImportError:  # rootdir not on sys.path; pytest put tests/ there instead
-        from llm_server import LLMServer
+from llm_server import LLMServer
 
 ANTHROPIC_MODEL = "claude-test"  # not in the SDK's deprecation table, so no warnings
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "tell me more"}]}]}
