@@ -60,7 +60,7 @@ def report(suite: Suite, name: str = "r.json") -> dict[str, Any]:
     return json.loads((suite.path / name).read_text())  # type: ignore[no-any-return]
 
 
-@pytest.mark.slow  # xdist runs in subprocesses: every worker imports the SDKs
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_xdist_records_each_distinct_request_once_and_replays_with_the_server_down(clients: Suite) -> None:
     clients.pytester.makepyfile(test_parallel=parallel_suite())
     recorded = clients.run(
@@ -85,7 +85,7 @@ def test_xdist_records_each_distinct_request_once_and_replays_with_the_server_do
     assert (totals["calls"], totals["replayed"], totals["live"]) == (76, 76, 0)
 
 
-@pytest.mark.slow  # xdist runs in subprocesses: every worker imports the SDKs
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_xdist_report_equals_the_serial_report(clients: Suite) -> None:
     clients.pytester.makepyfile(test_parallel=parallel_suite().replace("fault-slow", "x"))
     clients.run("--promptcache=record").assert_outcomes(passed=62)
@@ -142,7 +142,7 @@ def test_two_identical_streams_open_in_one_thread_do_not_deadlock(clients: Suite
     clients.run().assert_outcomes(passed=1)
 
 
-@pytest.mark.slow  # xdist runs in subprocesses: every worker imports the SDKs
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_killed_workers_leave_valid_files_and_no_stale_lock(clients: Suite) -> None:
     """SIGKILL a recording xdist run at random moments, many times; every file stays valid and the next
     run is not blocked by anything the dead processes held."""
