@@ -16,15 +16,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _data
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 SHORT_PROMPT = "Ticket {marker}: where is my parcel?"
 _counter = itertools.count(9_000_000)
 
 
-def _messages() -> list[dict[str, str]]:
+def _messages() -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": SHORT_PROMPT.format(marker=_data.tag(next(_counter)))}]
 
 
@@ -67,7 +70,7 @@ def measure(
 
         def sdk_call() -> tuple[float, float, int]:
             started = time.perf_counter()
-            stream = sdk.chat.completions.create(model=_data.MODEL, messages=_messages(), stream=True)  # type: ignore[call-overload]
+            stream = sdk.chat.completions.create(model=_data.MODEL, messages=_messages(), stream=True)
             first = None
             count = 0
             for _chunk in stream:
@@ -108,12 +111,11 @@ def measure(
                     firsts[name].append(first * 1000)
                     totals[name].append(total * 1000)
                     chunks[name] = count
-            owner = getattr(engine, "session", None) or engine
-            problems = owner.take_problems()
+            problems = engine.context.take_problems()
             if problems:
                 raise AssertionError(f"recording failed: {problems[0][:500]}")
             base, rec = "no plugin", "promptcache record"
-            row = {
+            row: dict[str, Any] = {
                 "path": label,
                 "rounds": rounds,
                 "chunk_delay_ms": chunk_delay * 1000,

@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         context = vcr_tool.active()
     setup_s = time.perf_counter() - started
     started = time.perf_counter()
-    with context:  # type: ignore[attr-defined]
+    with context:
         if tool.startswith("promptcache-miss"):
             missing = json.dumps(_data.request_body(n + 12345)).encode()
             response = client.post(url, content=missing, headers=headers)

@@ -40,7 +40,7 @@ class CurrentIndex:
 
 
 def _chunk_stream(module: Any, chunks: list[bytes]) -> Any:
-    class Chunks(module.SyncByteStream):  # type: ignore[misc, name-defined]
+    class Chunks(module.SyncByteStream):  # type: ignore[misc]
         def __iter__(self) -> Iterator[bytes]:
             return iter(chunks)
 
@@ -79,12 +79,17 @@ class ClientPath:
         module: Any = httpx2 if self.module == "httpx2" else httpx
         kwargs: dict[str, Any] = {} if transport is None else {"transport": transport}
         if self.sdk:
+            http_client: httpx2.Client | httpx.Client
             if self.module == "httpx2":
                 http_client = openai.DefaultHttpx2Client(**kwargs)
             else:
                 http_client = httpx.Client(follow_redirects=True, **kwargs)
             client = openai.OpenAI(
-                api_key=_data.API_KEY, base_url=base_url, max_retries=0, http_client=http_client
+                api_key=_data.API_KEY,
+                base_url=base_url,
+                max_retries=0,
+                # Typed for httpx2 only, the SDK drives an httpx client as well: the path this measures.
+                http_client=http_client,  # type: ignore[arg-type]
             )
             msgs = {i: _data.messages(i) for i in indices}
             completions = client.chat.completions
@@ -92,15 +97,15 @@ class ClientPath:
 
                 def call(i: int) -> str:
                     CurrentIndex.value = i
-                    stream = completions.create(model=_data.MODEL, messages=msgs[i], stream=True)  # type: ignore[call-overload]
+                    stream = completions.create(model=_data.MODEL, messages=msgs[i], stream=True)
                     return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
             else:
 
                 def call(i: int) -> str:
                     CurrentIndex.value = i
-                    reply = completions.create(model=_data.MODEL, messages=msgs[i])  # type: ignore[call-overload]
-                    return reply.choices[0].message.content or ""  # type: ignore[no-any-return]
+                    reply = completions.create(model=_data.MODEL, messages=msgs[i])
+                    return reply.choices[0].message.content or ""
 
             return call, client.close
         raw = module.Client(**kwargs)

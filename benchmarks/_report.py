@@ -302,12 +302,14 @@ def markdown(results: dict[str, Any]) -> str:
             ]
             for path in ("raw-httpx2", "sdk-httpx2"):
                 ex = vcr_extrapolation(results, path, target)
-                pc = _cell(results, path, largest)
+                measured = _cell(results, path, largest)
                 if ex is None:
                     continue
                 versus = ""
-                if pc is not None and largest == target and "promptcache_us" in pc:
-                    versus = f", {ex['vcrpy_us'] / pc['promptcache_us']:,.0f}x promptcache's measured time"
+                if measured is not None and largest == target and "promptcache_us" in measured:
+                    versus = (
+                        f", {ex['vcrpy_us'] / measured['promptcache_us']:,.0f}x promptcache's measured time"
+                    )
                 load = f"; loading the cassette ~{ex['load_s']:.0f} s" if ex["load_s"] else ""
                 lines.append(
                     f"- {_replay.PATHS[path].label}: ~{ex['vcrpy_us'] / 1000:,.0f} ms per call "

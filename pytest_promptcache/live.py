@@ -167,11 +167,6 @@ class LiveCall:
 
     # -- before sending: pacing and retries (record and rewrite only) ------------------------------------
 
-    @property
-    def paced(self) -> bool:
-        """Whether sending waits for the host's schedule (which lives on disk)."""
-        return self.saves and self._pacing.rpm is not None
-
     def delay_before_send(self) -> float:
         """Seconds to wait before sending: the slot pacing reserved for this call (engine.start)."""
         return self._delay

@@ -28,6 +28,14 @@ class _Identity:
         return data
 
 
+class _Process:
+    def __init__(self, decompressor: Any) -> None:
+        self._decompressor = decompressor
+
+    def decompress(self, data: bytes) -> bytes:
+        return self._decompressor.process(data)  # type: ignore[no-any-return]
+
+
 class UnsupportedEncoding(Exception):
     pass
 
@@ -45,7 +53,11 @@ def _decompressor(encoding: str) -> _Decompressor:
             import brotli  # type: ignore[import-untyped]
         except ImportError:
             raise UnsupportedEncoding("br (install 'brotli' to record brotli bodies)") from None
-        return brotli.Decompressor()  # type: ignore[no-any-return]
+        # brotli 1.x's streaming decompressor calls its method process(); older ones decompress().
+        decompressor = brotli.Decompressor()
+        if not hasattr(decompressor, "decompress"):
+            return _Process(decompressor)
+        return decompressor  # type: ignore[no-any-return]
     raise UnsupportedEncoding(encoding)
 
 

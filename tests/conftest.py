@@ -78,7 +78,6 @@ def suite(pytester: pytest.Pytester, llm_server: LLMServer, monkeypatch: pytest.
 
 CLIENTS_CONFTEST = """
 import os
-import anthropic
 import openai
 import pytest
 
@@ -94,6 +93,9 @@ def oai0():
 
 @pytest.fixture
 def claude():
+    # Imported here: it costs about two seconds, which a subprocess or xdist worker that never asks
+    # for Claude need not pay (in-process runs find it already imported).
+    import anthropic
     return anthropic.Anthropic(base_url=BASE)
 
 def ask(client, text, model="gpt-4.1-mini", **kw):

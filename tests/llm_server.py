@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import secrets
+import select
 import signal
 import socket
 import struct
@@ -62,6 +63,8 @@ _FAULT_STATUS: dict[str, int] = {
     "fault-400": 400,
 }
 # fault-flaky: the first request with a given body gets a 429 (retry-after: 0), later ones succeed.
+# fault-hang-after-first: a stream sends its first event, then holds the rest back until the client
+# leaves (or _HANG_FACTOR chunk delays pass), so a test sees whether a client went on with one event.
 _FAULTS = (*_FAULT_STATUS, "fault-cut", "fault-slow", "fault-hang-after-first", "fault-flaky")
 
 _SLOW_SECONDS = 0.3
@@ -86,6 +89,12 @@ class ReceivedRequest:
     # The usage object the answer carried, in the provider's own shape; None when it carried none
     # (errors, chat streams without include_usage). Ground truth for token and cost accounting tests.
     sent_usage: Json = None
+    # Stream events written, and whether the server saw the client leave before the stream's end: what
+    # a client read is shown by counts, not by how long it took.
+    events_sent: int = 0
+    client_left: bool = False
+    # Set when the server is done with the request, however it ended; wait on it instead of sleeping.
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------------------
@@ -301,6 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
         except _QUIET_ERRORS:
             # The peer is gone; never try to reuse this connection.
             self.close_connection = True
+        finally:
+            received = getattr(self, "_received", None)
+            if received is not None:
+                received.finished.set()
 
     # -- request reading ---------------------------------------------------
 
@@ -420,12 +433,12 @@ class _Handler(BaseHTTPRequestHandler):
                 # protocol error / incomplete read, not a clean end of stream.
                 self.close_connection = True
                 return
-            if index > 0:
-                delay = self.owner.chunk_delay
-                if fault == "fault-hang-after-first" and index == 1:
-                    delay *= _HANG_FACTOR
-                if delay > 0:
-                    time.sleep(delay)
+            if fault == "fault-hang-after-first" and index == 1:
+                if self._client_leaves_within(self.owner.chunk_delay * _HANG_FACTOR):
+                    self._received.client_left = True
+                    raise _ClientGone
+            elif index > 0 and self.owner.chunk_delay > 0:
+                self.owner.sleep(self.owner.chunk_delay)
             if split_at_cr:
                 # CRLF line ends, each HTTP chunk ending right after a "\r": its "\n" opens the next one.
                 crlf = event.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -433,6 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk(piece)
             else:
                 chunk(encode(event))
+            self._received.events_sent += 1
         if compressor is not None:
             chunk(compressor.flush())
         self._write(b"0\r\n\r\n")
@@ -444,6 +458,17 @@ class _Handler(BaseHTTPRequestHandler):
         if size:
             return [text[i : i + size] for i in range(0, len(text), size)] or [""]
         return _split_n(text, json_parts) if json_parts else _pieces(text)
+
+    def _client_leaves_within(self, timeout: float) -> bool:
+        """Whether the client closes the connection within ``timeout`` seconds (it sends nothing more
+        while it reads a response, so the socket turns readable only when it hangs up)."""
+        readable, _, _ = select.select([self.connection], [], [], timeout)
+        if not readable:
+            return False
+        try:
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
+            return True
 
     # -- routing -----------------------------------------------------------
 
@@ -496,7 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = _fault_of(model)
         if "fault-slow" in model:
             # Also before an injected error, so concurrent identical failing calls overlap.
-            time.sleep(_SLOW_SECONDS)
+            self.owner.sleep(_SLOW_SECONDS)
         if fault == "fault-flaky" and self.owner._first_time(raw):
             self._send_error_json(family, 429, f"Injected transient fault for model {model!r}")
             return
@@ -895,7 +920,8 @@ class LLMServer:
     ``chunk_delay`` may be changed while running; streams read it per chunk. So may ``sse_crlf_split``:
     SSE streams then end lines with CRLF and split every line end across two HTTP chunks.
     ``delta_chars``, when set, cuts every streamed text (and tool-call arguments) into deltas of that
-    many characters.
+    many characters. Every pause the server makes on purpose (chunk delays, fault-slow) goes through
+    ``sleep``, which a test may replace to see the pauses without waiting for them.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, chunk_delay: float = 0.0) -> None:
@@ -903,6 +929,7 @@ class LLMServer:
         self.chunk_delay = chunk_delay
         self.delta_chars: int | None = None
         self.sse_crlf_split = False
+        self.sleep: Callable[[float], None] = time.sleep
         self.requests: list[ReceivedRequest] = []
         self._requested_port = port
         self._lock = threading.Lock()

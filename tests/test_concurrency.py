@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import random
@@ -61,6 +60,7 @@ def report(suite: Suite, name: str = "r.json") -> dict[str, Any]:
     return json.loads((suite.path / name).read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_xdist_records_each_distinct_request_once_and_replays_with_the_server_down(clients: Suite) -> None:
     clients.pytester.makepyfile(test_parallel=parallel_suite())
     recorded = clients.run(
@@ -85,6 +85,7 @@ def test_xdist_records_each_distinct_request_once_and_replays_with_the_server_do
     assert (totals["calls"], totals["replayed"], totals["live"]) == (76, 76, 0)
 
 
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_xdist_report_equals_the_serial_report(clients: Suite) -> None:
     clients.pytester.makepyfile(test_parallel=parallel_suite().replace("fault-slow", "x"))
     clients.run("--promptcache=record").assert_outcomes(passed=62)
@@ -141,6 +142,7 @@ def test_two_identical_streams_open_in_one_thread_do_not_deadlock(clients: Suite
     clients.run().assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # pytest -n in subprocesses: seconds per run to start the workers and their SDK
 def test_killed_workers_leave_valid_files_and_no_stale_lock(clients: Suite) -> None:
     """SIGKILL a recording xdist run at random moments, many times; every file stays valid and the next
     run is not blocked by anything the dead processes held."""
@@ -245,22 +247,38 @@ def test_pacing_spaces_live_requests_per_host(clients: Suite) -> None:
     clients.pytester.makeini("[pytest]\npromptcache_record_rpm = 300\n")  # one request every 0.2 s
     clients.pytester.makepyfile(
         """
+        import json, pathlib, time
+        import pytest
         from conftest import ask
 
-        def test_five(oai0):
+        @pytest.fixture
+        def waits(monkeypatch):
+            # A virtual clock under the pacing schedule (time.time) and its waits (time.sleep): the waits
+            # come out exact, and the test does not spend them.
+            now = [time.time()]
+            waits = []
+            def sleep(seconds):
+                waits.append(seconds)
+                now[0] += seconds
+            monkeypatch.setattr(time, "time", lambda: now[0])
+            monkeypatch.setattr(time, "sleep", sleep)
+            yield waits
+            pathlib.Path("waits.json").write_text(json.dumps(waits))
+
+        def test_five(oai0, waits):
             for i in range(5):
                 ask(oai0, f"paced {i}")
         """
     )
     clients.run("--promptcache=record").assert_outcomes(passed=1)
-    times = [r.received_at for r in clients.server.requests]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(gaps) == 4
-    assert min(gaps) >= 0.18, gaps
+    assert clients.server.count() == 5
+    waits = json.loads((clients.path / "waits.json").read_text())
+    assert waits == pytest.approx([0.2] * 4, abs=1e-3)  # the first request goes at once
     # Replay is never paced: recordings are served at once.
     clients.server.reset()
     clients.run().assert_outcomes(passed=1)
     assert clients.server.count() == 0
+    assert json.loads((clients.path / "waits.json").read_text()) == []
 
 
 @pytest.mark.parametrize("mode", ["record", "rewrite"])

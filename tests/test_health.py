@@ -146,7 +146,13 @@ def test_full_run_lists_unused_recordings_and_prune_deletes_exactly_them(clients
         (["-m", "slow"], "", "-m 'slow' selected a subset"),
         ([], "import pytest\n@pytest.mark.skip\ndef test_skipped():\n    pass\n", "1 tests were skipped"),
         ([], "def test_failing():\n    assert False\n", "1 tests failed or errored"),
-        (["-n", "2"], "def test_failing():\n    assert False\n", "1 tests failed or errored"),
+        pytest.param(
+            ["-n", "2"],
+            "def test_failing():\n    assert False\n",
+            "1 tests failed or errored",
+            marks=pytest.mark.slow,  # an xdist run in a subprocess
+            id="xdist-failed",
+        ),
         (["--promptcache=off"], "", "mode off uses no recordings"),
     ],
 )

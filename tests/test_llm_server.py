@@ -20,21 +20,14 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anthropic
 import httpx
 import httpx2
 import openai
 import pytest
-
-if TYPE_CHECKING:
-    from tests.llm_server import LLMServer
-else:
-    try:
-        from tests.llm_server import LLMServer
-    except ImportError:  # rootdir not on sys.path; pytest put tests/ there instead
-        from llm_server import LLMServer
+from llm_server import LLMServer
 
 ANTHROPIC_MODEL = "claude-test"  # not in the SDK's deprecation table, so no warnings
 GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "tell me more"}]}]}
@@ -80,12 +73,13 @@ def user(text: str) -> list[Any]:
 
 
 def test_chat_plain(server: LLMServer, oai: openai.OpenAI) -> None:
+    before = int(time.time())
     raw = oai.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=user("hello big world"))
     completion = raw.parse()
     assert completion.choices[0].message.content == "echo: hello big world"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.id.startswith("chatcmpl-")
-    assert abs(completion.created - time.time()) < 60
+    assert before <= completion.created <= time.time()
     usage = completion.usage
     assert usage is not None
     # 3 words + 5 per message; answer "echo: hello big world" is 4 words.
@@ -497,17 +491,34 @@ def test_cut_non_stream(server: LLMServer, oai: openai.OpenAI) -> None:
         httpx.post(f"{server.url}/v1/messages", json={"model": "fault-cut", "messages": user("x")})
 
 
-def test_slow(oai: openai.OpenAI) -> None:
-    started = time.monotonic()
+def test_slow(server: LLMServer, oai: openai.OpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's pauses go through server.sleep: see them instead of timing the call.
+    pauses: list[float] = []
+    monkeypatch.setattr(server, "sleep", pauses.append)
     completion = oai.chat.completions.create(model="gpt-4o+fault-slow", messages=user("zzz"))
-    assert time.monotonic() - started >= 0.3
+    assert pauses == [0.3]
     assert completion.choices[0].message.content == "echo: zzz"
+    oai.chat.completions.create(model="gpt-4o", messages=user("zzz"))
+    assert pauses == [0.3]  # only the slow fault pauses a JSON answer
+
+
+def test_chunk_delay_pauses_between_stream_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    with LLMServer(chunk_delay=0.25) as srv:
+        pauses: list[float] = []
+        monkeypatch.setattr(srv, "sleep", pauses.append)
+        with openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0) as client:
+            chunks = list(client.chat.completions.create(model="m", messages=user("a b c"), stream=True))
+        (request,) = srv.requests
+        request.finished.wait()  # the last event may reach the client before the server counts it
+    assert request.events_sent == len(chunks) + 1  # and [DONE]
+    assert pauses == [0.25] * (request.events_sent - 1)  # none before the first event
+    assert not request.client_left
 
 
 def test_hang_after_first_can_be_abandoned(capfd: pytest.CaptureFixture[str]) -> None:
-    # A private server: abandoning leaves a handler asleep, and chunk_delay is server-wide.
-    with LLMServer(chunk_delay=0.004) as srv:
-        started = time.monotonic()
+    # A private server: chunk_delay is server-wide. The hold after the first event lasts until the client
+    # leaves, at most 50 chunk delays (30 s): a client that went on with one event never waits for it.
+    with LLMServer(chunk_delay=0.6) as srv:
         with (
             openai.OpenAI(base_url=srv.url, api_key="k", max_retries=0) as client,
             client.chat.completions.create(
@@ -516,8 +527,9 @@ def test_hang_after_first_can_be_abandoned(capfd: pytest.CaptureFixture[str]) ->
         ):
             first = next(iter(stream))
             assert first.choices[0].delta.role == "assistant"
-        assert time.monotonic() - started < 0.15
-        time.sleep(0.3)  # let the handler wake and hit the closed socket
+        (request,) = srv.requests
+        request.finished.wait()  # bounded by the hold
+        assert (request.events_sent, request.client_left) == (1, True)
     assert capfd.readouterr().err == ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
 from conftest import FAKE_SECRETS, Suite
 
 from pytest_promptcache.models import SCHEMA_VERSION
@@ -70,6 +71,7 @@ def test_gzip_bodies_are_stored_decoded_and_replayed_plain(newcomer: Suite) -> N
     assert newcomer.seen() == live
 
 
+@pytest.mark.slow  # a fresh interpreter that imports both SDKs: the default run's costliest test
 def test_replay_in_a_subprocess_as_a_user_runs_it(newcomer: Suite) -> None:
     newcomer.run("--promptcache=record", "-k", "anthropic").assert_outcomes(passed=5, deselected=14)
     newcomer.server.stop()

@@ -332,9 +332,9 @@ def test_summary_colours_follow_no_color(clients: Suite, monkeypatch: pytest.Mon
     )
     monkeypatch.delenv("PY_COLORS", raising=False)  # pytester sets it to 0, and it outranks both
     monkeypatch.setenv("FORCE_COLOR", "1")
-    coloured = clients.run("--promptcache=record", subprocess=True)
+    coloured = clients.run("--promptcache=record")
     assert "\x1b[33mspent" in coloured.stdout.str()
     monkeypatch.setenv("NO_COLOR", "1")
-    plain = clients.run(subprocess=True)
+    plain = clients.run()
     assert "\x1b[" not in plain.stdout.str()
     plain.stdout.fnmatch_lines(["spent $0.0000 on live calls, saved * by replay"])

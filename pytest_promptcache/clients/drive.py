@@ -84,7 +84,7 @@ async def send_async(
     head: Head[R],
     close: Callable[[R], Awaitable[object]],
 ) -> R:
-    wait = await asyncio.to_thread(call.delay_before_send) if call.paced else 0.0
+    wait = call.delay_before_send()
     if wait > 0:
         await asyncio.sleep(wait)
     attempt = 0

@@ -6,6 +6,7 @@ state, so every process recording on the machine keeps to one limit.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,7 +51,10 @@ def retry_delay(headers: Sequence[tuple[str, str]], attempt: int) -> float:
     for name, value in headers:
         if name.lower() == "retry-after":
             try:
-                return min(max(float(value), 0.0), MAX_RETRY_WAIT)
+                seconds = float(value)
+                if math.isfinite(seconds):  # "nan" parses, and would pass min/max to time.sleep
+                    return min(max(seconds, 0.0), MAX_RETRY_WAIT)
+                break
             except ValueError:
                 try:
                     when = parsedate_to_datetime(value)

@@ -143,7 +143,7 @@ def test_anthropic_messages_stream(claude: anthropic.Anthropic, seen: list[Any])
 
 
 def test_anthropic_async_stream(aclaude: anthropic.AsyncAnthropic, seen: list[Any]) -> None:
-    async def go() -> Any:
+    async def go() -> anthropic.types.Message:
         async with aclaude.messages.stream(
             model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "Async Claude"}]
         ) as stream:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_promptcache.keys import Keyer, RawRequest
+from pytest_promptcache.keys import HookError, Keyer, RawRequest, canonical_json, display_url, key_of
+from pytest_promptcache.rules import KeyRules
 from pytest_promptcache.scrub import Scrubber
 from pytest_promptcache.settings import Settings, build_settings
 
@@ -182,3 +184,117 @@ def test_key_shapes_do_not_match_ordinary_prose(prose: str) -> None:
 )
 def test_key_shapes_are_replaced_anywhere(secret: str) -> None:
     assert "<redacted>" in scrubber(settings()).text(f"my key is {secret}, keep it safe")
+
+
+# -- stability --------------------------------------------------------------------------------------------
+
+
+def test_the_key_of_a_request_is_pinned() -> None:
+    # Committed cassettes are named by these keys: a change here makes every user's recordings miss.
+    canonical = keyer().key_for(raw())[1]
+    assert canonical_json(canonical) == (
+        '{"body":{"messages":[{"content":"Hi","role":"user"}],"model":"gpt-4.1-mini","temperature":0.2,'
+        '"tools":[{"function":{"name":"f","parameters":{}},"type":"function"}]},'
+        '"headers":{"anthropic-version":"2023-06-01"},"host":"api.openai.com","method":"POST",'
+        '"path":"/v1/chat/completions"}'
+    )
+    assert key_of(canonical) == hashlib.sha256(canonical_json(canonical).encode()).hexdigest()
+    assert key(raw()) == "2ae378157b0d4ceeb426a48a02ffb67f7b95cabbb7056b7f0a747430601aeb60"
+
+
+def test_keys_are_the_same_from_any_keyer_and_remembered() -> None:
+    k = keyer()
+    first = k.key_for(raw())
+    assert k.key_for(raw()) is first  # remembered per request bytes and rule set
+    assert keyer().key_for(raw()) == first
+    assert k.canonical(raw()) == first[1]
+
+
+def test_the_method_is_upper_cased_and_the_host_lower_cased() -> None:
+    lower = RawRequest("post", "https", "API.OpenAI.com", None, "/v1/chat/completions", (), HEADERS, b"{}")
+    upper = RawRequest("POST", "https", "api.openai.com", 443, "/v1/chat/completions", (), HEADERS, b"{}")
+    assert key(lower) == key(upper)
+
+
+# -- RawRequest and URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "netloc"),
+    [
+        ("https", "api.openai.com", None, "api.openai.com"),
+        ("https", "api.openai.com", 443, "api.openai.com"),
+        ("http", "localhost", 80, "localhost"),
+        ("http", "localhost", 443, "localhost:443"),
+        ("https", "LLM.Internal", 8443, "llm.internal:8443"),
+        ("http", "::1", 8765, "[::1]:8765"),
+        ("http", "::1", None, "[::1]"),
+    ],
+)
+def test_netloc(scheme: str, host: str, port: int | None, netloc: str) -> None:
+    assert RawRequest("GET", scheme, host, port, "/", (), (), b"").netloc == netloc
+
+
+def test_header_lookup_by_lower_case_name() -> None:
+    request = raw()
+    assert request.header("anthropic-version") == "2023-06-01"
+    assert request.header("x-missing") is None
+
+
+def test_display_url_hides_secret_params_and_secret_values() -> None:
+    s = settings()
+    scrub = scrubber(s, {"GEMINI_API_KEY": "AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12"})
+    request = raw(
+        host="generativelanguage.googleapis.com",
+        path="/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        query=(("alt", "sse"), ("key", "AIza-anything"), ("note", "AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12")),
+    )
+    assert display_url(request, scrub) == (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        "?alt=sse&key=<redacted>&note=<redacted:GEMINI_API_KEY>"
+    )
+    assert display_url(raw(port=8443), scrub) == "https://api.openai.com:8443/v1/chat/completions"
+
+
+# -- bodies, rules and hooks ------------------------------------------------------------------------------
+
+
+def test_normalisers_reach_query_values_and_text_bodies() -> None:
+    k = keyer(promptcache_normalize=["iso-date"])
+    assert key(raw(query=(("day", "2026-11-27"),)), k) == key(raw(query=(("day", "2026-11-28"),)), k)
+    canonical = k.key_for(raw(b"report for 2026-11-27"))[1]
+    assert canonical.body_text == "report for <DATE>"
+    assert canonical.body_sha256 == hashlib.sha256(b"report for <DATE>").hexdigest()
+    assert canonical.body is None
+
+
+def test_a_binary_body_is_hashed_as_it_is() -> None:
+    canonical = keyer().key_for(raw(b"\xff\x00\x01"))[1]
+    assert canonical.body_sha256 == hashlib.sha256(b"\xff\x00\x01").hexdigest()
+
+
+def test_a_tests_own_rules_apply_to_its_requests_only() -> None:
+    k = keyer()
+    rules = k.default_rules.merged(["temperature"], [])
+    warm, cold = raw({**BODY, "temperature": 0.9}), raw({**BODY, "temperature": 0.0})
+    assert key(warm, k) != key(cold, k)
+    assert k.key_for(warm, rules)[0] == k.key_for(cold, rules)[0]
+
+
+def test_a_hook_may_change_the_canonical_request() -> None:
+    def same_host(request: dict[str, Any]) -> None:
+        request["host"] = "api.openai.com"
+
+    k = keyer()
+    rules = KeyRules.build(hook=same_host, hook_scope="t.py::a")
+    staging = raw(host="staging.example.com")
+    assert k.key_for(staging, rules)[0] == key(raw())
+    assert key(staging, k) != key(raw())  # without the hook the host counts
+
+
+def test_a_hook_that_breaks_the_request_is_an_error_that_says_so() -> None:
+    def breaks(request: dict[str, Any]) -> None:
+        request["surprise"] = 1
+
+    with pytest.raises(HookError, match=r"^pytest_promptcache_canonical_request left an invalid request: "):
+        keyer().key_for(raw(), KeyRules.build(hook=breaks, hook_scope="t.py::a"))
