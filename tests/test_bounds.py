@@ -87,11 +87,13 @@ def traced(count: list[int], fn: Any) -> Any:
             count[0] += 1
         return local
 
+    # Whoever traced before (coverage measuring this suite) traces again afterwards.
+    previous = sys.gettrace()
     sys.settrace(lambda frame, event, arg: local)
     try:
         return fn()
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
 
 
 def test_a_miss_between_long_prompts_does_linear_work_and_shows_the_change_briefly() -> None:
