@@ -4,13 +4,14 @@ adapter's LLM calls to a session."""
 
 from __future__ import annotations
 
+from .aiohttp import AIOHTTP
 from .httpx import HTTPX
 from .registry import Adapter, Source, uninstall
 from .registry import install as _install
 
 __all__ = ["ADAPTERS", "install", "uninstall"]
 
-ADAPTERS: tuple[Adapter, ...] = (HTTPX,)
+ADAPTERS: tuple[Adapter, ...] = (HTTPX, AIOHTTP)
 
 
 def install(source: Source) -> None:
