@@ -78,8 +78,12 @@ def test_record_then_replay_gives_what_live_gave_and_never_reaches_the_server(ap
     app.server.stop()
     run(app).assert_outcomes(passed=TESTS)
     assert app.seen() == live
-    for field in ("input_tokens", "output_tokens", "calls_without_usage"):
-        assert totals(app)[field] == recorded[field] > 0 or field == "calls_without_usage"
+    offline = totals(app)
+    assert recorded["input_tokens"] > 0
+    assert recorded["output_tokens"] > 0
+    for field in ("input_tokens", "output_tokens", "calls_without_usage", "unpriced_calls"):
+        assert offline[field] == recorded[field], field
+    assert offline["saved_usd"] == pytest.approx(recorded["spent_usd"], rel=1e-9)
 
 
 def test_a_changed_prompt_fails_every_client_with_the_miss_even_when_the_test_catches_it(

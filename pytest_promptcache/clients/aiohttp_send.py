@@ -226,9 +226,10 @@ class TeeReader(StreamReader):
         super().set_exception(*args, **kwargs)
         recorder = self._recorder
         recorder.closed()
-        if recorder.pending is not None:
+        pending, recorder.pending = recorder.pending, None
+        if pending is not None:
             # Called synchronously on the loop (``release()``), so the bookkeeping goes to a thread.
-            settling = self._loop.run_in_executor(None, recorder.run_pending)
+            settling = self._loop.run_in_executor(None, pending)
             _settling.add(settling)
             settling.add_done_callback(_settled)
 
