@@ -259,6 +259,55 @@ def test_aioresponses_mocks_are_left_to_aioresponses_and_interception_resumes(su
     assert len(suite.recordings()) == 1
 
 
+def test_start_up_leaves_aiohttp_alone_and_patches_it_on_import(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    suite.pytester.makepyfile(
+        """
+        import asyncio, os, sys
+
+        def test_late_import():
+            assert not {"aiohttp", "pydantic"} & set(sys.modules)
+            import aiohttp
+            assert aiohttp.ClientSession._request.__module__ == "pytest_promptcache.clients.aiohttp"
+
+            async def go():
+                body = {"model": "m", "messages": [{"role": "user", "content": "late"}]}
+                async with aiohttp.ClientSession() as http:
+                    async with http.post(os.environ["LLM_URL"] + "/v1/chat/completions", json=body) as r:
+                        return r.status, r.headers["x-promptcache"]
+            assert asyncio.run(go()) == (404, "miss")
+        """
+    )
+    result = suite.run("-p", "pytest_promptcache.plugin", subprocess=True)
+    result.assert_outcomes(failed=1)  # the miss fails the test, as it must
+    result.stdout.fnmatch_lines([MISS])
+    assert suite.server.count() == 0
+
+
+def test_record_retries_resend_the_request_through_aiohttp(suite: Suite) -> None:
+    # fault-flaky: the first request with a given body gets a 429, the next one succeeds.
+    suite.pytester.makeini("[pytest]\npromptcache_record_retries = 2\n")
+    suite.pytester.makepyfile(
+        """
+        import asyncio, os, aiohttp
+
+        def test_flaky():
+            async def go():
+                body = {"model": "gpt-4.1-mini+fault-flaky",
+                        "messages": [{"role": "user", "content": "again"}]}
+                async with aiohttp.ClientSession() as http:
+                    async with http.post(os.environ["LLM_URL"] + "/v1/chat/completions", json=body) as r:
+                        return r.status, (await r.json())["choices"][0]["message"]["content"]
+            assert asyncio.run(go()) == (200, "echo: again")
+        """
+    )
+    suite.run("--promptcache=record").assert_outcomes(passed=1)
+    assert [r.json["model"] for r in suite.server.requests] == ["gpt-4.1-mini+fault-flaky"] * 2
+    assert len(suite.recordings()) == 1
+
+
 class _Everything:
     """A session that takes every request for an LLM call."""
 
