@@ -60,7 +60,7 @@ def totals(app: Suite) -> dict[str, Any]:
 
 
 def test_record_then_replay_gives_what_live_gave_and_never_reaches_the_server(app: Suite) -> None:
-    # Events 20 ms apart arrive one by one, so the live run's chunking is the server's, not the network's.
+    # Events 20 ms apart arrive whole, one HTTP chunk each: the live client sees the server's chunking.
     app.server.chunk_delay = 0.02
     run(app, "--promptcache=record").assert_outcomes(passed=TESTS)
     live = app.seen()
