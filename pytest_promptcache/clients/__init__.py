@@ -4,6 +4,7 @@ adapter's LLM calls to a session."""
 
 from __future__ import annotations
 
+from .aiohttp import AIOHTTP
 from .httpx import HTTPX
 from .registry import Adapter, Source, uninstall
 from .registry import install as _install
@@ -11,7 +12,7 @@ from .socket_guard import SOCKET_GUARD
 
 __all__ = ["ADAPTERS", "install", "uninstall"]
 
-ADAPTERS: tuple[Adapter, ...] = (HTTPX, SOCKET_GUARD)
+ADAPTERS: tuple[Adapter, ...] = (HTTPX, AIOHTTP, SOCKET_GUARD)
 
 
 def install(source: Source) -> None:

@@ -18,7 +18,7 @@ from ..coordination.flight import Wait, current_owner
 from ..engine import Engine
 from ..keys import RawRequest
 from ..live import LiveCall
-from ..streams import Replay
+from ..streams import BodyRecorder, Replay
 from .registry import Source
 
 R = TypeVar("R")
@@ -101,3 +101,25 @@ async def send_async(
         await close(response)
         await asyncio.sleep(delay)
         attempt += 1
+
+
+# -- teeing a live body in an async client: the recorder's callbacks (saving, ending the flight) may touch
+# the disk, so they run in a worker thread, never on the loop. -------------------------------------------
+
+
+async def tee_chunk(recorder: BodyRecorder, chunk: bytes) -> None:
+    """The recorder sees ``chunk`` before the client does; a chunk that completes the body (a terminal
+    event) is saved first, so a client that stops reading there still leaves a recording."""
+    recorder.feed(chunk)
+    if recorder.pending is not None:
+        await asyncio.to_thread(recorder.run_pending)
+
+
+async def tee_ended(recorder: BodyRecorder) -> None:
+    recorder.ended()
+    await asyncio.to_thread(recorder.run_pending)
+
+
+async def tee_failed(recorder: BodyRecorder, exc: BaseException) -> None:
+    recorder.failed(f"the live stream failed: {exc!r}")
+    await asyncio.to_thread(recorder.run_pending)

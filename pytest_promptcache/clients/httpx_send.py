@@ -14,7 +14,7 @@ from typing import Any
 from ..keys import RawRequest
 from ..live import LiveCall
 from ..streams import BodyRecorder, Replay
-from .drive import decide_async, decide_sync, send_async, send_sync
+from .drive import decide_async, decide_sync, send_async, send_sync, tee_chunk, tee_ended, tee_failed
 from .registry import Source
 
 
@@ -161,20 +161,14 @@ def make_flavor(module: ModuleType) -> Flavor:
             recorder = self._recorder
             try:
                 async for chunk in self._upstream:
-                    recorder.feed(chunk)
-                    if recorder.pending is not None:
-                        # Complete (a terminal event): save before the client sees the chunk, so a
-                        # client that stops reading here still leaves a recording.
-                        await asyncio.to_thread(recorder.run_pending)
+                    await tee_chunk(recorder, chunk)
                     yield chunk
             except GeneratorExit:
                 raise
             except BaseException as exc:
-                recorder.failed(f"the live stream failed: {exc!r}")
-                await asyncio.to_thread(recorder.run_pending)
+                await tee_failed(recorder, exc)
                 raise
-            recorder.ended()
-            await asyncio.to_thread(recorder.run_pending)
+            await tee_ended(recorder)
 
         async def aclose(self) -> None:
             try:
