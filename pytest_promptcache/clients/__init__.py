@@ -1,16 +1,20 @@
 """One adapter per HTTP client library: each turns that library's requests into ``RawRequest``s for the
 engine and the engine's answers into that library's responses and streams. ``install`` routes every
-adapter's LLM calls to a session."""
+adapter's LLM calls to a session.
+
+A request's path is percent-decoded in its ``RawRequest`` (as httpx's ``URL.path`` gives it), whichever
+library sent it, so that the same request keys the same through every library."""
 
 from __future__ import annotations
 
 from .httpx import HTTPX
 from .registry import Adapter, Source, uninstall
 from .registry import install as _install
+from .urllib3 import URLLIB3
 
 __all__ = ["ADAPTERS", "install", "uninstall"]
 
-ADAPTERS: tuple[Adapter, ...] = (HTTPX,)
+ADAPTERS: tuple[Adapter, ...] = (HTTPX, URLLIB3)
 
 
 def install(source: Source) -> None:

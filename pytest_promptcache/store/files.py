@@ -39,8 +39,9 @@ def dumps_recording(data: Any) -> str:
     """Stable, reviewable JSON: two-space indent, one line per SSE event.
 
     The request is canonical, so its keys are sorted. The response keeps the provider's key order, so a
-    client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event a line
-    keeps a 200-chunk stream at 200 lines and makes a changed token one changed line in a pull request.
+    client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event (or an
+    AWS event-stream message) a line keeps a 200-chunk stream at 200 lines and makes a changed token one
+    changed line in a pull request.
     """
     return _pretty(data, 0, sort=False) + "\n"
 
@@ -55,7 +56,7 @@ def _pretty(
     pad = "  " * (depth + 1)
     end = "  " * depth
     if isinstance(value, list):
-        inline_items = parent_key == "events"
+        inline_items = parent_key in ("events", "event_stream")
         items = [_pretty(v, depth + 1, sort=sort, inline=inline_items) for v in value]
         return "[\n" + ",\n".join(pad + i for i in items) + "\n" + end + "]"
     pairs = sorted(value.items()) if sort else value.items()
