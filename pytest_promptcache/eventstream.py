@@ -111,9 +111,11 @@ def message(raw: bytes) -> EventStreamMessage:
         return EventStreamMessage(base64=encoded)
     headers, payload = decoded
     data, text = _json_or_text(payload)
-    return EventStreamMessage(
-        headers=headers, payload=data, text=text, decoded=_wrapped(data), base64=encoded
-    )
+    inner = _wrapped(data)
+    if inner is not None:
+        # The wrapped bytes are in the view decoded: their base64 again would only lengthen the line.
+        data = {k: v for k, v in data.items() if k != "bytes"} or None
+    return EventStreamMessage(headers=headers, payload=data, text=text, decoded=inner, base64=encoded)
 
 
 def message_type(msg: EventStreamMessage) -> str | None:
@@ -154,15 +156,20 @@ def scrubbed(
     msg: EventStreamMessage, scrub_json: Callable[[Any], Any], scrub_text: Callable[[str], str]
 ) -> EventStreamMessage:
     """The message with secrets replaced in its view and, only when that changed anything, in its bytes
-    (re-framed, so still a valid message): a recording stays byte-exact unless a secret was in it."""
+    (re-framed from the view, so still a valid message): a recording stays byte-exact unless a secret
+    was in it."""
     payload = scrub_json(msg.payload)
     text = scrub_text(msg.text) if msg.text is not None else None
     decoded = scrub_json(msg.decoded)
     if payload == msg.payload and text == msg.text and decoded == msg.decoded:
         return msg
-    if decoded != msg.decoded and isinstance(payload, dict):
-        payload = {**payload, "bytes": base64.b64encode(_compact(decoded)).decode("ascii")}
-    new_payload = text.encode("utf-8") if text is not None else _compact(payload)
+    if text is not None:
+        new_payload = text.encode("utf-8")
+    elif decoded is not None:
+        wrapped = base64.b64encode(_compact(decoded)).decode("ascii")
+        new_payload = _compact({"bytes": wrapped, **(payload or {})})
+    else:
+        new_payload = _compact(payload)
     raw = reframe(raw_bytes(msg), new_payload)
     return EventStreamMessage(
         headers=msg.headers,
