@@ -93,7 +93,7 @@ def exception(kind: str, message: str) -> bytes:
 
 def handle(handler: Handler, route: str, body: dict[str, Any]) -> None:
     model_id, _, operation = unquote(route.removeprefix("/model/")).rpartition("/")
-    fault = _fault_of(model_id)
+    fault = "fault-stream-error" if "fault-stream-error" in model_id else _fault_of(model_id)
     if fault in _FAULT_STATUS:
         status = _FAULT_STATUS[fault]
         extra = [("x-amzn-ErrorType", f"{_ERROR_TYPES[status]}:http://internal.amazon.com/coral/")]
