@@ -254,3 +254,48 @@ def test_a_recording_made_through_requests_replays_through_httpx(app: Suite) -> 
     result = app.run("--promptcache-report=r.json", "test_across.py::test_httpx")
     result.assert_outcomes(passed=1)
     assert report(app)["totals"]["replayed"] == 1
+
+
+def test_start_up_imports_neither_urllib3_nor_pydantic_and_patches_on_import(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A suite that makes no LLM call pays nothing for urllib3; requests imported mid-test is caught."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    suite.pytester.makepyfile(
+        """
+        import os, sys
+
+        def test_lazy():
+            assert not {"pydantic", "urllib3", "requests", "botocore"} & set(sys.modules)
+            import requests, urllib3
+            assert urllib3.HTTPConnectionPool.urlopen.__module__ == "pytest_promptcache.clients.urllib3"
+            url = os.environ["LLM_URL"] + "/v1/chat/completions"
+            reply = requests.post(url, json={"model": "m", "messages": [{"role": "user", "content": "late"}]})
+            assert reply.status_code == 404 and reply.headers["x-promptcache"] == "miss"
+        """
+    )
+    result = suite.run("-p", "pytest_promptcache.plugin", subprocess=True)
+    result.assert_outcomes(failed=1)  # the miss fails the test, as it must
+    result.stdout.fnmatch_lines(["promptcache: no recording for this request (mode: replay)"])
+    assert suite.server.count() == 0
+
+
+def test_patching_an_already_imported_urllib3_imports_nothing_heavy(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    suite.pytester.makeconftest("import requests\n")
+    suite.pytester.makepyfile(
+        """
+        import os, sys, urllib3
+
+        def test_light():
+            assert urllib3.HTTPConnectionPool.urlopen.__module__ == "pytest_promptcache.clients.urllib3"
+            # Not an LLM endpoint: straight through, nothing heavy imported.
+            assert urllib3.request("GET", os.environ["LLM_URL"] + "/health").status == 404
+            assert "pydantic" not in sys.modules
+        """
+    )
+    result = suite.run("-p", "pytest_promptcache.plugin", subprocess=True)
+    result.assert_outcomes(passed=1)
+    assert suite.server.count() == 1
