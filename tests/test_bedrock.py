@@ -315,3 +315,39 @@ def test_a_raw_request_keys_the_same_however_the_path_is_encoded() -> None:
     assert encoded.query == (("x", "1"),)
     assert encoded.headers == (("x-amz-date", "20260101"),)
     assert isinstance(encoded, RawRequest)
+
+
+def test_replayed_urllib3_responses_are_independent_copies_read_any_way() -> None:
+    from urllib3.exceptions import ResponseNotChunked
+
+    from pytest_promptcache.clients.urllib3_send import ReplayResponse
+    from pytest_promptcache.streams import Replay
+
+    stream = Replay(
+        status=200, headers=[("content-type", "text/event-stream")], chunks=[b"data: 1\n\n", b"data: 22\n\n"]
+    )
+    plain = Replay(
+        status=200, headers=[("content-type", "application/json"), ("content-length", "2")], chunks=[b"{}"]
+    )
+
+    def serve(replay: Replay, preload: bool) -> Any:
+        return ReplayResponse.serve(
+            replay, method="POST", url="/v1/x", preload_content=preload, decode_content=True, retries=None
+        )
+
+    first, second = serve(stream, False), serve(stream, False)
+    assert list(first.read_chunked()) == [b"data: 1\n\n", b"data: 22\n\n"]
+    assert list(second.stream(4)) == [b"data", b": 1\n", b"\n", b"data", b": 22", b"\n\n"]
+    assert list(serve(stream, False).read_chunked()) == stream.chunks  # reading one left the next intact
+    partly = serve(stream, False)
+    assert partly.read(3) == b"dat"
+    assert list(partly.read_chunked()) == [b"a: 1\n\n", b"data: 22\n\n"]
+    first.headers["x-changed"] = "1"
+    assert "x-changed" not in serve(stream, False).headers
+    preloaded = serve(plain, True)
+    assert preloaded.data == b"{}"
+    assert preloaded.read() == b""
+    assert serve(plain, False).read(1) == b"{"
+    with pytest.raises(ResponseNotChunked):
+        list(serve(plain, False).read_chunked())
+    assert serve(plain, True).geturl() == "/v1/x"

@@ -45,6 +45,7 @@ class Urllib3Adapter:
 
     def _wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
         sending = self.sending
+        heavy: list[Callable[..., Any]] = []
 
         def urlopen(pool: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             source = active()
@@ -53,9 +54,11 @@ class Urllib3Adapter:
             host, path = target(pool, url)
             if not source.handles(host, path):
                 return original(pool, method, url, *args, **kwargs)
-            from .urllib3_send import handle
+            if not heavy:
+                from .urllib3_send import handle
 
-            return handle(original, pool, method, url, args, kwargs, source, sending)
+                heavy.append(handle)
+            return heavy[0](original, pool, method, url, args, kwargs, source, sending)
 
         urlopen.__wrapped__ = original  # type: ignore[attr-defined]
         return urlopen

@@ -5,7 +5,6 @@ arrives, when urllib3 is imported already."""
 from __future__ import annotations
 
 import io
-import itertools
 import threading
 import weakref
 from collections.abc import Callable, Generator, Mapping
@@ -39,7 +38,8 @@ def handle(
     sending: threading.local,
 ) -> Any:
     """An LLM request sent through ``pool``: served, missed, waited for, or sent live and teed."""
-    kwargs = {**dict(zip(POSITIONAL, args, strict=False)), **kwargs}
+    if args:
+        kwargs = {**dict(zip(POSITIONAL, args, strict=False)), **kwargs}
     body = body_bytes(kwargs.get("body"))
     if kwargs.get("body") is not None:
         # A file or generator body was read to key it: send the bytes that were keyed.
@@ -49,7 +49,7 @@ def handle(
     decision = decide_sync(source.engine(), raw)
     preload = kwargs.get("preload_content", True)
     if isinstance(decision, Replay):
-        return ReplayResponse(
+        return ReplayResponse.serve(
             decision,
             method=method,
             url=url,
@@ -94,7 +94,13 @@ def body_bytes(body: Any) -> bytes:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+    return value if value.__class__ is str else value.decode("latin-1")  # type: ignore[union-attr]
+
+
+def _header_items(headers: Mapping[Any, Any]) -> Any:
+    # HTTPHeaderDict.items() splits repeated headers at a cost per value; merged is what a key needs.
+    merged = getattr(headers, "itermerged", None)
+    return merged() if merged is not None else headers.items()
 
 
 def raw_request(pool: Any, method: str, url: str, headers: Mapping[Any, Any], body: bytes) -> RawRequest:
@@ -112,7 +118,7 @@ def raw_request(pool: Any, method: str, url: str, headers: Mapping[Any, Any], bo
         port=port,
         path=unquote(path) if "%" in path else path,
         query=tuple(parse_qsl(query, keep_blank_values=True)) if query else (),
-        headers=tuple((_text(k).lower(), _text(v)) for k, v in headers.items()),
+        headers=tuple([(_text(k).lower(), _text(v)) for k, v in _header_items(headers)]),
         body=body,
     )
 
@@ -161,6 +167,32 @@ class ReplayResponse(HTTPResponse):
         if "content-length" not in self.headers:
             self.chunked = True
 
+    @classmethod
+    def serve(
+        cls,
+        replay: Replay,
+        *,
+        method: str,
+        url: str,
+        preload_content: bool,
+        decode_content: bool,
+        retries: Any,
+    ) -> ReplayResponse:
+        """The response for one call: a copy of a prototype built (by urllib3 itself) once per recording
+        and way of reading it. Building an HTTPResponse costs tens of microseconds (its headers, its
+        length, preloading); a copy costs a few, and shares nothing a client can change."""
+        proto = _prototype(replay, method, preload_content, decode_content)
+        response = cls.__new__(cls)
+        state = response.__dict__
+        state.update(proto.__dict__)
+        state["headers"] = proto.headers.copy()
+        state["_decoded_buffer"] = type(proto._decoded_buffer)()
+        # Preloaded: the body is in ``_body`` and the file is read to its end, as urllib3 leaves it.
+        state["_fp"] = io.BytesIO(b"" if preload_content else proto._fp.getvalue())  # type: ignore[union-attr]
+        state["_request_url"] = url
+        response.retries = retries if isinstance(retries, Retry) else None
+        return response
+
     def supports_chunked_reads(self) -> bool:
         return self.chunked
 
@@ -174,12 +206,41 @@ class ReplayResponse(HTTPResponse):
         if amt is not None and amt < 0:
             amt = None
         position = fp.tell()
-        for end in itertools.accumulate(map(len, self._chunks)):
+        end = 0
+        for chunk in self._chunks:
+            start, end = end, end + len(chunk)
+            if position == start and (amt is None or amt >= len(chunk)):
+                # The whole recorded chunk: hand it over as it is, keeping the file's place in step.
+                position = fp.seek(end)
+                yield chunk
+                continue
             while position < end:
                 data = fp.read(end - position if amt is None else min(amt, end - position))
                 position += len(data)
                 yield data
         fp.close()
+
+
+# Prototypes by recording (its Replay, which the store keeps while it is in memory) and way of reading.
+PROTOTYPES = 1024
+_prototypes: dict[tuple[int, str, bool, bool], tuple[Replay, ReplayResponse]] = {}
+_prototypes_lock = threading.Lock()
+
+
+def _prototype(replay: Replay, method: str, preload: bool, decode: bool) -> ReplayResponse:
+    key = (id(replay), method, preload, decode)
+    entry = _prototypes.get(key)
+    if entry is not None and entry[0] is replay:
+        return entry[1]
+    proto = ReplayResponse(
+        replay, method=method, url="", preload_content=preload, decode_content=decode, retries=None
+    )
+    with _prototypes_lock:
+        while len(_prototypes) >= PROTOTYPES:
+            del _prototypes[next(iter(_prototypes))]
+        # Holding the Replay keeps its id from being reused for another while the entry lives.
+        _prototypes[key] = (replay, proto)
+    return proto
 
 
 _tee_classes: dict[type, type] = {}
