@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_SECRET_ACCESS_KEY")
 # Short values ("true", "0", a region name) would be replaced all over innocent text.
 MIN_SECRET_LENGTH = 8
 REDACTED = "<redacted>"

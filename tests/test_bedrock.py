@@ -351,3 +351,13 @@ def test_replayed_urllib3_responses_are_independent_copies_read_any_way() -> Non
     with pytest.raises(ResponseNotChunked):
         list(serve(plain, False).read_chunked())
     assert serve(plain, True).geturl() == "/v1/x"
+
+
+def test_an_aws_secret_access_key_in_the_environment_is_scrubbed_wherever_it_appears() -> None:
+    from pytest_promptcache.scrub import secret_env_values
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    env = {"AWS_SECRET_ACCESS_KEY": secret}
+    scrubber = Scrubber(secret_headers=(), secret_params=(), patterns=(), env=env)
+    assert secret in secret_env_values(env)
+    assert scrubber.text(f"the key is {secret}") == "the key is <redacted:AWS_SECRET_ACCESS_KEY>"

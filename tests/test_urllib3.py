@@ -299,3 +299,38 @@ def test_patching_an_already_imported_urllib3_imports_nothing_heavy(
     result = suite.run("-p", "pytest_promptcache.plugin", subprocess=True)
     result.assert_outcomes(passed=1)
     assert suite.server.count() == 1
+
+
+MOCKED = """
+import requests, responses
+
+URL = "https://api.openai.com/v1/chat/completions"
+
+@responses.activate
+def test_mocked_with_responses():
+    responses.add(responses.POST, URL, json={"id": "mocked"})
+    assert requests.post(URL, json={"model": "m"}, timeout=10).json() == {"id": "mocked"}
+"""
+
+
+def test_requests_mocked_with_responses_are_left_to_responses(suite: Suite) -> None:
+    suite.pytester.makepyfile(test_mocked=MOCKED)
+    result = suite.run()
+    result.assert_outcomes(passed=1)
+    assert "LLM calls" not in result.stdout.str()
+    assert not suite.cassettes.exists()
+
+
+def test_urllib3_1_is_left_alone_with_a_warning_that_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib3._version
+
+    from pytest_promptcache.clients.urllib3 import Urllib3Adapter
+
+    monkeypatch.setattr(urllib3._version, "__version__", "1.26.20")
+    original = urllib3.HTTPConnectionPool.__dict__["urlopen"]
+    adapter = Urllib3Adapter()
+    with pytest.warns(UserWarning, match=r"urllib3 1\.26\.20 is not intercepted.*install urllib3>=2"):
+        adapter.imported("urllib3.connectionpool")
+    assert urllib3.HTTPConnectionPool.__dict__["urlopen"] is original
+    adapter.restore()
+    assert urllib3.HTTPConnectionPool.__dict__["urlopen"] is original

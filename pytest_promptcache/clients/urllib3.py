@@ -9,8 +9,10 @@ straight through, and nothing heavy is imported until one is (``urllib3_send``).
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -32,6 +34,16 @@ class Urllib3Adapter:
 
     def imported(self, name: str) -> None:
         if self._original is not None:
+            return
+        version = str(getattr(importlib.import_module("urllib3._version"), "__version__", "0"))
+        major = version.partition(".")[0]
+        if not major.isdigit() or int(major) < 2:
+            # The replay and the tee read urllib3 2's responses; 1.x ones would go unrecorded.
+            warnings.warn(
+                f"pytest-promptcache: urllib3 {version} is not intercepted, only 2.x is: LLM calls through "
+                "requests or boto3 reach the network unrecorded; install urllib3>=2",
+                stacklevel=2,
+            )
             return
         pool: type = sys.modules[MODULE].HTTPConnectionPool
         original = pool.__dict__["urlopen"]
