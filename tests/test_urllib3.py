@@ -334,3 +334,39 @@ def test_urllib3_1_is_left_alone_with_a_warning_that_says_what_to_do(monkeypatch
     assert urllib3.HTTPConnectionPool.__dict__["urlopen"] is original
     adapter.restore()
     assert urllib3.HTTPConnectionPool.__dict__["urlopen"] is original
+
+
+CUT = """
+import os
+import pytest, requests, urllib3
+
+BASE = os.environ["LLM_URL"]
+MESSAGES = [{"role": "user", "content": "a b c d e"}]
+BODY = {"model": "gpt-4.1-mini+fault-cut", "stream": True, "messages": MESSAGES}
+
+def test_requests_stream_cut_midway():
+    got = []
+    with requests.post(BASE + "/v1/chat/completions", json=BODY, stream=True, timeout=10) as r:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            for chunk in r.iter_content(chunk_size=None):
+                got.append(chunk)
+    # The events before the cut reached the client as they came: nothing waited for the whole body.
+    assert len(got) == 2
+
+def test_urllib3_stream_cut_midway():
+    r = urllib3.request("POST", BASE + "/v1/messages", preload_content=False,
+                        json={**BODY, "model": "claude-sonnet-4-6+fault-cut", "max_tokens": 9})
+    got = []
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        for chunk in r.read_chunked():
+            got.append(chunk)
+    assert len(got) == 2
+"""
+
+
+def test_a_stream_cut_midway_reaches_the_client_chunk_by_chunk_and_is_not_recorded(app: Suite) -> None:
+    app.pytester.makepyfile(test_cut=CUT)
+    result = app.run("--promptcache=record", "--promptcache-report=r.json", "test_cut.py")
+    result.assert_outcomes(passed=2)
+    assert app.recordings() == {}
+    assert report(app)["totals"]["errors"] == 2

@@ -265,6 +265,7 @@ def _make_tee(base: type) -> type:
         through ``_handle_chunk``."""
 
         _promptcache_recorder: BodyRecorder
+        _promptcache_breaking = False
 
         def _body_ended(self) -> None:
             recorder = self._promptcache_recorder
@@ -286,6 +287,18 @@ def _make_tee(base: type) -> type:
                 self._promptcache_recorder.feed(data)
             self._body_ended()
             return data
+
+        def _update_chunk_length(self) -> None:
+            # urllib3 closes the response itself when the chunk framing breaks (a cut stream), then
+            # raises: that is the live stream failing, not the client letting go of it.
+            self._promptcache_breaking = True
+            try:
+                super()._update_chunk_length()
+            except BaseException as exc:
+                self._promptcache_recorder.failed(f"the live stream failed: {exc!r}")
+                raise
+            finally:
+                self._promptcache_breaking = False
 
         def _handle_chunk(self, amt: int | None) -> bytes:
             data: bytes = super()._handle_chunk(amt)
@@ -310,7 +323,8 @@ def _make_tee(base: type) -> type:
             try:
                 super().close()
             finally:
-                self._promptcache_recorder.closed()
+                if not self._promptcache_breaking:
+                    self._promptcache_recorder.closed()
 
     TeeResponse.__name__ = TeeResponse.__qualname__ = f"Tee{base.__name__}"
     return TeeResponse
