@@ -222,12 +222,18 @@ def test_stream(fault):
 
 
 def test_event_streams_that_fail_midway_are_not_recorded(app: Suite) -> None:
-    app.pytester.makepyfile(test_faults=STREAM_FAULTS)
-    result = app.run("--promptcache=record", "--promptcache-report=r.json", "test_faults.py")
+    app.pytester.makepyfile(test_bedrock_stream_faults=STREAM_FAULTS)
+    result = app.run("--promptcache=record", "--promptcache-report=r.json", "test_bedrock_stream_faults.py")
     result.assert_outcomes(passed=2)
     assert app.recordings() == {}
-    assert report(app)["totals"]["recorded"] == 0
-    assert len(report(app)["not_saved"]) == 2
+    totals = report(app)["totals"]
+    assert totals["recorded"] == 0
+    # Both went out and came back broken: the cut one failed; botocore stops reading at the exception
+    # message, so that one ends as abandoned, its reason kept.
+    assert totals["live"] == 2
+    assert totals["errors"] == 1
+    (unsaved,) = report(app)["not_saved"]
+    assert "error message (modelStreamErrorException)" in unsaved["reason"]
 
 
 ACROSS = """
