@@ -16,7 +16,9 @@ Variants, called the same way with the same request bytes, answering with the sa
 - ``promptcache``: the same client unmocked, the plugin installed in replay mode (warm: the recordings
   served are in its memory tier, as they are from a suite's second call on).
 Rounds alternate the variants in rotating order; the difference and the ratio are medians of per-round
-pairs, all measured in one run.
+pairs, all measured in one run. Time is the CPU time of the calling thread (``time.thread_time_ns``), so
+that other processes on a shared machine do not count against either variant; wall time is printed and
+kept beside it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import gc
 import io
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -220,6 +223,8 @@ def main() -> None:
     from pytest_promptcache.settings import build_settings
 
     results: list[dict[str, Any]] = []
+    # The machine may be shared: CPU time of this thread is the measure; wall time is printed beside it.
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="promptcache-urllib3-bench-") as tmp:
         workdir = Path(tmp)
         url, templates = record_templates(workdir)
@@ -297,8 +302,15 @@ def main() -> None:
         wall = " / ".join(f"{r['wall']['over_floor_us']:+.1f}" for r in rows)
         met = "yes" if all(r["cpu"]["over_floor_us"] <= TARGET_US for r in rows) else "**no**"
         print(f"| {label} | {rows[0]['cpu']['floor_us']:.0f} µs | CPU {over} µs (wall {wall}) | {met} |")
+    print(f"load average (1, 5, 15 min) at the start: {load_before}, at the end: {os.getloadavg()}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": _data.machine(), "results": results}, indent=2) + "\n")
+        from importlib import metadata
+
+        machine = _data.machine()
+        for dist in ("urllib3", "requests", "responses"):
+            machine["versions"][dist] = metadata.version(dist)
+        machine["load_average"] = {"start": load_before, "end": os.getloadavg()}
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

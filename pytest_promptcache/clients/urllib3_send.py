@@ -41,9 +41,11 @@ def handle(
     if args:
         kwargs = {**dict(zip(POSITIONAL, args, strict=False)), **kwargs}
     body = body_bytes(kwargs.get("body"))
-    if kwargs.get("body") is not None:
-        # A file or generator body was read to key it: send the bytes that were keyed.
+    if kwargs.get("body") is not None and not isinstance(kwargs["body"], bytes):
+        # A file or generator body was read to key it: send the bytes that were keyed (which need no
+        # rewinding position for a retry).
         kwargs["body"] = body
+        kwargs.pop("body_pos", None)
     headers = kwargs.get("headers")
     raw = raw_request(pool, method, url, pool.headers if headers is None else headers, body)
     decision = decide_sync(source.engine(), raw)
