@@ -100,6 +100,8 @@ def test_a_changed_prompt_fails_every_test_with_the_miss_message(
     result.assert_outcomes(failed=TESTS)
     out = result.stdout.str()
     assert out.count("promptcache: no recording for this request (mode: replay)") >= TESTS
+    # botocore's error carries the miss too, named after it.
+    assert "ClientError: An error occurred (PromptcacheMiss) when calling the Converse operation: " in out
     result.stdout.fnmatch_lines(
         ["*model/anthropic.claude-sonnet-4-5-20250929-v1:0/converse*", "*-*Hi: *", "*+*Hello: *"]
     )
