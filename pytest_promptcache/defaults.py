@@ -12,6 +12,11 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     "/messages",
     ":generateContent",
     ":streamGenerateContent",
+    # Bedrock Runtime: the model id sits in the middle of the path.
+    "/model/*/converse",
+    "/model/*/converse-stream",
+    "/model/*/invoke",
+    "/model/*/invoke-with-response-stream",
 )
 
 # Hosts replay never connects to, whatever client tries (the socket guard). Patterns: ``*`` matches

@@ -356,11 +356,15 @@ class Engine:
                     "content-type": "application/json",
                     "x-should-retry": "false",
                     "x-promptcache": "miss",
+                    # botocore names its ClientError after this header.
+                    "x-amzn-errortype": "PromptcacheMiss",
                 },
-                # Both the OpenAI and the Anthropic SDK find "message" here and put it in their error.
+                # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
+                # botocore finds it at the top.
                 body={
                     "type": "error",
                     "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
+                    "message": message,
                 },
             )
         )

@@ -13,13 +13,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from . import __version__
+from . import __version__, eventstream
 from .context import TestContext
 from .coordination.flight import Flight, Flights
 from .coordination.pacing import Pacing
 from .coordination.state import SharedState
 from .ledger import NOT_SAVED, CallEvent, Ledger, Outcome
-from .models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, SSEEvent
+from .models import (
+    CanonicalRequest,
+    RecordedResponse,
+    Recording,
+    RecordingMeta,
+    SSEEvent,
+    schema_version_for,
+)
 from .scrub import Scrubber
 from .settings import Mode
 from .store.cassettes import CassetteStore
@@ -64,6 +71,7 @@ class Saver:
         usage, cost = self.ledger.live_price(response, request.path, request.model, url)
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
+            schema_version=schema_version_for(response),
             key=key,
             request=request,
             response=scrubbed(response, self.scrubber),
@@ -102,6 +110,9 @@ def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
     body = response.body
     if isinstance(body, list):  # a stream sent as one JSON array (Gemini without alt=sse)
         body = redact_stream(body, scrub)
+    messages = None
+    if response.event_stream is not None:
+        messages = [eventstream.scrubbed(m, scrub.json, scrub.text) for m in response.event_stream]
     return RecordedResponse(
         status=response.status,
         headers=headers,
@@ -109,6 +120,7 @@ def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
         text=scrub.text(response.text) if response.text is not None else None,
         base64=response.base64,
         events=events,
+        event_stream=messages,
     )
 
 

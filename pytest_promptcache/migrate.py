@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .ledger import recording_price
-from .models import SCHEMA_VERSION, Recording
+from .models import KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION, Recording
 from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_json, read_recording, write_atomic
 from .usage import PriceBook
 
 
 def upgrade(recording: Recording, prices: PriceBook) -> Recording:
-    """The same recording in the current schema. 1 → 2: usage and cost at recorded_at into meta."""
-    if recording.schema_version == SCHEMA_VERSION:
+    """The same recording in the current schema. 1 → 2: usage and cost at recorded_at into meta. A
+    recording of schema 3 (an AWS event stream) is current already."""
+    if recording.schema_version >= SCHEMA_VERSION:
         return recording
     usage, cost = recording_price(recording, prices)
     return recording.model_copy(
@@ -43,7 +44,7 @@ def migrate_directory(directory: Path, prices: PriceBook, *, dry_run: bool = Fal
             version = read_json(path).get("schema_version")
         except (CorruptRecording, OSError):
             version = None
-        if version == SCHEMA_VERSION:
+        if isinstance(version, int) and version >= SCHEMA_VERSION and version in KNOWN_SCHEMA_VERSIONS:
             continue
         try:
             recording = read_recording(path)

@@ -7,6 +7,9 @@ accept every version they know; writers write the current one; ``promptcache mig
 - 2: meta also holds the call's ``usage`` and ``cost_usd`` at recorded_at, so a replay is priced without
   re-reading the response or asking genai-prices again, and a later price-table change cannot rewrite
   what a recording cost.
+- 3: a response may hold an AWS event stream (``event_stream``: Bedrock's converse-stream and
+  invoke-with-response-stream). Only such recordings are written as 3 (``schema_version_for``): every
+  other recording stays 2, readable by plugin versions that predate 3.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+# What migrate writes, and what every recording without an AWS event stream is written as.
 SCHEMA_VERSION: Literal[2] = 2
-KNOWN_SCHEMA_VERSIONS = frozenset({1, 2})
+EVENT_STREAM_SCHEMA_VERSION: Literal[3] = 3
+KNOWN_SCHEMA_VERSIONS = frozenset({1, 2, 3})
 
 
 class TokenUsage(BaseModel):
@@ -38,7 +43,7 @@ class TokenUsage(BaseModel):
 
 
 def model_of(body: Any, path: str) -> str | None:
-    """The model a request names: in its JSON body, or (Gemini) in its path."""
+    """The model a request names: in its JSON body, or (Gemini, Bedrock) in its path."""
     if isinstance(body, dict):
         model = body.get("model")
         if isinstance(model, str):
@@ -47,6 +52,11 @@ def model_of(body: Any, path: str) -> str | None:
     if "/models/" in path:
         tail = path.rsplit("/models/", 1)[1]
         return tail.split(":", 1)[0] or None
+    # So does Bedrock, before the operation: /model/anthropic.claude-3-haiku-20240307-v1:0/converse
+    # (an inference-profile ARN has slashes of its own).
+    if "/model/" in path:
+        tail = path.split("/model/", 1)[1]
+        return tail.rpartition("/")[0] or None
     return None
 
 
@@ -86,20 +96,40 @@ class SSEEvent(BaseModel):
     retry: int | None = None
 
 
+class EventStreamMessage(BaseModel):
+    """One message of an AWS event stream (``application/vnd.amazon.eventstream``).
+
+    ``base64`` is the message exactly as it arrived (prelude, headers, payload, checksums) and is what a
+    replay sends. The other fields are a decoded view for review, ignored when replaying: the headers,
+    the payload as JSON (or ``text``), and a ``{"bytes": ...}`` payload's bytes decoded (``decoded``,
+    what invoke-with-response-stream wraps each chunk of the model's own stream in).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    headers: dict[str, JsonValue] | None = None
+    payload: JsonValue = None
+    text: str | None = None
+    decoded: JsonValue = None
+    base64: str
+
+
 class RecordedResponse(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     status: int
     headers: dict[str, str] = {}
-    # Exactly one of these holds the body: parsed JSON, decoded text, base64 bytes, or SSE events.
+    # Exactly one of these holds the body: parsed JSON, decoded text, base64 bytes, SSE events, or the
+    # messages of an AWS event stream.
     body: JsonValue = None
     text: str | None = None
     base64: str | None = None
     events: list[SSEEvent] | None = None
+    event_stream: list[EventStreamMessage] | None = None
 
     @property
     def is_stream(self) -> bool:
-        return self.events is not None
+        return self.events is not None or self.event_stream is not None
 
 
 class RecordingMeta(BaseModel):
@@ -118,7 +148,7 @@ class RecordingMeta(BaseModel):
 class Recording(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     key: str
     request: CanonicalRequest
     response: RecordedResponse
@@ -126,3 +156,8 @@ class Recording(BaseModel):
 
     def to_json_data(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def schema_version_for(response: RecordedResponse) -> Literal[2, 3]:
+    """The lowest version that holds ``response``, so older plugin versions can read what they could."""
+    return EVENT_STREAM_SCHEMA_VERSION if response.event_stream is not None else SCHEMA_VERSION

@@ -68,10 +68,27 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class EndpointPattern:
-    """A path suffix on any host, or on one host when written as ``host[:port]/suffix``."""
+    """A path suffix on any host, or on one host when written as ``host[:port]/suffix``. A ``*`` in the
+    suffix stands for any text (``/model/*/converse``: Bedrock's model id, an ARN's slashes included)."""
 
     host: str | None
     suffix: str
+    # The suffix as a regex when it has wildcards; derived, so not part of equality.
+    _wild: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    # The literal text after the last wildcard: a cheap test before the regex, since this runs for every
+    # request any client sends.
+    _tail: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if "*" in self.suffix:
+            parts = self.suffix.split("*")
+            if "**" in self.suffix:
+                raise SettingsError(
+                    f"promptcache_endpoints: {self.suffix!r} has adjacent wildcards; use one *"
+                )
+            regex = re.compile(".+".join(re.escape(part) for part in parts) + r"\Z")
+            object.__setattr__(self, "_wild", regex)
+            object.__setattr__(self, "_tail", parts[-1])
 
     @classmethod
     def parse(cls, text: str) -> EndpointPattern:
@@ -84,12 +101,17 @@ class EndpointPattern:
         if not sep or not host:
             raise SettingsError(
                 f"promptcache_endpoints: {text!r} is not a pattern; write a path suffix such as "
-                "'/v1/rerank' or ':generateContent', or 'host[:port]/path-suffix' for one host"
+                "'/v1/rerank', '/model/*/converse' or ':generateContent', or 'host[:port]/path-suffix' "
+                "for one host"
             )
         return cls(host=host.lower(), suffix="/" + rest)
 
     def matches(self, host: str, path: str) -> bool:
-        return path.endswith(self.suffix) and (self.host is None or self.host == host)
+        if self.host is not None and self.host != host:
+            return False
+        if self._wild is None:
+            return path.endswith(self.suffix)
+        return path.endswith(self._tail) and self._wild.search(path) is not None
 
 
 def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import eventstream
 from .decoding import BodyDecoder, UnsupportedEncoding
-from .models import RecordedResponse, SSEEvent
+from .models import EventStreamMessage, RecordedResponse, SSEEvent
 
 # Events after which a stream is complete even if the client never reads on (openai stops at [DONE]).
 TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete"})
@@ -200,9 +201,13 @@ WIRE_HEADERS = frozenset(
 
 
 def build_replay(response: RecordedResponse) -> Replay:
+    """Streams replay one chunk per event (or event-stream message) and without a content-length."""
     headers = [(k, v) for k, v in response.headers.items() if k not in WIRE_HEADERS]
+    stream = response.events is not None or response.event_stream is not None
     if response.events is not None:
         chunks = [encode_event(ev) for ev in response.events]
+    elif response.event_stream is not None:
+        chunks = [eventstream.raw_bytes(message) for message in response.event_stream]
     elif response.base64 is not None:
         chunks = [base64.b64decode(response.base64)]
     elif response.text is not None:
@@ -211,7 +216,7 @@ def build_replay(response: RecordedResponse) -> Replay:
         chunks = [json.dumps(response.body, ensure_ascii=False).encode("utf-8")]
     else:
         chunks = []
-    if response.events is None:
+    if not stream:
         headers.append(("content-length", str(sum(len(c) for c in chunks))))
     return Replay(status=response.status, headers=headers, chunks=chunks)
 
@@ -240,6 +245,8 @@ class BodyRecorder:
     )
     _sse: SSEParser | None = None
     _events: list[SSEEvent] = field(default_factory=list)
+    _frames: eventstream.Framer | None = None
+    _messages: list[EventStreamMessage] = field(default_factory=list)
     _body: list[bytes] = field(default_factory=list)
     _terminal: bool = False
     _done: bool = False
@@ -253,6 +260,8 @@ class BodyRecorder:
             self._problem = f"unsupported content-encoding {exc}"
         if is_event_stream(content_type):
             self._sse = SSEParser()
+        elif eventstream.is_event_stream(content_type):
+            self._frames = eventstream.Framer()
 
     def _header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -265,6 +274,9 @@ class BodyRecorder:
             return
         try:
             data = self._decoder.decode(chunk)
+            if self._frames is not None:
+                self._feed_messages(data)
+                return
             if self._sse is None:
                 self._body.append(data)
                 return
@@ -281,10 +293,27 @@ class BodyRecorder:
         if self._terminal:
             self._complete()
 
+    def _feed_messages(self, data: bytes) -> None:
+        assert self._frames is not None
+        try:
+            raws = self._frames.feed(data)
+        except eventstream.FramingError as exc:
+            self._problem = f"could not read the event stream: {exc}"
+            return
+        for raw in raws:
+            message = eventstream.message(raw)
+            if eventstream.is_error(message):
+                kind = (message.headers or {}).get(":exception-type") or eventstream.event_type(message)
+                self._problem = f"the stream carried an error message ({kind})"
+                return
+            self._messages.append(message)
+
     def ended(self) -> None:
         """The live body ended cleanly."""
         if self._done:
             return
+        if self._problem is None and self._frames is not None and self._frames.partial:
+            self._problem = "the event stream ended inside a message"
         if self._problem is None and self._sse is not None:
             try:
                 self._events.extend(self._sse.feed(self._text_decoder.decode(b"", final=True)))
@@ -336,6 +365,8 @@ class BodyRecorder:
         stored = {k.lower(): v for k, v in self.headers}
         if self._sse is not None:
             response = RecordedResponse(status=self.status, headers=stored, events=self._events)
+        elif self._frames is not None:
+            response = RecordedResponse(status=self.status, headers=stored, event_stream=self._messages)
         else:
             raw = b"".join(self._body)
             response = _body_response(self.status, stored, raw)

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from .eventstream import event_type
 from .models import RecordedResponse, TokenUsage
 from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
@@ -20,6 +21,11 @@ __all__ = ["ModelPrice", "PriceBook", "PriceError", "api_family", "extract", "me
 
 def api_family(path: str) -> str | None:
     """Which wire format a path speaks: how to read its usage and whose prices apply."""
+    if "/model/" in path:
+        if path.endswith(("/converse", "/converse-stream")):
+            return "bedrock-converse"
+        if path.endswith(("/invoke", "/invoke-with-response-stream")):
+            return "bedrock-invoke"
     if path.endswith("/messages"):
         return "anthropic"
     if path.endswith((":generateContent", ":streamGenerateContent")):
@@ -33,7 +39,10 @@ def api_family(path: str) -> str | None:
     return None
 
 
+BEDROCK_FAMILIES = frozenset({"bedrock-converse", "bedrock-invoke"})
 PROVIDER_OF_FAMILY = {
+    "bedrock-converse": "aws",
+    "bedrock-invoke": "aws",
     "anthropic": "anthropic",
     "gemini": "google",
     "openai-responses": "openai",
@@ -102,8 +111,77 @@ def _event_payloads(response: RecordedResponse) -> Iterable[dict[str, Any]]:
             yield ev.data
 
 
+def _converse_usage(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    cache_read = _int(usage, "cacheReadInputTokens")
+    cache_write = _int(usage, "cacheWriteInputTokens")
+    # Like Anthropic's, Bedrock's inputTokens leaves the cached input out.
+    return TokenUsage(
+        input_tokens=_int(usage, "inputTokens") + cache_read + cache_write,
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        output_tokens=_int(usage, "outputTokens"),
+    )
+
+
+def _bedrock(response: RecordedResponse, family: str) -> tuple[TokenUsage | None, str | None]:
+    """Converse: ``usage`` in the body, or in the stream's ``metadata`` event. Invoke: the model's own
+    body (Anthropic's shape, also inside invoke-with-response-stream's chunks), else Bedrock's counts."""
+    messages = response.event_stream
+    body = response.body if isinstance(response.body, dict) else {}
+    if family == "bedrock-converse":
+        if messages is None:
+            return _converse_usage(body.get("usage")), None
+        found = [m.payload for m in messages if event_type(m) == "metadata" and isinstance(m.payload, dict)]
+        return (_converse_usage(found[-1].get("usage")) if found else None), None
+    if messages is None:
+        raw_model = body.get("model")
+        model = raw_model if isinstance(raw_model, str) else None
+        anthropic = body.get("usage")
+        if isinstance(anthropic, dict):
+            return _anthropic_usage(anthropic), model
+        headers = response.headers
+        if not headers.get("x-amzn-bedrock-input-token-count", "").isdigit():
+            return None, model
+        counts = {k: int(v) for k, v in headers.items() if k.startswith("x-amzn-bedrock-") and v.isdigit()}
+        return _counts_usage(
+            counts, "x-amzn-bedrock-input-token-count", "x-amzn-bedrock-output-token-count"
+        ), model
+    chunks = [m.decoded for m in messages if isinstance(m.decoded, dict)]
+    usage, model = _anthropic_stream(chunks)
+    if usage is None:
+        metrics = [c.get("amazon-bedrock-invocationMetrics") for c in chunks]
+        found = [m for m in metrics if isinstance(m, dict)]
+        if found:
+            usage = _counts_usage(found[-1], "inputTokenCount", "outputTokenCount")
+    return usage, model
+
+
+def _counts_usage(counts: Mapping[str, Any], input_key: str, output_key: str) -> TokenUsage:
+    """Bedrock's own counts, for any model: ``inputTokenCount`` in the last chunk of a stream, or the
+    ``x-amzn-bedrock-input-token-count`` header of an invoke response."""
+    return TokenUsage(input_tokens=_int(counts, input_key), output_tokens=_int(counts, output_key))
+
+
+def _anthropic_stream(payloads: Iterable[dict[str, Any]]) -> tuple[TokenUsage | None, str | None]:
+    fields: dict[str, Any] = {}
+    model: str | None = None
+    for data in payloads:
+        if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
+            message = data["message"]
+            model = message.get("model") if isinstance(message.get("model"), str) else model
+            fields.update(message.get("usage") or {})
+        elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
+            # message_delta carries cumulative counts; they replace message_start's.
+            fields.update({k: v for k, v in data["usage"].items() if v is not None})
+    return (_anthropic_usage(fields) if fields else None), model
+
+
 def extract(response: RecordedResponse, family: str | None) -> tuple[TokenUsage | None, str | None]:
     """Usage and the model the provider says it used, from a JSON body or a stream's events."""
+    if family in BEDROCK_FAMILIES:
+        return _bedrock(response, family)
     if response.is_stream:
         return _from_stream(response, family)
     body = response.body
@@ -124,16 +202,7 @@ def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenU
     usage: TokenUsage | None = None
     model: str | None = None
     if family == "anthropic":
-        fields: dict[str, Any] = {}
-        for data in _event_payloads(response):
-            if data.get("type") == "message_start" and isinstance(data.get("message"), dict):
-                message = data["message"]
-                model = message.get("model") if isinstance(message.get("model"), str) else model
-                fields.update(message.get("usage") or {})
-            elif data.get("type") == "message_delta" and isinstance(data.get("usage"), dict):
-                # message_delta carries cumulative counts; they replace message_start's.
-                fields.update({k: v for k, v in data["usage"].items() if v is not None})
-        return (_anthropic_usage(fields) if fields else None), model
+        return _anthropic_stream(_event_payloads(response))
     for data in _event_payloads(response):
         if family == "gemini":
             if "usageMetadata" in data:
@@ -163,7 +232,10 @@ def measure(
     usage, response_model = extract(response, family)
     if usage is None:
         return None, None
-    cost = prices.cost(usage, (response_model, model), family, url.split("?", 1)[0], at)
+    # Bedrock's model id in the path names the region and the offer ("global.", "us."), which prices
+    # differ by; the model's own body only names the model.
+    models = (model, response_model) if family in BEDROCK_FAMILIES else (response_model, model)
+    cost = prices.cost(usage, models, family, url.split("?", 1)[0], at)
     return usage, None if cost is None else money(cost)
 
 

@@ -1,8 +1,8 @@
 """A fake LLM provider server for tests, built on the standard library only.
 
 It speaks just enough of the OpenAI (chat completions, responses, embeddings),
-Anthropic (messages) and Gemini (generateContent / streamGenerateContent) wire
-formats for the real SDKs to work against it, so record/replay can be tested
+Anthropic (messages), Gemini (generateContent / streamGenerateContent) and Bedrock
+Runtime (``bedrock_server``) wire formats for the real SDKs to work against it, so record/replay can be tested
 end to end over real sockets instead of through transport mocks.
 
 Design notes:
@@ -489,6 +489,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.owner._record(self._received)
         route = urlsplit(self.path).path.rstrip("/")
+        if self.command == "POST" and route.startswith("/model/") and isinstance(parsed, dict):
+            # Bedrock Runtime lives beside this file (it imports this module's helpers).
+            import bedrock_server
+
+            bedrock_server.handle(self, route, parsed)
+            return
 
         endpoint: Callable[[Json, str, bool, str | None], None] | None = None
         family = "openai"

@@ -42,8 +42,9 @@ def dumps_recording(data: Any) -> str:
     """Stable, reviewable JSON: two-space indent, one line per SSE event.
 
     The request is canonical, so its keys are sorted. The response keeps the provider's key order, so a
-    client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event a line
-    keeps a 200-chunk stream at 200 lines and makes a changed token one changed line in a pull request.
+    client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event (or an
+    AWS event-stream message) a line keeps a 200-chunk stream at 200 lines and makes a changed token one
+    changed line in a pull request.
     """
     parts: list[str] = []
     _pretty(data, 0, parts, sort=False)
@@ -62,7 +63,7 @@ def _pretty(
         return
     pad = "  " * (depth + 1)
     if isinstance(value, list):
-        inline_items = parent_key == "events"
+        inline_items = parent_key in ("events", "event_stream")
         out.append("[\n")
         for i, item in enumerate(value):
             out.append(",\n" + pad if i else pad)

@@ -347,8 +347,8 @@ def test_endpoint_pattern_errors(text: str, message: str) -> None:
 
 def test_endpoint_pattern_error_says_how_to_write_one(tmp_path: Path) -> None:
     assert error(tmp_path, ini={"promptcache_endpoints": "rerank"}) == (
-        "promptcache_endpoints: 'rerank' is not a pattern; write a path suffix such as '/v1/rerank' or "
-        "':generateContent', or 'host[:port]/path-suffix' for one host"
+        "promptcache_endpoints: 'rerank' is not a pattern; write a path suffix such as '/v1/rerank', "
+        "'/model/*/converse' or ':generateContent', or 'host[:port]/path-suffix' for one host"
     )
 
 
