@@ -17,6 +17,11 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     "/model/*/converse-stream",
     "/model/*/invoke",
     "/model/*/invoke-with-response-stream",
+    # Free: they bill no tokens, but a test that calls them needs them replayed like the rest.
+    "/messages/count_tokens",
+    ":countTokens",
+    "/moderations",
+    "/responses/input_tokens",
 )
 
 # Hosts replay never connects to, whatever client tries (the socket guard). Patterns: ``*`` matches

@@ -107,7 +107,8 @@ class Engine:
             if self._budget_spent():
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
-            return self._live(ctx, url, raw)
+            # Not keyed, but the request is what names the model and what an estimate counts.
+            return self._live(ctx, url, raw, canonical=self.keyer.canonical(raw))
         try:
             key, canonical = self.keyer.key_for(raw, ctx.rules)
         except HookError as exc:
@@ -207,7 +208,7 @@ class Engine:
         **extra: Any,
     ) -> Replay:
         recording = stored.recording
-        usage, cost = self.ledger.replay_price(recording)
+        price = self.ledger.replay_price(recording)
         self.record_call(
             ctx,
             Outcome.REPLAYED,
@@ -216,8 +217,9 @@ class Engine:
             key,
             status=stored.replay.status,
             recorded_at=recording.meta.recorded_at,
-            usage=usage,
-            cost_usd=cost,
+            usage=price.usage,
+            cost_usd=price.cost_usd,
+            cache_saved_usd=price.cache_saved_usd,
             **extra,
         )
         return stored.replay

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import RecordedResponse, Recording, TokenUsage
 from .prices import money
 from .settings import Mode
-from .usage import PriceBook, measure
+from .usage import Measured, PriceBook, measure
 
 NO_MODEL = "(no model)"
 NO_TEST = "(outside tests)"
@@ -67,6 +68,7 @@ class CallEvent:
     # None usage: the response carried none (or the call failed); None cost: nobody could price it.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    cache_saved_usd: float | None = None
 
     def record(self) -> CallRecord:
         return CallRecord(
@@ -78,6 +80,7 @@ class CallEvent:
             status=self.status,
             usage=self.usage,
             cost_usd=self.cost_usd,
+            cache_saved_usd=self.cache_saved_usd,
             detail=self.detail,
             served_key=self.served_key,
             similarity=self.similarity,
@@ -99,6 +102,7 @@ class CallRecord(BaseModel):
     status: int | None = None
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    cache_saved_usd: float | None = None
     detail: str | None = None
     served_key: str | None = None
     similarity: float | None = None
@@ -136,8 +140,28 @@ def _add_usd(total: float, amount: float) -> float:
     return money(Decimal(str(total)) + Decimal(str(amount)))
 
 
+class Estimated(BaseModel):
+    """Calls whose response carried no usage, their tokens counted by a tokenizer: totalled apart
+    from the provider-reported figures, which they would otherwise pass for."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    unpriced_calls: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        return _add_usd(self.spent_usd, self.saved_usd)
+
+
 class Bucket(BaseModel):
-    """Sums over a set of calls: a model's, a test's, or the session's."""
+    """Sums over a set of calls: a model's, a test's, or the session's.
+
+    Token and dollar fields hold what providers reported; ``estimated`` what was counted for calls
+    whose response carried no usage; ``free_calls`` the calls to endpoints that bill nothing.
+    ``calls_without_usage`` counts the successful calls that have neither usage nor an estimate."""
 
     calls: int = 0
     replayed: int = 0
@@ -154,6 +178,10 @@ class Bucket(BaseModel):
     saved_usd: float = 0.0
     calls_without_usage: int = 0
     unpriced_calls: int = 0
+    free_calls: int = 0
+    # What the providers' prompt caches saved against uncached prices, on the priced calls.
+    cache_saved_usd: float = 0.0
+    estimated: Estimated = Field(default_factory=Estimated)
 
     def add(self, call: CallRecord) -> None:
         self.calls += 1
@@ -169,23 +197,57 @@ class Bucket(BaseModel):
             self.misses += 1
         if not call.succeeded:
             return
-        if call.usage is None:
+        usage = call.usage
+        if usage is None:
             self.calls_without_usage += 1
-            return
-        self.input_tokens += call.usage.input_tokens
-        self.cached_input_tokens += call.usage.cached_input_tokens
-        self.cache_write_tokens += call.usage.cache_write_tokens
-        self.output_tokens += call.usage.output_tokens
-        if call.cost_usd is None:
-            self.unpriced_calls += 1
-        elif call.replayed:
-            self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+        elif usage.free:
+            self.free_calls += 1
+        elif usage.estimated:
+            self._add_estimated(call, usage)
         else:
-            self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+            self.input_tokens += usage.input_tokens
+            self.cached_input_tokens += usage.cached_input_tokens
+            self.cache_write_tokens += usage.cache_write_tokens
+            self.output_tokens += usage.output_tokens
+            if call.cost_usd is None:
+                self.unpriced_calls += 1
+            elif call.replayed:
+                self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+            else:
+                self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+            if call.cache_saved_usd:
+                self.cache_saved_usd = _add_usd(self.cache_saved_usd, call.cache_saved_usd)
+
+    def _add_estimated(self, call: CallRecord, usage: TokenUsage) -> None:
+        est = self.estimated
+        est.calls += 1
+        est.input_tokens += usage.input_tokens
+        est.output_tokens += usage.output_tokens
+        if call.cost_usd is None:
+            est.unpriced_calls += 1
+        elif call.replayed:
+            est.saved_usd = _add_usd(est.saved_usd, call.cost_usd)
+        else:
+            est.spent_usd = _add_usd(est.spent_usd, call.cost_usd)
 
     @property
     def cost_usd(self) -> float:
+        """Live and replayed, as the providers reported."""
         return self.spent_usd + self.saved_usd
+
+    @property
+    def total_cost_usd(self) -> float:
+        """Every call's cost, estimates included: what the suite's calls cost when made."""
+        return _add_usd(_add_usd(self.spent_usd, self.saved_usd), self.estimated.cost_usd)
+
+    @property
+    def all_input_tokens(self) -> int:
+        return self.input_tokens + self.estimated.input_tokens
+
+    @property
+    def cache_share(self) -> float:
+        """The share of reported input tokens the provider served from its cache."""
+        return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
 @dataclass
@@ -206,16 +268,13 @@ def summarize(calls: Iterable[CallRecord]) -> Buckets:
     return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
 
 
-Price = tuple[TokenUsage | None, float | None]
-
-
 class Ledger:
     """Every call of the session, and the prices that go into them."""
 
     def __init__(self, prices: PriceBook, on_live_cost: Callable[[float], object] | None = None) -> None:
         self.prices = prices
         self._on_live_cost = on_live_cost
-        self._replay_prices: dict[str, Price] = {}
+        self._replay_prices: dict[str, Measured] = {}
         # Appended from threads and event loops without a lock: list.append is atomic in CPython, and
         # a lock here could block an event loop (a blocking-call detector fails a contended acquire).
         self.events: list[CallEvent] = []
@@ -230,11 +289,20 @@ class Ledger:
 
     # -- prices ------------------------------------------------------------------------------------------
 
-    def live_price(self, response: RecordedResponse, path: str, model: str | None, url: str) -> Price:
+    def live_price(
+        self,
+        response: RecordedResponse,
+        path: str,
+        model: str | None,
+        url: str,
+        *,
+        body: Any = None,
+        method: str = "POST",
+    ) -> Measured:
         """A live call, priced now: prices change over time, and the budget needs the running total."""
-        return measure(response, path, model, url, datetime.now(UTC), self.prices)
+        return measure(response, path, model, url, datetime.now(UTC), self.prices, body=body, method=method)
 
-    def replay_price(self, recording: Recording) -> Price:
+    def replay_price(self, recording: Recording) -> Measured:
         """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
         price = self._replay_prices.get(recording.key)
         if price is None:
@@ -242,15 +310,36 @@ class Ledger:
         return price
 
 
-def recording_price(recording: Recording, prices: PriceBook) -> Price:
+def recording_price(recording: Recording, prices: PriceBook) -> Measured:
     """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
     unless the user set their own price for its model, else measured from its response."""
     request, meta = recording.request, recording.meta
-    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
-    # written by a recording run (by hand, or built in code): its response is then the only truth.
-    if recording.schema_version >= 2 and meta.usage is not None and not prices.has_override((request.model,)):
-        return meta.usage, meta.cost_usd
-    return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
+
+    def measured() -> Measured:
+        return measure(
+            recording.response,
+            request.path,
+            request.model,
+            meta.url,
+            meta.recorded_at,
+            prices,
+            body=request.body,
+            method=request.method,
+        )
+
+    usage = meta.usage
+    # A schema 2 file without usage either had none to carry (measuring finds none again, or counts an
+    # estimate) or was not written by a recording run: its response is then the only truth.
+    if recording.schema_version < 2 or usage is None or prices.has_override((request.model,)):
+        return measured()
+    if meta.cost_usd is None:
+        return Measured(usage)
+    saved = meta.cache_saved_usd
+    if saved is None:
+        # Written before cache savings were kept: only a call that used the cache needs them measured.
+        cached = usage.cached_input_tokens or usage.cache_write_tokens
+        saved = (measured().cache_saved_usd or 0.0) if cached else 0.0
+    return Measured(usage, meta.cost_usd, saved)
 
 
 @dataclass
@@ -279,4 +368,5 @@ class TestCalls:
 
     @property
     def cost_usd(self) -> float:
+        """Every call's cost, estimated ones included (``call.usage.source`` tells them apart)."""
         return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))

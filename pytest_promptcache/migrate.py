@@ -20,12 +20,10 @@ def upgrade(recording: Recording, prices: PriceBook) -> Recording:
     recording of schema 3 (an AWS event stream) is current already."""
     if recording.schema_version >= SCHEMA_VERSION:
         return recording
-    usage, cost = recording_price(recording, prices)
+    price = recording_price(recording, prices)
+    update = {"usage": price.usage, "cost_usd": price.cost_usd, "cache_saved_usd": price.cache_saved_usd}
     return recording.model_copy(
-        update={
-            "schema_version": SCHEMA_VERSION,
-            "meta": recording.meta.model_copy(update={"usage": usage, "cost_usd": cost}),
-        }
+        update={"schema_version": SCHEMA_VERSION, "meta": recording.meta.model_copy(update=update)}
     )
 
 

@@ -10,6 +10,10 @@ accept every version they know; writers write the current one; ``promptcache mig
 - 3: a response may hold an AWS event stream (``event_stream``: Bedrock's converse-stream and
   invoke-with-response-stream). Only such recordings are written as 3 (``schema_version_for``): every
   other recording stays 2, readable by plugin versions that predate 3.
+
+Added within 2 and 3, optional and left out when absent (older versions ignore them): ``meta.usage.source``
+(``estimated``: counted by a tokenizer because the response carried no usage; ``free``: an endpoint
+that bills nothing) and ``meta.cache_saved_usd``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ class TokenUsage(BaseModel):
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    # Where the figures come from: None, the provider's own usage; "estimated", counted with a tokenizer
+    # because the response carried none (``estimate.py``); "free", an endpoint that bills no tokens
+    # (count_tokens, moderations). Left out of files when None, so recordings read as before.
+    source: Literal["estimated", "free"] | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "estimated"
+
+    @property
+    def free(self) -> bool:
+        return self.source == "free"
 
     @property
     def total_tokens(self) -> int:
@@ -143,6 +159,9 @@ class RecordingMeta(BaseModel):
     # Schema 2. None in a version 1 file; None usage: the response carried none; None cost: unpriced.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    # What the provider's prompt cache saved this call against uncached prices (negative when a cache
+    # write cost more than it saved); None when unpriced, or written before this was kept.
+    cache_saved_usd: float | None = None
 
 
 class Recording(BaseModel):

@@ -8,15 +8,26 @@ does not know still has its tokens counted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from .estimate import FREE, estimate, is_free
 from .eventstream import event_type
 from .models import RecordedResponse, TokenUsage
 from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
-__all__ = ["ModelPrice", "PriceBook", "PriceError", "api_family", "extract", "measure", "parse_prices"]
+__all__ = [
+    "Measured",
+    "ModelPrice",
+    "PriceBook",
+    "PriceError",
+    "api_family",
+    "extract",
+    "measure",
+    "parse_prices",
+]
 
 
 def api_family(path: str) -> str | None:
@@ -222,21 +233,53 @@ def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenU
     return usage, model
 
 
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What one response used and cost: ``usage`` None when it carried none and nothing could be
+    counted (or the call failed); ``cost_usd`` None when nobody could price it; ``cache_saved_usd``
+    what the provider's prompt cache saved against uncached prices (None when unpriced)."""
+
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+    cache_saved_usd: float | None = None
+
+
 def measure(
-    response: RecordedResponse, path: str, model: str | None, url: str, at: datetime, prices: PriceBook
-) -> tuple[TokenUsage | None, float | None]:
-    """Usage and USD of one response, priced at ``at``; (None, None) for an error or no usage."""
+    response: RecordedResponse,
+    path: str,
+    model: str | None,
+    url: str,
+    at: datetime,
+    prices: PriceBook,
+    *,
+    body: Any = None,
+    method: str = "POST",
+) -> Measured:
+    """Usage and USD of one response to a request with JSON ``body``, priced at ``at``. Without usage
+    in the response, its tokens are estimated from ``body`` and the response's text."""
     if response.status >= 400:
-        return None, None
+        return Measured()
+    if is_free(method, path):
+        return Measured(FREE, 0.0, 0.0)
     family = api_family(path)
     usage, response_model = extract(response, family)
     if usage is None:
-        return None, None
+        usage = estimate(body, family, response)
+        if usage is None:
+            return Measured()
     # Bedrock's model id in the path names the region and the offer ("global.", "us."), which prices
     # differ by; the model's own body only names the model.
     models = (model, response_model) if family in BEDROCK_FAMILIES else (response_model, model)
-    cost = prices.cost(usage, models, family, url.split("?", 1)[0], at)
-    return usage, None if cost is None else money(cost)
+    where = url.split("?", 1)[0]
+    cost = prices.cost(usage, models, family, where, at)
+    if cost is None:
+        return Measured(usage)
+    saved = Decimal(0)
+    if usage.cached_input_tokens or usage.cache_write_tokens:
+        plain = TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        uncached = prices.cost(plain, models, family, where, at)
+        saved = Decimal(0) if uncached is None else uncached - cost
+    return Measured(usage, money(cost), money(saved))
 
 
 class PriceBook:

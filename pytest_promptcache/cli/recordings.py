@@ -95,8 +95,9 @@ def model_of(recording: Recording) -> str | None:
 
 def load(path: Path, prices: PriceBook, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> RecordingInfo:
     recording = read_recording(path, max_size)
-    usage, cost = recording_price(recording, prices)
-    return RecordingInfo(path, recording, path.stat().st_size, usage, model_of(recording), cost)
+    price = recording_price(recording, prices)
+    size = path.stat().st_size
+    return RecordingInfo(path, recording, size, price.usage, model_of(recording), price.cost_usd)
 
 
 def load_all(

@@ -10,7 +10,10 @@ from pydantic import BaseModel
 
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
 
-REPORT_SCHEMA_VERSION: Literal[1] = 1
+# 2: calls to free endpoints are ``free_calls``, no longer ``calls_without_usage``; responses without
+# usage are estimated (``estimated`` in every bucket) and so leave ``calls_without_usage`` too; buckets
+# have ``cache_saved_usd``; ``advice`` and ``comparison``. Every field of 1 is still there.
+REPORT_SCHEMA_VERSION: Literal[2] = 2
 
 
 class Budget(BaseModel):
@@ -39,7 +42,7 @@ class StaleRecording(BaseModel):
 
 
 class Report(BaseModel):
-    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    schema_version: Literal[2] = REPORT_SCHEMA_VERSION
     mode: str
     cassette_dir: str | None = None
     totals: Bucket

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ..ledger import Bucket
 from ..prices import usd
+from ..tokens import ENCODING
 from .model import Report
 
 
@@ -16,9 +17,44 @@ def _usd_cell(value: float, bucket: Bucket) -> str:
     return usd(value)
 
 
+def _estimated_cell(b: Bucket) -> str:
+    est = b.estimated
+    if not est.calls:
+        return "-"
+    return "unpriced" if est.unpriced_calls == est.calls else "~" + usd(est.cost_usd)
+
+
 def tokens_text(b: Bucket) -> str:
     cached = f" ({b.cached_input_tokens:,} cached)" if b.cached_input_tokens else ""
     return f"{b.input_tokens:,} in{cached}, {b.output_tokens:,} out"
+
+
+def estimated_text(b: Bucket) -> str:
+    """The estimated figures, marked so with a ``~`` and apart from what providers reported."""
+    est = b.estimated
+    money = "unpriced" if est.unpriced_calls == est.calls else f"~{usd(est.cost_usd)}"
+    return (
+        f"{est.calls} calls without usage, ~{est.input_tokens:,} in, ~{est.output_tokens:,} out, {money} "
+        f"(tiktoken {ENCODING})"
+    )
+
+
+def cache_text(b: Bucket) -> str:
+    return (
+        f"{b.cache_share:.0%} of input tokens ({b.cached_input_tokens:,}) from cache, saved "
+        f"{usd(b.cache_saved_usd)} against uncached prices"
+    )
+
+
+def summary_extras(t: Bucket) -> Iterator[Line]:
+    if t.estimated.calls:
+        yield f"estimated, not in the figures above: {estimated_text(t)}", None
+    if t.free_calls:
+        yield f"{t.free_calls} calls to free endpoints (count_tokens, moderations, GET): $0", None
+    if t.calls_without_usage:
+        yield f"{t.calls_without_usage} calls carried no usage and no text to count: not in the totals", None
+    if t.cached_input_tokens:
+        yield f"provider cache: {cache_text(t)}", None
 
 
 Line = tuple[str, str | None]  # text and an optional colour name
@@ -38,9 +74,7 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     yield f"tokens: {tokens_text(t)}", None
     spent_colour = "yellow" if t.spent_usd else "green"
     yield f"spent {usd(t.spent_usd)} on live calls, saved {usd(t.saved_usd)} by replay", spent_colour
-    if t.calls_without_usage:
-        no_usage = f"{t.calls_without_usage} calls carried no usage (e.g. streams without include_usage)"
-        yield no_usage + ": not in the totals", None
+    yield from summary_extras(t)
     if report.unpriced_models:
         names = ", ".join(report.unpriced_models)
         yield (
@@ -85,28 +119,40 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         return
     yield "", None
     width = max([len(m) for m in report.by_model] + [5])
-    columns = (("calls", 5), ("input", 9), ("cached", 8), ("output", 8), ("spent", 9), ("saved", 9))
+    columns = (
+        ("calls", 5),
+        ("input", 9),
+        ("cached", 8),
+        ("cache", 5),
+        ("output", 8),
+        ("spent", 9),
+        ("saved", 9),
+        ("estimated", 10),
+    )
     yield f"{'model':<{width}}" + "".join(f"  {name:>{w}}" for name, w in columns), None
     for model, b in report.by_model.items():
         cells = (
             b.calls,
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
+            f"{b.cache_share:.0%}" if b.input_tokens else "-",
             f"{b.output_tokens:,}",
             _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
             _usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd),
+            _estimated_cell(b),
         )
         yield (
             f"{model:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)),
             None,
         )
-    top = sorted(report.by_test.items(), key=lambda kv: -kv[1].cost_usd)[:5]
-    top = [(name, b) for name, b in top if b.cost_usd > 0]
+    top = sorted(report.by_test.items(), key=lambda kv: -kv[1].total_cost_usd)[:5]
+    top = [(name, b) for name, b in top if b.total_cost_usd > 0]
     if top:
         yield "", None
         yield "most expensive tests (live + replayed cost):", None
         for name, b in top:
-            yield f"  {usd(b.cost_usd):>9}  {name}", None
+            mark = "~" if b.estimated.calls else ""
+            yield f"  {mark + usd(b.total_cost_usd):>10}  {name}", None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
     for old in report.stale_recordings:

@@ -1,0 +1,2 @@
+def test_trivial() -> None:
+    assert 1
