@@ -135,7 +135,7 @@ class CallRecord(BaseModel):
         return self.cost_usd is not None
 
 
-def _add_usd(total: float, amount: float) -> float:
+def add_usd(total: float, amount: float) -> float:
     # Decimal sums: adding a thousand floats of 1e-6 must print the same as the per-test figures.
     return money(Decimal(str(total)) + Decimal(str(amount)))
 
@@ -153,7 +153,7 @@ class Estimated(BaseModel):
 
     @property
     def cost_usd(self) -> float:
-        return _add_usd(self.spent_usd, self.saved_usd)
+        return add_usd(self.spent_usd, self.saved_usd)
 
 
 class Bucket(BaseModel):
@@ -212,11 +212,11 @@ class Bucket(BaseModel):
             if call.cost_usd is None:
                 self.unpriced_calls += 1
             elif call.replayed:
-                self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+                self.saved_usd = add_usd(self.saved_usd, call.cost_usd)
             else:
-                self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+                self.spent_usd = add_usd(self.spent_usd, call.cost_usd)
             if call.cache_saved_usd:
-                self.cache_saved_usd = _add_usd(self.cache_saved_usd, call.cache_saved_usd)
+                self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
 
     def _add_estimated(self, call: CallRecord, usage: TokenUsage) -> None:
         est = self.estimated
@@ -226,9 +226,9 @@ class Bucket(BaseModel):
         if call.cost_usd is None:
             est.unpriced_calls += 1
         elif call.replayed:
-            est.saved_usd = _add_usd(est.saved_usd, call.cost_usd)
+            est.saved_usd = add_usd(est.saved_usd, call.cost_usd)
         else:
-            est.spent_usd = _add_usd(est.spent_usd, call.cost_usd)
+            est.spent_usd = add_usd(est.spent_usd, call.cost_usd)
 
     @property
     def cost_usd(self) -> float:
@@ -238,7 +238,7 @@ class Bucket(BaseModel):
     @property
     def total_cost_usd(self) -> float:
         """Every call's cost, estimates included: what the suite's calls cost when made."""
-        return _add_usd(_add_usd(self.spent_usd, self.saved_usd), self.estimated.cost_usd)
+        return add_usd(add_usd(self.spent_usd, self.saved_usd), self.estimated.cost_usd)
 
     @property
     def all_input_tokens(self) -> int:

@@ -21,6 +21,7 @@ from ..marker import TestOptions
 from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, build_settings
+from .costs import REPORT_OPTIONS, add_cost_sections, add_junit_properties, load_baseline, write_html
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
@@ -80,6 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()
     config.stash[SESSION_KEY] = session
+    if not hasattr(config, "workerinput"):  # the controller reports; xdist workers only hand calls over
+        load_baseline(config)
     config.stash[WORKER_CALLS_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
     config.pluginmanager.register(ScopeTracker(config.stash[SCOPE_KEY]), "promptcache-scope")
@@ -148,8 +151,12 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    context = item.config.stash[SESSION_KEY].context
+    if call.when == "teardown":
+        # The last report of the test carries its properties into JUnit XML, fixtures' calls included.
+        add_junit_properties(item, list(context.calls))
     report = yield
-    problems = item.config.stash[SESSION_KEY].context.take_problems()
+    problems = context.take_problems()
     if problems:
         # Fail even when the code under test caught the SDK error that carried the miss.
         text = "\n\n".join(problems)
@@ -187,8 +194,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     wanted = bool(engine is not None or merged or workeroutput is not None or psession.refusals)
     wanted = wanted or any(
-        config.getoption(name)
-        for name in ("promptcache_prune", "promptcache_report", "promptcache_report_md")
+        config.getoption(name) for name in ("promptcache_prune", "promptcache_compare", *REPORT_OPTIONS)
     )
     if not wanted:
         return  # no LLM call and no report asked for: nothing to import, nothing to say
@@ -215,6 +221,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         recorded_keys=recording_keys(settings.cassette_dir),
         incomplete_because=incomplete_because(session, settings.mode, config.stash[SCOPE_KEY]),
     )
+    add_cost_sections(config, psession, report, calls)
     config.stash[REPORT_KEY] = report
     if config.getoption("promptcache_prune"):
         result = config.stash[PRUNE_KEY] = prune(settings.cassette_dir, report)
@@ -248,6 +255,11 @@ def _write_reports(config: pytest.Config, report: Report) -> list[str]:
         text = report.model_dump_json(indent=2) + "\n"
         fix = "give --promptcache-report a writable file path"
         attempt(f"write the JSON report to {path}", lambda: write_atomic(path, text), fix)
+    html_path = config.getoption("promptcache_report_html")
+    if html_path:
+        path_html = base / html_path
+        fix = "give --promptcache-report-html a writable file path"
+        attempt(f"write the HTML report to {path_html}", lambda: write_html(path_html, report), fix)
     md_path = config.getoption("promptcache_report_md")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if report.totals.calls and (md_path or summary):

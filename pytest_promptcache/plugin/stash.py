@@ -12,6 +12,7 @@ from ..session import CacheSession
 if TYPE_CHECKING:
     # Types only: the ledger and the report import pydantic, which start-up must not pay for.
     from ..ledger import CallRecord
+    from ..report.compare import Baseline
     from ..report.model import Report
     from .scope import PruneResult, RunScope
 
@@ -23,5 +24,7 @@ PRUNE_KEY: pytest.StashKey[PruneResult] = pytest.StashKey()
 WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+# --promptcache-compare's path as given and the report it names, read at configure.
+BASELINE_KEY: pytest.StashKey[tuple[str, Baseline]] = pytest.StashKey()
 WORKEROUTPUT_KEY = "promptcache_calls"
 DESELECTED_KEY = "promptcache_deselected"

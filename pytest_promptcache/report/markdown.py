@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 from ..prices import usd
+from .advice import advice_lines
+from .compare import Comparison, change_text, signed_usd
 from .model import Report
 from .terminal import cache_text, estimated_text, tokens_text
 
@@ -12,6 +14,26 @@ from .terminal import cache_text, estimated_text, tokens_text
 def cell(text: str) -> str:
     """Text in a table cell: a pipe or a line break in a model or test name would break the table."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def comparison_markdown(c: Comparison, limit: int = 20) -> list[str]:
+    pct = "" if c.delta_pct is None else f" ({c.delta_pct:+.1f}%)"
+    lines = [
+        f"#### Cost against `{cell(c.baseline)}`",
+        "",
+        f"{usd(c.before_usd)} → {usd(c.after_usd)} per run: **{signed_usd(c.delta_usd)}**{pct}.",
+    ]
+    if c.by_test:
+        lines += ["", "| change | test |", "|---:|---|"]
+        for change in c.by_test[:limit]:
+            amount, _, rest = change_text(change).partition(" ")
+            lines.append(f"| {amount} | {cell(rest)} |")
+    if c.by_model:
+        lines += [
+            "",
+            "By model: " + ", ".join(f"{cell(m.name)} {signed_usd(m.delta_usd)}" for m in c.by_model) + ".",
+        ]
+    return lines
 
 
 def markdown(report: Report) -> str:
@@ -49,6 +71,10 @@ def markdown(report: Report) -> str:
         ]
     if t.cached_input_tokens:
         lines += ["", f"Provider cache: {cache_text(t)}."]
+    if report.comparison is not None:
+        lines += ["", *comparison_markdown(report.comparison)]
+    if report.advice is not None and not report.advice.empty:
+        lines += ["", "#### Prompt caching", "", "```", *advice_lines(report.advice, limit=5), "```"]
     if report.budget_exceeded and report.budget is not None:
         lines += [
             "",

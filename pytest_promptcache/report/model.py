@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from ..advice import Advice
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+from .compare import Comparison
 
 # 2: calls to free endpoints are ``free_calls``, no longer ``calls_without_usage``; responses without
 # usage are estimated (``estimated`` in every bucket) and so leave ``calls_without_usage`` too; buckets
@@ -58,6 +60,10 @@ class Report(BaseModel):
     unused_recordings_why_incomplete: str | None = None
     similar_substitutions: list[Substitution] = []
     stale_recordings: list[StaleRecording] = []
+    # The caching advisor on the recordings this run used (when a report file or -v asked for it), and
+    # the cost against --promptcache-compare's baseline.
+    advice: Advice | None = None
+    comparison: Comparison | None = None
 
     @classmethod
     def build(

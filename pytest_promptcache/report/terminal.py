@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from ..ledger import Bucket
 from ..prices import usd
 from ..tokens import ENCODING
+from .advice import advice_lines
+from .compare import comparison_lines
 from .model import Report
 
 
@@ -114,6 +116,20 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     if report.budget is not None and report.budget_exceeded:
         limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
         yield f"budget of {limit} reached: {blocked} live calls refused", "red"
+    if report.comparison is not None:
+        colour = "yellow" if report.comparison.delta_usd > 0 else None
+        for text in comparison_lines(report.comparison):
+            yield text, colour
+    advice = report.advice
+    if advice is not None and not advice.empty and not verbose:
+        found = len(advice.findings) + len(advice.volatile)
+        yield (
+            (
+                f"caching advice: {found} prompt prefixes, ~{usd(advice.saving_usd)} per run to save "
+                "(-v or promptcache advise says where)"
+            ),
+            None,
+        )
     if not verbose:
         yield "(-v shows the per-model table and the most expensive tests)", None
         return
@@ -153,6 +169,10 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         for name, b in top:
             mark = "~" if b.estimated.calls else ""
             yield f"  {mark + usd(b.total_cost_usd):>10}  {name}", None
+    if advice is not None and not advice.empty:
+        yield "", None
+        for text in advice_lines(advice, limit=3):
+            yield text, None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
     for old in report.stale_recordings:
