@@ -13,10 +13,10 @@ from conftest import Suite
 
 from pytest_promptcache.cli import main
 
-WORDS = (
-    "you are a careful support agent for the shop answer every customer question about orders refunds and "
-    "delivery with care"
-).split()
+WORDS = [
+    *("you", "are", "a", "careful", "support", "agent", "for", "the", "shop", "answer", "every"),
+    *("customer", "question", "about", "orders", "refunds", "and", "delivery", "with", "care"),
+]
 # 2,000 words: the loopback server counts a word as a token, and so does o200k_base for these words.
 SYSTEM = " ".join(WORDS[i % len(WORDS)] for i in range(2000))
 # A long system prompt that starts with the time of the call: no two prompts share a prefix.
@@ -31,9 +31,9 @@ STAMPED = {STAMPED!r}
 
 @pytest.mark.parametrize("n", range(30))
 def test_support(oai0, n):
+    question = {{"role": "user", "content": f"where is order {{n}}"}}
     oai0.chat.completions.create(
-        model="gpt-4.1-mini",
-        messages=[{{"role": "system", "content": SYSTEM}}, {{"role": "user", "content": f"where is order {{n}}"}}],
+        model="gpt-4.1-mini", messages=[{{"role": "system", "content": SYSTEM}}, question]
     )
 
 @pytest.mark.parametrize("n", range(4))
@@ -65,6 +65,7 @@ def advise_json(suite: Suite, capsys: pytest.CaptureFixture[str]) -> dict[str, A
 def test_advisor_names_the_shared_system_prompt_and_prices_it_by_hand(
     recorded: Suite, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # One recording run serves every check here: it costs seconds.
     advice = advise_json(recorded, capsys)
     assert advice["recordings"] == 35
     [finding] = [f for f in advice["findings"] if f["model"] == "gpt-4.1-mini"]
@@ -85,23 +86,15 @@ def test_advisor_names_the_shared_system_prompt_and_prices_it_by_hand(
     }
     assert sent == 2005
     price = genai_prices.calc_price(genai_prices.Usage(input_tokens=1), "gpt-4.1-mini", provider_id="openai")
-    assert price.model_price.input_mtok is not None and price.model_price.cache_read_mtok is not None
-    by_hand = (
-        29
-        * sent
-        * (Decimal(str(price.model_price.input_mtok)) - Decimal(str(price.model_price.cache_read_mtok)))
-        / 1_000_000
-    )
+    input_mtok, read_mtok = price.model_price.input_mtok, price.model_price.cache_read_mtok
+    assert isinstance(input_mtok, Decimal)
+    assert isinstance(read_mtok, Decimal)
+    by_hand = 29 * sent * (input_mtok - read_mtok) / 1_000_000
     assert by_hand > 0
     assert abs(Decimal(str(finding["saving_usd"])) - by_hand) <= by_hand * Decimal("0.05")
     assert abs(finding["tokens"] - sent) <= sent * 0.05
 
-
-def test_advisor_flags_a_timestamp_at_the_front_of_a_long_system_prompt(
-    recorded: Suite, capsys: pytest.CaptureFixture[str]
-) -> None:
-    advice = advise_json(recorded, capsys)
-    # Nothing is shared: every stamped prompt is different from its first words on.
+    # A timestamp at the front of a long system prompt: nothing is shared, the span is flagged.
     assert not [f for f in advice["findings"] if f["model"] == "claude-sonnet-4-5"]
     [volatile] = advice["volatile"]
     assert volatile["model"] == "claude-sonnet-4-5"
@@ -112,9 +105,7 @@ def test_advisor_flags_a_timestamp_at_the_front_of_a_long_system_prompt(
     assert volatile["cacheable_tokens"] == pytest.approx(1500, rel=0.05)
     assert volatile["saving_usd"] > 0
 
-
-def test_advise_prints_where_the_breakpoint_goes(recorded: Suite, capsys: pytest.CaptureFixture[str]) -> None:
-    capsys.readouterr()
+    # The same as text, for a person.
     assert main(["--dir", str(recorded.cassettes), "advise"]) == 0
     out = capsys.readouterr().out
     assert "35 recordings in" in out
@@ -124,6 +115,7 @@ def test_advise_prints_where_the_breakpoint_goes(recorded: Suite, capsys: pytest
     assert "caching could save ~$0.0" in out
 
 
+@pytest.mark.slow  # a recording run and two replays of 35 tests
 def test_the_report_carries_the_advice_of_the_recordings_the_run_used(recorded: Suite) -> None:
     result = recorded.run("--promptcache-report=r.json", "--promptcache-report-md=r.md")
     result.assert_outcomes(passed=35)

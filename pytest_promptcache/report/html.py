@@ -91,7 +91,8 @@ COST_LEGEND = legend(
 
 
 def _models(report: Report) -> str:
-    rows = [_cost_row(m, b) for m, b in sorted(report.by_model.items(), key=lambda kv: -kv[1].total_cost_usd)]
+    costly = [(m, b) for m, b in report.by_model.items() if b.total_cost_usd > 0]
+    rows = [_cost_row(m, b) for m, b in sorted(costly, key=lambda kv: -kv[1].total_cost_usd)]
     chart = bar_chart(rows, title="cost per model")
     cells = [
         (
@@ -129,45 +130,38 @@ def _tests(report: Report) -> str:
     )
 
 
-def _live_replayed(t: Bucket) -> str:
-    rows = [
-        Row(
-            "calls",
-            [
-                Piece(t.replayed, "replayed", f"{t.replayed} replayed"),
-                Piece(t.live, "live", f"{t.live} live"),
-                Piece(t.misses + t.refused, "uncached", f"{t.misses + t.refused} missed or refused"),
-            ],
-            f"{t.replayed:,} replayed, {t.live:,} live, {t.misses + t.refused:,} missed",
-        )
-    ]
-    keys = legend([("replayed", "replayed"), ("live", "live"), ("uncached", "missed")])
-    return "<h2>Live and replayed</h2>" + keys + bar_chart(rows, title="live and replayed calls")
+def _live_replayed(report: Report) -> str:
+    def row(name: str, b: Bucket) -> Row:
+        missed = b.misses + b.refused
+        pieces = [
+            Piece(b.replayed, "replayed", f"{name}: {b.replayed} replayed"),
+            Piece(b.live, "live", f"{name}: {b.live} live"),
+            Piece(missed, "uncached", f"{name}: {missed} missed or refused"),
+        ]
+        return Row(name, pieces, f"{b.replayed:,} replayed, {b.live:,} live, {missed:,} missed")
+
+    rows = [row("all calls", report.totals)] + [row(m, b) for m, b in report.by_model.items()]
+    keys = legend([("replayed", "replayed"), ("live", "live"), ("uncached", "missed or refused")])
+    chart = bar_chart(rows, title="live and replayed calls", value_width=240)
+    return "<h2>Live and replayed</h2>" + keys + chart
 
 
 def _cache(report: Report) -> str:
-    rows = [
-        Row(
-            m,
-            [
-                Piece(
-                    b.cached_input_tokens, "cached", f"{m}: {b.cached_input_tokens:,} input tokens from cache"
-                ),
-                Piece(
-                    b.input_tokens - b.cached_input_tokens,
-                    "uncached",
-                    f"{m}: {b.input_tokens - b.cached_input_tokens:,} uncached",
-                ),
-            ],
-            f"{b.cache_share:.0%} cached, saved {usd(b.cache_saved_usd)}",
-        )
-        for m, b in report.by_model.items()
-        if b.input_tokens
-    ]
+    rows = []
+    for m, b in report.by_model.items():
+        if not b.input_tokens:
+            continue
+        uncached = b.input_tokens - b.cached_input_tokens
+        pieces = [
+            Piece(b.cache_share, "cached", f"{m}: {b.cached_input_tokens:,} input tokens from cache"),
+            Piece(1 - b.cache_share, "uncached", f"{m}: {uncached:,} input tokens uncached"),
+        ]
+        rows.append(Row(m, pieces, f"{b.cache_share:.0%} cached, saved {usd(b.cache_saved_usd)}"))
     if not rows:
         return ""
     keys = legend([("cached", "input served from the provider's cache"), ("uncached", "uncached input")])
-    return "<h2>Provider cache share</h2>" + keys + bar_chart(rows, title="cache share per model", scale=None)
+    chart = bar_chart(rows, title="cache share per model", scale=1.0, value_width=240)
+    return "<h2>Provider cache share</h2>" + keys + chart
 
 
 def _advice(report: Report) -> str:
@@ -231,7 +225,7 @@ def html(report: Report) -> str:
         _comparison(report),
         _models(report) if report.by_model else "",
         _tests(report),
-        _live_replayed(t) if t.calls else "",
+        _live_replayed(report) if t.calls else "",
         _cache(report),
         _advice(report),
     ]

@@ -34,11 +34,18 @@ def _label(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else "..." + text[-(LABEL_CHARS - 3) :]
 
 
-def bar_chart(rows: Sequence[Row], *, width: int = 900, title: str, scale: float | None = None) -> str:
+def bar_chart(
+    rows: Sequence[Row],
+    *,
+    title: str,
+    width: int = 900,
+    scale: float | None = None,
+    value_width: int = VALUE_WIDTH,
+) -> str:
     """Bars, one per row, their pieces stacked left to right; ``scale`` is the value of a full bar
-    (default: the largest row)."""
+    (default: the largest row); ``value_width`` the room for the text after the longest bar."""
     top = scale if scale is not None else max((sum(p.value for p in r.pieces) for r in rows), default=0.0)
-    span = width - LABEL_WIDTH - VALUE_WIDTH
+    span = width - LABEL_WIDTH - value_width
     height = max(len(rows), 1) * (BAR_HEIGHT + GAP) + GAP
     out = [
         f'<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '

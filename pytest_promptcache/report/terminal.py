@@ -141,9 +141,9 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         ("cached", 8),
         ("cache", 5),
         ("output", 8),
+        ("estimated", 10),
         ("spent", 9),
         ("saved", 9),
-        ("estimated", 10),
     )
     yield f"{'model':<{width}}" + "".join(f"  {name:>{w}}" for name, w in columns), None
     for model, b in report.by_model.items():
@@ -153,9 +153,9 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             f"{b.cached_input_tokens:,}",
             f"{b.cache_share:.0%}" if b.input_tokens else "-",
             f"{b.output_tokens:,}",
+            _estimated_cell(b),
             _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
             _usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd),
-            _estimated_cell(b),
         )
         yield (
             f"{model:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)),
