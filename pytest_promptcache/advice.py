@@ -18,6 +18,7 @@ identical rest, are flagged with the span.
 from __future__ import annotations
 
 import hashlib
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class Finding(BaseModel):
     preview: str  # how its last part begins
     tokens: int  # the prefix's tokens (estimated, scaled to reported usage)
     added_tokens: int  # beyond the finding it extends (``extends``); all of them otherwise
-    extends: int | None = None  # the index of the shorter finding this one lengthens
+    extends: list[str] | None = None  # the prefix of the shorter finding (same model) this one lengthens
     uses: int  # calls that send it
     already_cached_uses: int  # of those, calls the provider already served it to from cache
     tests: list[str]
@@ -154,8 +155,13 @@ def _digest(previous: str, part: Segment) -> str:
     return hashlib.sha256((previous + "\0" + part.ident).encode()).hexdigest()
 
 
+def _natural(name: str) -> list[tuple[int, str]]:
+    # test_x[2] before test_x[10], as a person counts.
+    return [(int(part), "") if part.isdigit() else (0, part) for part in re.split(r"(\d+)", name)]
+
+
 def _tests(uses: Iterable[Use]) -> list[str]:
-    return sorted({t for u in uses for t in u.tests})
+    return sorted({t for u in uses for t in u.tests}, key=_natural)
 
 
 def _preview(text: str) -> str:
@@ -239,7 +245,7 @@ def _findings(
             preview=_preview(last.text),
             tokens=tokens,
             added_tokens=added,
-            extends=None if ancestor is None else index[ancestor],
+            extends=None if ancestor is None else out[index[ancestor]].prefix,
             uses=node.weight,
             already_cached_uses=already,
             tests=tests[:MAX_TESTS],

@@ -245,6 +245,11 @@ class Bucket(BaseModel):
         return self.input_tokens + self.estimated.input_tokens
 
     @property
+    def cache_share_text(self) -> str:
+        share = self.cache_share
+        return "<1%" if 0 < share < 0.01 else f"{share:.0%}"
+
+    @property
     def cache_share(self) -> float:
         """The share of reported input tokens the provider served from its cache."""
         return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0

@@ -21,7 +21,7 @@ def _tests(names: list[str], total: int) -> str:
 
 
 def finding_lines(number: int, f: Finding) -> Iterator[str]:
-    extends = f", {f.added_tokens:,} beyond #{f.extends + 1}" if f.extends is not None else ""
+    extends = f", {f.added_tokens:,} beyond {' + '.join(f.extends)}" if f.extends is not None else ""
     yield (
         f"{number}. {f.provider} {f.model}: {' + '.join(f.prefix)}: {f.tokens:,} tokens{extends}, "
         f"sent by {f.uses} calls"

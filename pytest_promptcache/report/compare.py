@@ -152,17 +152,25 @@ def _pct_text(pct: float | None) -> str:
     return "" if pct is None else f" ({pct:+.1f}%)"
 
 
-def change_text(c: Change) -> str:
-    details = [f"input {c.input_tokens_delta:+,} tokens"] if c.input_tokens_delta else []
+def details(c: Change) -> str:
+    """What changed besides the money: tokens, calls, a test that is new or gone."""
+    parts = ["new" if c.status == "added" else "gone"] if c.status != "changed" else []
+    if c.input_tokens_delta:
+        parts.append(f"input {c.input_tokens_delta:+,} tokens")
     if c.output_tokens_delta:
-        details.append(f"output {c.output_tokens_delta:+,} tokens")
+        parts.append(f"output {c.output_tokens_delta:+,} tokens")
     if c.calls_delta:
-        details.append(f"{c.calls_delta:+} calls")
-    if c.status != "changed":
-        details.insert(0, "new" if c.status == "added" else "gone")
-    return f"{signed_usd(c.delta_usd)}{_pct_text(c.delta_pct)} {c.name}" + (
-        f": {', '.join(details)}" if details else ""
-    )
+        parts.append(f"{c.calls_delta:+} calls")
+    return ", ".join(parts)
+
+
+def amount_text(c: Change) -> str:
+    return f"{signed_usd(c.delta_usd)}{_pct_text(c.delta_pct)}"
+
+
+def change_text(c: Change) -> str:
+    more = details(c)
+    return f"{amount_text(c)} {c.name}" + (f": {more}" if more else "")
 
 
 def comparison_lines(c: Comparison, limit: int = 5) -> Iterator[str]:

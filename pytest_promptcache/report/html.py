@@ -11,7 +11,7 @@ from ..ledger import Bucket
 from ..prices import usd
 from ..tokens import ENCODING
 from .advice import PER_RUN
-from .compare import change_text, signed_usd
+from .compare import amount_text, details, signed_usd
 from .model import Report
 from .svg import Piece, Row, bar_chart, legend, table
 
@@ -57,7 +57,7 @@ def _cards(t: Bucket) -> str:
         _card(usd(t.spent_usd), "spent on live calls"),
         _card(usd(t.saved_usd), "saved by replay"),
         _card(f"{t.input_tokens:,} / {t.output_tokens:,}", "tokens in / out (reported)"),
-        _card(f"{t.cache_share:.0%}", f"input from provider caches, saved {usd(t.cache_saved_usd)}"),
+        _card(f"{t.cache_share_text}", f"input from provider caches, saved {usd(t.cache_saved_usd)}"),
     ]
     est = t.estimated
     if est.calls:
@@ -156,7 +156,7 @@ def _cache(report: Report) -> str:
             Piece(b.cache_share, "cached", f"{m}: {b.cached_input_tokens:,} input tokens from cache"),
             Piece(1 - b.cache_share, "uncached", f"{m}: {uncached:,} input tokens uncached"),
         ]
-        rows.append(Row(m, pieces, f"{b.cache_share:.0%} cached, saved {usd(b.cache_saved_usd)}"))
+        rows.append(Row(m, pieces, f"{b.cache_share_text} cached, saved {usd(b.cache_saved_usd)}"))
     if not rows:
         return ""
     keys = legend([("cached", "input served from the provider's cache"), ("uncached", "uncached input")])
@@ -203,10 +203,7 @@ def _comparison(report: Report) -> str:
     if c is None:
         return ""
     pct = "" if c.delta_pct is None else f" ({c.delta_pct:+.1f}%)"
-    rows = [
-        (change_text(ch).partition(" ")[0], ch.name, change_text(ch).partition(" ")[2])
-        for ch in c.by_test[:TOP_TESTS]
-    ]
+    rows = [(amount_text(ch), ch.name, details(ch)) for ch in c.by_test[:TOP_TESTS]]
     return (
         f"<h2>Cost against {escape(c.baseline)}</h2>"
         f"<p>{escape(usd(c.before_usd))} → {escape(usd(c.after_usd))} per run: "

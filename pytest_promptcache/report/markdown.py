@@ -6,7 +6,7 @@ import os
 
 from ..prices import usd
 from .advice import advice_lines
-from .compare import Comparison, change_text, signed_usd
+from .compare import Comparison, amount_text, details, signed_usd
 from .model import Report
 from .terminal import cache_text, estimated_text, tokens_text
 
@@ -24,10 +24,9 @@ def comparison_markdown(c: Comparison, limit: int = 20) -> list[str]:
         f"{usd(c.before_usd)} → {usd(c.after_usd)} per run: **{signed_usd(c.delta_usd)}**{pct}.",
     ]
     if c.by_test:
-        lines += ["", "| change | test |", "|---:|---|"]
+        lines += ["", "| change | test | what changed |", "|---:|---|---|"]
         for change in c.by_test[:limit]:
-            amount, _, rest = change_text(change).partition(" ")
-            lines.append(f"| {amount} | {cell(rest)} |")
+            lines.append(f"| {amount_text(change)} | {cell(change.name)} | {details(change)} |")
     if c.by_model:
         lines += [
             "",
@@ -51,7 +50,7 @@ def markdown(report: Report) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model, b in report.by_model.items():
-        share = f"{b.cache_share:.0%}" if b.input_tokens else "-"
+        share = f"{b.cache_share_text}" if b.input_tokens else "-"
         estimated = f"~{usd(b.estimated.cost_usd)} ({b.estimated.calls})" if b.estimated.calls else "-"
         lines.append(
             f"| {cell(model)} | {b.calls} | {b.replayed} | {b.live} | {b.input_tokens:,} | "

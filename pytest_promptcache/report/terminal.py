@@ -43,7 +43,7 @@ def estimated_text(b: Bucket) -> str:
 
 def cache_text(b: Bucket) -> str:
     return (
-        f"{b.cache_share:.0%} of input tokens ({b.cached_input_tokens:,}) from cache, saved "
+        f"{b.cache_share_text} of input tokens ({b.cached_input_tokens:,}) from cache, saved "
         f"{usd(b.cache_saved_usd)} against uncached prices"
     )
 
@@ -151,7 +151,7 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             b.calls,
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
-            f"{b.cache_share:.0%}" if b.input_tokens else "-",
+            f"{b.cache_share_text}" if b.input_tokens else "-",
             f"{b.output_tokens:,}",
             _estimated_cell(b),
             _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
