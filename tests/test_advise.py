@@ -62,6 +62,7 @@ def advise_json(suite: Suite, capsys: pytest.CaptureFixture[str]) -> dict[str, A
     return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # records 35 calls: seconds; tests/unit/test_advice.py covers the rules fast
 def test_advisor_names_the_shared_system_prompt_and_prices_it_by_hand(
     recorded: Suite, capsys: pytest.CaptureFixture[str]
 ) -> None:

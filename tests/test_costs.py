@@ -186,6 +186,7 @@ def test_cache_share_and_what_it_saved_per_model(clients: Suite) -> None:
     )
 
 
+@pytest.mark.slow  # a recording run and a replay
 def test_junit_xml_carries_each_tests_tokens_and_cost(clients: Suite) -> None:
     clients.pytester.makepyfile(test_stream=STREAM_SUITE)
     clients.run("--promptcache=record", "--junitxml=junit.xml").assert_outcomes(passed=2)
