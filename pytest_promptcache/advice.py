@@ -52,6 +52,8 @@ ADVICE_SCHEMA_VERSION: Literal[1] = 1
 MAX_TESTS = 10
 MAX_FINDINGS = 50
 PREVIEW_CHARS = 80
+# Leading parts of a request the advisor follows: a conversation of thousands of messages costs no more.
+MAX_PARTS = 64
 # Recordings one advice reads, at most (the most used first): bounded time and memory at session end.
 MAX_RECORDINGS = 5000
 
@@ -118,8 +120,12 @@ class Advice(BaseModel):
 @dataclass
 class _Node:
     depth: int
-    parts: tuple[Segment, ...]
+    first: Use  # its parts are the first ``depth`` parts of every use's, so of this one's
     uses: list[Use] = field(default_factory=list)
+
+    @property
+    def parts(self) -> Sequence[Segment]:
+        return self.first.parts[: self.depth]
 
     @property
     def weight(self) -> int:
@@ -131,6 +137,7 @@ class _Counter:
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
+        self._cumulative: dict[int, tuple[list[int], float]] = {}
 
     def part(self, part: Segment) -> int:
         digest = hashlib.sha256(part.ident.encode()).hexdigest()
@@ -139,16 +146,28 @@ class _Counter:
             found = self._counts[digest] = count(part.text) + TOKENS_PER_MESSAGE
         return found
 
+    def _sums(self, use: Use) -> tuple[list[int], float]:
+        """Counts of the use's first 0, 1, 2, ... parts, and its scale: computed once per use."""
+        found = self._cumulative.get(id(use))
+        if found is None:
+            sums = [0]
+            for part in use.parts:
+                sums.append(sums[-1] + self.part(part))
+            total = sums[-1]
+            scale = 1.0
+            if use.input_tokens and total:
+                # A provider's tokenizer differs from o200k_base by tens of percent, not by factors: a
+                # ratio outside this range means usage that does not describe this text.
+                scale = min(max(use.input_tokens / total, 0.25), 4.0)
+            found = self._cumulative[id(use)] = (sums, scale)
+        return found
+
     def scale(self, use: Use) -> float:
-        total = sum(self.part(p) for p in use.parts)
-        if not use.input_tokens or not total:
-            return 1.0
-        # A provider's tokenizer differs from o200k_base by tens of percent, not by factors: a ratio
-        # outside this range means usage that does not describe this text (a cached-content reference).
-        return min(max(use.input_tokens / total, 0.25), 4.0)
+        return self._sums(use)[1]
 
     def prefix(self, use: Use, depth: int) -> int:
-        return round(sum(self.part(p) for p in use.parts[:depth]) * self.scale(use))
+        sums, scale = self._sums(use)
+        return round(sums[depth] * scale)
 
 
 def _digest(previous: str, part: Segment) -> str:
@@ -208,11 +227,11 @@ def _findings(
     children: dict[str, set[str]] = {}
     for use in members:
         digest = ""
-        for depth, part in enumerate(use.parts, 1):
+        for depth, part in enumerate(use.parts[:MAX_PARTS], 1):
             parent, digest = digest, _digest(digest, part)
             node = nodes.get(digest)
             if node is None:
-                node = nodes[digest] = _Node(depth, tuple(use.parts[:depth]))
+                node = nodes[digest] = _Node(depth, use)
                 children.setdefault(parent, set()).add(digest)
             node.uses.append(use)
     kept: dict[str, tuple[_Node, int]] = {}  # digest -> node, its tokens

@@ -186,7 +186,7 @@ def test_cache_share_and_what_it_saved_per_model(clients: Suite) -> None:
     )
 
 
-@pytest.mark.slow  # a recording run and a replay
+@pytest.mark.slow  # a recording run and a replay over xdist workers
 def test_junit_xml_carries_each_tests_tokens_and_cost(clients: Suite) -> None:
     clients.pytester.makepyfile(test_stream=STREAM_SUITE)
     clients.run("--promptcache=record", "--junitxml=junit.xml").assert_outcomes(passed=2)
@@ -204,10 +204,16 @@ def test_junit_xml_carries_each_tests_tokens_and_cost(clients: Suite) -> None:
     assert chat["promptcache_estimated_calls"] == "0"
     assert props["test_stream_without_usage"]["promptcache_estimated_calls"] == "1"
 
-    clients.run("--junitxml=replay.xml").assert_outcomes(passed=2)
+    # Under xdist the properties travel with each test's report to the controller, which writes the XML.
+    clients.run("-n", "2", "--junitxml=replay.xml", subprocess=True).assert_outcomes(passed=2)
     replay = ET.parse(clients.path / "replay.xml").getroot()
-    values = {p.get("name"): p.get("value") for p in replay.iter("property")}
-    assert values["promptcache_replayed"] == "1"
+    replayed = {
+        c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in replay.iter("testcase")
+    }
+    assert replayed["test_chat_with_usage"]["promptcache_replayed"] == "1"
+    assert replayed["test_chat_with_usage"]["promptcache_input_tokens"] == str(sent["prompt_tokens"])
+    assert replayed["test_stream_without_usage"]["promptcache_estimated_calls"] == "1"
 
 
 GROWING = """

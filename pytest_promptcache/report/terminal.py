@@ -79,9 +79,10 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     yield from summary_extras(t)
     if report.unpriced_models:
         names = ", ".join(report.unpriced_models)
+        unpriced = t.unpriced_calls + t.estimated.unpriced_calls
         yield (
             (
-                f"unpriced models: {names} ({t.unpriced_calls} calls; tokens counted, no dollars): "
+                f"unpriced models: {names} ({unpriced} calls; tokens counted, no dollars): "
                 "add them to ini promptcache_prices"
             ),
             "yellow",
