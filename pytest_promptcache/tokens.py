@@ -7,7 +7,7 @@ SHA-256 tiktoken itself expects. It is exact for OpenAI's current models (gpt-4o
 series) and the documented approximation for every other model: other tokenizers differ, typically by
 10-30% on English text, and every figure counted here is marked estimated.
 
-Loaded on the first count (about half a second), once per process, never on an event loop: the first
+Loaded on the first count (about 0.3 s), once per process, never on an event loop: the first
 count happens where a live response is priced, which async adapters do in a worker thread.
 """
 
