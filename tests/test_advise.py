@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -115,6 +116,13 @@ def test_advisor_names_the_shared_system_prompt_and_prices_it_by_hand(
     assert "claude-sonnet-4-5: system changes at token" in out
     assert "caching could save ~$0.0" in out
 
+    # Bounded: a limit on the recordings read, and a damaged file left out, not fatal.
+    (recorded.cassettes / f"{'0' * 64}.json").write_text("{ not a recording")
+    assert main(["--dir", str(recorded.cassettes), "advise", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "(only the first 5 were read: --limit raises it)" in out
+    assert "(1 unreadable recording left out: promptcache verify names them)" in out
+
 
 @pytest.mark.slow  # a recording run and two replays of 35 tests
 def test_the_report_carries_the_advice_of_the_recordings_the_run_used(recorded: Suite) -> None:
@@ -130,3 +138,15 @@ def test_the_report_carries_the_advice_of_the_recordings_the_run_used(recorded: 
     assert "#### Prompt caching" in (recorded.path / "r.md").read_text()
     # Only where someone reads it: a plain run neither reads the recordings again nor says anything.
     assert "caching advice" not in recorded.run().stdout.str()
+
+
+def test_advise_on_a_directory_without_recordings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--dir", str(tmp_path), "advise"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("0 recordings in ")
+    assert "no prompt prefix is sent twice at a cacheable length: nothing to cache" in out
+    assert main(["--dir", str(tmp_path), "advise", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main(["--dir", str(tmp_path), "advise", "--limit", "0"]) == 2
+    assert capsys.readouterr().err == "promptcache: --limit 0: give at least 1 recording to read\n"
+    assert main(["--dir", str(tmp_path / "nowhere"), "advise"]) == 2
