@@ -7,8 +7,10 @@ SHA-256 tiktoken itself expects. It is exact for OpenAI's current models (gpt-4o
 series) and the documented approximation for every other model: other tokenizers differ, typically by
 10-30% on English text, and every figure counted here is marked estimated.
 
-Loaded on the first count (about 0.3 s), once per process, never on an event loop: the first
-count happens where a live response is priced, which async adapters do in a worker thread.
+Loaded once per process (about 0.3 s, more on a busy machine), never on an event loop: the first count
+happens where a live response is priced, which async adapters do in a worker thread. A session that may
+go live starts loading it in the background (``preload``), so saving the first stream without usage
+does not wait for it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def encoding() -> tiktoken.Encoding:
                     ENCODING, pat_str=_PATTERN, mergeable_ranks=ranks, special_tokens=_SPECIAL
                 )
     return found
+
+
+def preload() -> None:
+    """Load the encoding in a background thread, unless it is loaded."""
+    if ENCODING not in _loaded:
+        threading.Thread(target=encoding, name="promptcache-tokenizer", daemon=True).start()
 
 
 def count(text: str) -> int:

@@ -267,7 +267,7 @@ def test_compare_names_the_test_whose_prompt_grew_and_the_dollar_change(
     )
     text = summary.read_text()
     assert "#### Cost against `main.json`" in text
-    assert "test_app.py::test_summary: input +4,000 tokens, output +4,000 tokens" in text
+    assert "| test_app.py::test_summary | input +4,000 tokens, output +4,000 tokens |" in text
 
 
 def test_a_baseline_that_is_not_a_report_is_a_usage_error_before_any_test(clients: Suite) -> None:

@@ -21,7 +21,15 @@ from ..marker import TestOptions
 from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, build_settings
-from .costs import REPORT_OPTIONS, add_cost_sections, add_junit_properties, load_baseline, write_html
+from ..tokens import preload as preload_tokenizer
+from .costs import (
+    REPORT_OPTIONS,
+    add_cost_sections,
+    add_junit_properties,
+    load_baseline,
+    runs_tests,
+    write_html,
+)
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
@@ -83,6 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if not hasattr(config, "workerinput"):  # the controller reports; xdist workers only hand calls over
         load_baseline(config)
+    if settings.mode is not Mode.REPLAY and runs_tests(config):
+        # A recording that needs an estimate must not wait for the tokenizer: it loads meanwhile.
+        preload_tokenizer()
     config.stash[WORKER_CALLS_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
     config.pluginmanager.register(ScopeTracker(config.stash[SCOPE_KEY]), "promptcache-scope")

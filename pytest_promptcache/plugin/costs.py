@@ -36,6 +36,11 @@ def load_baseline(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-promptcache: {exc}") from None
 
 
+def runs_tests(config: pytest.Config) -> bool:
+    """False for an xdist controller, whose workers run the tests (and make the calls)."""
+    return hasattr(config, "workerinput") or not config.getoption("numprocesses", None)
+
+
 def wants_advice(config: pytest.Config) -> bool:
     # Reading the recordings costs a moment at the session's end: only when someone will read advice.
     return config.get_verbosity() > 0 or any(config.getoption(name) for name in REPORT_OPTIONS)
