@@ -42,7 +42,7 @@ INI_LINELISTS = {
     "promptcache_host_aliases": "'HOST[:PORT] = NAME' lines (HOST may use *): requests to matching hosts "
     "are keyed as sent to NAME, so recordings match across hosts and ports ('* = any' ignores the host)",
     "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
-    "anthropic-beta and openai-beta",
+    "anthropic-beta and openai-beta; -NAME takes a default out",
     "promptcache_secret_headers": "more header names never written to disk",
     "promptcache_secret_params": "more query parameter names never written to disk",
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
