@@ -132,12 +132,12 @@ def _alias(netloc: str, recorded: str) -> str:
 def _elsewhere_lines(url: str, request: CanonicalRequest, found: tuple[str, str | None]) -> list[str]:
     host, key = found
     if key is not None:
-        said = f"this very request is recorded for host {host} ({key}.json)"
+        said = f"this very request is recorded for host {host}: {key}.json"
     else:
-        said = f"{request.method} {request.path} has recordings for host {host}"
+        said = f"{request.method} {request.path} has recordings for host {host}, none for this one"
     return [
-        f"  elsewhere: {said}; if that host and this one are one service, say so in the ini",
-        "             (promptcache_host_aliases) and its recordings replay here:",
+        f"  elsewhere: {said}",
+        "             if both hosts are one service, alias them in the ini and those recordings replay here:",
         "               promptcache_host_aliases =",
         f"                   {_alias(urlsplit(url).netloc, host)}",
     ]
