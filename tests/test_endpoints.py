@@ -69,6 +69,7 @@ def report(suite: Suite) -> dict[str, Any]:
     return json.loads((suite.path / "report.json").read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # two pytester runs through three SDKs, google-genai's first import among them
 def test_free_calls_embeddings_and_claude_on_vertex_record_replay_and_are_reported(suite: Suite) -> None:
     suite.pytester.makepyfile(test_more_endpoints=FREE_AND_EMBEDDINGS)
     suite.run("--promptcache=record", "--promptcache-report=report.json").assert_outcomes(passed=3)
