@@ -115,17 +115,22 @@ class EndpointPattern:
 
 
 def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:
-    """ini lines replace the default list, unless one of them is the word ``defaults``."""
+    """ini lines replace the default list, unless one of them is the word ``defaults`` or every one is a
+    ``-PATTERN``, which takes a pattern out (a default suffix that one's own service also ends with)."""
     entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    if not entries:
-        entries = ["defaults"]
+    removed = {e[1:].strip(): EndpointPattern.parse(e[1:]) for e in entries if e.startswith("-")}
+    if all(e.startswith("-") for e in entries):
+        entries.insert(0, "defaults")
     patterns: list[EndpointPattern] = []
-    for entry in entries:
+    for entry in (e for e in entries if not e.startswith("-")):
         if entry == "defaults":
             patterns.extend(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
         else:
             patterns.append(EndpointPattern.parse(entry))
-    return tuple(dict.fromkeys(patterns))
+    for text, gone in removed.items():
+        if gone not in patterns:
+            raise SettingsError(f"promptcache_endpoints: '-{text}' takes out a pattern that is not listed")
+    return tuple(p for p in dict.fromkeys(patterns) if p not in removed.values())
 
 
 def parse_mode(value: str, source: str) -> Mode:

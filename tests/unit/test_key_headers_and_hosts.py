@@ -1,5 +1,5 @@
-"""A default key header can be taken out (``-name``), and a miss whose request is recorded under another
-host finds that recording through the index and names the alias that would replay it."""
+"""A default key header or endpoint can be taken out (``-name``), and a miss whose request is recorded
+under another host finds that recording through the index and names the alias that would replay it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import pytest
 from pytest_promptcache.keys import key_of
 from pytest_promptcache.miss import MAX_OTHER_HOSTS, elsewhere, miss_message
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta
-from pytest_promptcache.settings import DEFAULT_KEY_HEADERS, SettingsError, build_settings
+from pytest_promptcache.settings import (
+    DEFAULT_ENDPOINTS,
+    DEFAULT_KEY_HEADERS,
+    EndpointPattern,
+    SettingsError,
+    build_settings,
+    parse_endpoints,
+)
 from pytest_promptcache.store.cassettes import CassetteStore
 
 PATH = "/v1/chat/completions"
@@ -122,3 +129,18 @@ def test_an_endpoint_elsewhere_is_said_only_when_this_host_has_no_recording_of_i
     assert said in message(url, "127.0.0.1:4000", ("127.0.0.1:2000", None))
     assert "elsewhere" not in message(url, "127.0.0.1:4000", ("127.0.0.1:2000", None), near=True)
     assert "elsewhere: this very" in message(url, "127.0.0.1:4000", ("127.0.0.1:2000", "k" * 64), near=True)
+
+
+def test_a_default_endpoint_is_taken_out_and_the_rest_stay() -> None:
+    every = parse_endpoints([])
+    assert len(every) == len(DEFAULT_ENDPOINTS)
+    fewer = parse_endpoints(["-/api/generate", "# our own service ends so too"])
+    assert EndpointPattern(None, "/api/generate") not in fewer
+    assert len(fewer) == len(every) - 1
+    assert parse_endpoints(["defaults", "/v1/rerank", "-/v1/rerank"]) == every
+
+
+@pytest.mark.parametrize("lines", [["-/v1/rerank"], ["/v1/rerank", "-/api/generate"]])
+def test_taking_out_an_endpoint_that_is_not_listed_is_an_error(lines: list[str]) -> None:
+    with pytest.raises(SettingsError, match=r"promptcache_endpoints: '-/.*' takes out a pattern that is not"):
+        parse_endpoints(lines)
