@@ -34,7 +34,7 @@ INI_STRINGS = {
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
-    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
+    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'; '-PATTERN' takes one out",
     "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (JSON paths: "
     "'user', 'metadata.user_id', 'messages[*].id')",
     "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
