@@ -20,7 +20,7 @@ from .coordination.statedir import state_dirs
 from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
-from .miss import miss_message, most_similar, nearest, record_command
+from .miss import elsewhere, miss_message, most_similar, nearest, record_command
 from .models import CanonicalRequest, RecordedResponse, Recording
 from .rules import KeyRules
 from .scrub import Scrubber
@@ -330,6 +330,7 @@ class Engine:
             target=ctx.target,
             near=near,
             recorded_by=recorded_by,
+            other_host=elsewhere(canonical, self.store),
         )
 
     def _fail(

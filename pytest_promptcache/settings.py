@@ -115,17 +115,22 @@ class EndpointPattern:
 
 
 def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:
-    """ini lines replace the default list, unless one of them is the word ``defaults``."""
+    """ini lines replace the default list, unless one of them is the word ``defaults`` or every one is a
+    ``-PATTERN``, which takes a pattern out (a default suffix that one's own service also ends with)."""
     entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    if not entries:
-        entries = ["defaults"]
+    removed = {e[1:].strip(): EndpointPattern.parse(e[1:]) for e in entries if e.startswith("-")}
+    if all(e.startswith("-") for e in entries):
+        entries.insert(0, "defaults")
     patterns: list[EndpointPattern] = []
-    for entry in entries:
+    for entry in (e for e in entries if not e.startswith("-")):
         if entry == "defaults":
             patterns.extend(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
         else:
             patterns.append(EndpointPattern.parse(entry))
-    return tuple(dict.fromkeys(patterns))
+    for text, gone in removed.items():
+        if gone not in patterns:
+            raise SettingsError(f"promptcache_endpoints: '-{text}' takes out a pattern that is not listed")
+    return tuple(p for p in dict.fromkeys(patterns) if p not in removed.values())
 
 
 def parse_mode(value: str, source: str) -> Mode:
@@ -267,6 +272,20 @@ def parse_host_aliases(lines: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(aliases)
 
 
+def parse_key_headers(lines: Iterable[str]) -> tuple[str, ...]:
+    """ini ``promptcache_key_headers``: a name adds a header to the defaults, ``-name`` removes one."""
+    entries = [h.strip().lower() for h in lines]
+    added = [h for h in entries if not h.startswith("-")]
+    removed = {h[1:].strip() for h in entries if h.startswith("-")}
+    for name in sorted(removed):
+        if name not in DEFAULT_KEY_HEADERS or name in added:
+            raise SettingsError(
+                f"promptcache_key_headers: '-{name}' removes only a default key header that is not also "
+                f"added; the defaults are {', '.join(DEFAULT_KEY_HEADERS)}"
+            )
+    return tuple(h for h in dict.fromkeys([*DEFAULT_KEY_HEADERS, *added]) if h not in removed)
+
+
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
     raw = str(ini.get(name) or "").strip()
     return parse_count(raw, name, minimum) if raw else None
@@ -300,7 +319,7 @@ def build_settings(
 
     extra_secret_headers = [h.lower() for h in _lines(ini.get("promptcache_secret_headers"))]
     extra_secret_params = [p.lower() for p in _lines(ini.get("promptcache_secret_params"))]
-    key_headers = [h.lower() for h in _lines(ini.get("promptcache_key_headers"))]
+    key_headers = parse_key_headers(_lines(ini.get("promptcache_key_headers")))
     secret_headers = tuple(dict.fromkeys([*DEFAULT_SECRET_HEADERS, *extra_secret_headers]))
     clash = sorted(set(key_headers) & set(secret_headers))
     if clash:
@@ -356,7 +375,7 @@ def build_settings(
         max_age=max_age,
         on_expiry=on_expiry,
         similar_threshold=similar,
-        key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
+        key_headers=key_headers,
         host_aliases=parse_host_aliases(_lines(ini.get("promptcache_host_aliases"))),
         secret_headers=secret_headers,
         secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),

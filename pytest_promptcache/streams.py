@@ -15,8 +15,9 @@ from . import eventstream
 from .decoding import BodyDecoder, UnsupportedEncoding
 from .models import EventStreamMessage, RecordedResponse, SSEEvent
 
-# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]).
-TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete"})
+# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]);
+# Cohere v2 ends with message-end.
+TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete", "message-end"})
 # Events that mean the provider failed mid-stream: such a stream is never recorded.
 ERROR_EVENTS = frozenset({"error", "response.failed"})
 

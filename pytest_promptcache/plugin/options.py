@@ -34,7 +34,7 @@ INI_STRINGS = {
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
-    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
+    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'; '-PATTERN' takes one out",
     "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (JSON paths: "
     "'user', 'metadata.user_id', 'messages[*].id')",
     "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
@@ -42,7 +42,7 @@ INI_LINELISTS = {
     "promptcache_host_aliases": "'HOST[:PORT] = NAME' lines (HOST may use *): requests to matching hosts "
     "are keyed as sent to NAME, so recordings match across hosts and ports ('* = any' ignores the host)",
     "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
-    "anthropic-beta and openai-beta",
+    "anthropic-beta and openai-beta; -NAME takes a default out",
     "promptcache_secret_headers": "more header names never written to disk",
     "promptcache_secret_params": "more query parameter names never written to disk",
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
