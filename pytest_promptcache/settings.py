@@ -27,6 +27,7 @@ from .defaults import (
 from .limits import LimitError, Limits
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
+from .sharedconf import SharedConfig, SharedConfigError, parse_shared
 
 __all__ = [
     "AWS_ACCESS_KEY_ID_PATTERN",
@@ -185,6 +186,8 @@ class Settings:
     placeholder_keys: bool = True
     # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
     limits: Limits = field(default_factory=Limits)
+    # promptcache_shared: the Redis tier the machines of a fleet share; None: this machine alone.
+    shared: SharedConfig | None = None
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -347,6 +350,10 @@ def build_settings(
         limits = Limits.from_ini(ini)
     except LimitError as exc:
         raise SettingsError(str(exc)) from None
+    try:
+        shared = parse_shared(env, ini)
+    except SharedConfigError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
         cassette_dir=cassette_dir,
@@ -377,4 +384,5 @@ def build_settings(
             ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
         ),
         limits=limits,
+        shared=shared,
     )
