@@ -31,7 +31,9 @@ def test_triage(oai0):
 class Fleet:
     """Checkouts of one project in one pytester directory, each run as its own pytest session."""
 
-    def __init__(self, suite: Suite, redis: RedisServer, monkeypatch: pytest.MonkeyPatch, ini: str = "") -> None:
+    def __init__(
+        self, suite: Suite, redis: RedisServer, monkeypatch: pytest.MonkeyPatch, ini: str = ""
+    ) -> None:
         self.suite = suite
         self.redis = redis
         self.monkeypatch = monkeypatch
