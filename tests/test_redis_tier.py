@@ -115,6 +115,7 @@ def test_a_recording_made_in_one_checkout_replays_in_another_and_lands_there_in_
     assert fleet.report("b")["shared"]["hits_by_tier"] == {"memory": 0, "cassettes": 3, "shared": 0}
 
 
+@pytest.mark.slow  # two pytest sessions
 def test_lookups_go_memory_then_cassettes_then_redis(fleet: Fleet) -> None:
     fleet.run("a", "--promptcache=record").assert_outcomes(passed=3)
     # Checkout a has every recording on disk: Redis is not asked (an emptied Redis changes nothing).
