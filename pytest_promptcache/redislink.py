@@ -27,7 +27,6 @@ T = TypeVar("T")
 
 # A lock held by a process that died frees itself after this long; a live holder renews it.
 LOCK_TTL_MS = 30_000
-RENEW_EVERY = LOCK_TTL_MS / 1000 / 3
 # Notices a session keeps: the first is the one that matters, the rest are the same story.
 MAX_NOTICES = 20
 
@@ -45,8 +44,11 @@ class SharedDown(Exception):
 class RedisLink:
     """One Redis client for the session's threads (redis-py's pool is thread-safe)."""
 
-    def __init__(self, config: SharedConfig) -> None:
+    def __init__(self, config: SharedConfig, lock_ttl_ms: int = LOCK_TTL_MS) -> None:
         self.config = config
+        self.lock_ttl_ms = lock_ttl_ms
+        # Renewed three times per expiry: two renewals may fail to arrive before the lock is lost.
+        self._renew_every = lock_ttl_ms / 1000 / 3
         self.notices: list[str] = []
         self.token_base = f"{config.machine} {os.getpid()}"
         self._down = False
@@ -162,12 +164,12 @@ class RedisLink:
             self._renewing.pop(lock_key, None)
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(RENEW_EVERY):
+        while not self._stop.wait(self._renew_every):
             with self._lock:
                 held = list(self._renewing.items())
             for lock_key, token in held:
                 try:
-                    self.run_script("renewing a lock", _RENEW, [lock_key], [token, LOCK_TTL_MS])
+                    self.run_script("renewing a lock", _RENEW, [lock_key], [token, self.lock_ttl_ms])
                 except SharedDown:
                     return
 
@@ -175,7 +177,7 @@ class RedisLink:
         self._stop.set()
         renewer = self._renewer
         if renewer is not None:
-            renewer.join(self.config.timeout + RENEW_EVERY)
+            renewer.join(self.config.timeout * 2)
         client, self._client = self._client, None
         if client is not None:
             # Closing a pool whose server is gone: nothing left to do.

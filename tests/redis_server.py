@@ -19,6 +19,8 @@ from types import TracebackType
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 INSTALL_HINT = "redis-server is not installed: apt-get install -y redis-server (.ci/run installs it)"
 
@@ -49,7 +51,11 @@ class RedisServer:
     def client(self) -> redis.Redis:
         # No retries: a test that stops the server must not wait out redis-py's backoff.
         return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5, retry=None
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 0),
         )
 
     def shutdown(self) -> None:
@@ -123,7 +129,7 @@ class RedisServer:
         self.close()
 
     def keys(self, pattern: str = "*") -> list[str]:
-        return sorted(k.decode() for k in self.client().keys(pattern))
+        return sorted(k.decode() if isinstance(k, bytes) else k for k in self.client().keys(pattern))
 
 
 @pytest.fixture(scope="module")

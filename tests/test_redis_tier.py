@@ -98,7 +98,8 @@ def test_a_recording_made_in_one_checkout_replays_in_another_and_lands_there_in_
     assert fleet.report("b")["totals"]["live"] == 0
     replayed.stdout.fnmatch_lines(
         [
-            "shared tier redis://127.0.0.1:*/0 (machine machine-b): replayed from 0 memory, 0 cassettes, 3 shared",
+            "shared tier redis://127.0.0.1:*/0 (machine machine-b): replayed from 0 memory, 0 cassettes, "
+            "3 shared",
             "recordings used, by the machine that made them: machine-a: 3",
             "3 recordings served from the shared tier, not in cassettes/: run pytest --promptcache=record*",
         ]

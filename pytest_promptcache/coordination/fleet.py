@@ -22,7 +22,7 @@ import math
 import threading
 from typing import Any
 
-from ..redislink import LOCK_TTL_MS, RedisLink, SharedDown
+from ..redislink import RedisLink, SharedDown
 from .state import MAX_INTERVAL, MAX_SPEND_USD, FileLock, SharedState, Slot
 
 # A run's spend is kept this long after its last live call: long enough for any CI run's retries.
@@ -78,7 +78,7 @@ class RedisKeyLock:
         try:
             taken = self._link.call(
                 "taking a key's lock",
-                lambda c: c.set(self._name, token.encode(), nx=True, px=LOCK_TTL_MS),
+                lambda c: c.set(self._name, token.encode(), nx=True, px=self._link.lock_ttl_ms),
             )
         except SharedDown:
             self._local = self._fallback.try_acquire()
