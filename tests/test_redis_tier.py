@@ -4,14 +4,21 @@ directories) that only a real Redis connects."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLIENTS_CONFTEST, Suite
+import yaml
+from conftest import CLIENTS_CONFTEST, SUITES, Suite
 from redis_server import RedisServer, checkout, module_redis, redis_server
 
+from pytest_promptcache.settings import build_settings
+
 __all__ = ["module_redis", "redis_server"]
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "ci"
 
 APP = """
 from conftest import ask
@@ -134,3 +141,65 @@ def test_without_the_option_nothing_reaches_redis_and_the_report_has_no_shared_p
     fleet.run("a", "--promptcache=record").assert_outcomes(passed=3)
     assert fleet.redis.keys() == []
     assert fleet.report("a")["shared"] is None
+
+
+def test_async_record_and_replay_through_redis_never_block_the_event_loop(
+    suite: Suite, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis is a socket: every lookup, lock, pacing slot, spend and save through it runs off the loop
+    (the async app's tests run under blockbuster, scanning every module)."""
+    for source in (SUITES / "async_app").iterdir():
+        if source.is_file():
+            shutil.copy(source, suite.path / source.name)
+    suite.pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "promptcache_record_rpm = 60000\npromptcache_record_tpm = 10000000\n"
+    )
+    monkeypatch.setenv("PROMPTCACHE_SHARED", redis_server.url)
+    monkeypatch.setenv("PROMPTCACHE_RUN_ID", "async-run")
+    recorded = suite.run("--promptcache=record", "--promptcache-budget=5", "--promptcache-report=r.json")
+    recorded.assert_outcomes(passed=5)
+    assert "BlockingError" not in recorded.stdout.str()
+    assert redis_server.keys("promptcache:run:async-run:spend")
+    shutil.rmtree(suite.cassettes)  # from here on, Redis is the only place the recordings are
+
+    suite.server.stop()
+    replayed = suite.run("--promptcache-report=r.json")
+    replayed.assert_outcomes(passed=5)
+    assert "BlockingError" not in replayed.stdout.str()
+    shared = json.loads((suite.path / "r.json").read_text())["shared"]
+    assert shared["hits_by_tier"]["shared"] == len(shared["not_in_cassettes"]) == 5
+
+
+def test_the_ci_fleet_example_is_a_workflow_that_shares_one_redis() -> None:
+    """docs/ci/fleet.yml, which the README shows: a Redis service container, shards that share it as
+    separate machines would (own state directory and machine name, one run id), and a URL that the
+    plugin accepts."""
+    workflow = yaml.safe_load((DOCS / "fleet.yml").read_text())
+    job = workflow["jobs"]["record"]
+    redis = job["services"]["redis"]
+    assert redis["image"].startswith("redis:")
+    assert "6379:6379" in redis["ports"]
+    assert "--health-cmd" in redis["options"]
+    env = job["env"]
+    assert env["PROMPTCACHE_RUN_ID"].startswith("${{ github.run_id }}")
+    # As GitHub expands them: run ids and attempts are numbers, secrets are text.
+    expanded = {name: re.sub(r"\$\{\{[^}]*\}\}", "12345", value) for name, value in env.items()}
+    settings = build_settings(rootdir=Path("."), cli_mode=None, cli_dir=None, env=expanded, ini={})
+    assert settings.shared is not None
+    assert settings.shared.display == "redis://localhost:6379/0"
+    assert settings.shared.run_id == "12345-12345"
+    script = next(step["run"] for step in job["steps"] if "--promptcache=record" in step.get("run", ""))
+    for needed in (
+        'PROMPTCACHE_MACHINE="shard-$group"',
+        "promptcache_state_dir=.promptcache-state-$group",
+        "wait",
+    ):
+        assert needed in script
+    assert any("promptcache verify" in step.get("run", "") for step in job["steps"])
+    assert "pytest-promptcache[redis]" in next(
+        s["run"] for s in job["steps"] if "pip install" in s.get("run", "")
+    )
+    readme = (DOCS.parents[1] / "README.md").read_text()
+    assert "## CI fleets" in readme
+    assert "docs/ci/fleet.yml" in readme

@@ -1,0 +1,210 @@
+"""What the shared tier costs: a replay served from Redis, and the fleet's coordination per live call.
+
+1. Replay: raw httpx2 POSTs through the plugin in replay mode, each to a recording the session's memory
+   tier does not hold (``promptcache_memory_size = 1``, cycling through 200 recordings), served
+   - from the cassette directory (no shared tier: today's single-machine path),
+   - from Redis (``promptcache_shared`` set, an empty cassette directory: memory and disk tiers cold),
+   - and, for reference, warm from memory.
+   Target: Redis adds at most 300 µs per call over the cassette directory, on loopback.
+2. Coordination per live call, each operation timed alone: the key lock (take and release), a pacing
+   slot, a TPM debt, adding to the run's spend, storing the recording in Redis, and the two lookups a
+   recorded call makes (before and after claiming its key); against the machine's own state directory
+   (file locks and state files) where there is an equivalent.
+
+Interleaved rounds, medians; one run. A real ``redis-server`` on loopback (started and stopped here).
+
+    python benchmarks/redis_tier.py            # ~1 minute
+    python benchmarks/redis_tier.py --quick    # a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import httpx2
+from llm_server import LLMServer
+from redis_server import RedisServer
+
+from pytest_promptcache.clients import install, uninstall
+from pytest_promptcache.coordination.fleet import FleetState
+from pytest_promptcache.coordination.state import SharedState
+from pytest_promptcache.redislink import RedisLink
+from pytest_promptcache.session import CacheSession
+from pytest_promptcache.settings import Settings, build_settings
+from pytest_promptcache.sharedconf import SharedConfig
+from pytest_promptcache.store.redis import SharedRecordings
+
+RECORDINGS = 200
+TARGET_US = 300.0
+
+
+def settings(root: Path, cassettes: Path, mode: str, redis_url: str | None, **ini: str) -> Settings:
+    env = {"PROMPTCACHE_SHARED": redis_url} if redis_url else {}
+    return build_settings(
+        rootdir=root,
+        cli_mode=mode,
+        cli_dir=str(cassettes),
+        env=env,
+        ini={"promptcache_state_dir": str(root / "state"), **ini},
+    )
+
+
+def body(i: int) -> dict[str, Any]:
+    return {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": f"benchmark prompt {i:05d}"}]}
+
+
+def record(root: Path, url: str, redis_url: str) -> None:
+    """The recordings, made for real against the loopback provider: in the cassette directory and Redis."""
+    session = CacheSession(settings(root, root / "cassettes", "record", redis_url), env={})
+    install(session)
+    try:
+        with httpx2.Client(base_url=url) as client:
+            for i in range(RECORDINGS):
+                client.post("/v1/chat/completions", json=body(i)).raise_for_status()
+    finally:
+        uninstall(session)
+        session.close()
+
+
+def timed_calls(session: CacheSession, url: str, calls: int, offset: int) -> float:
+    """Seconds per call, ``calls`` replays cycling through the recordings."""
+    install(session)
+    try:
+        with httpx2.Client(base_url=url) as client:
+            bodies = [body((offset + i) % RECORDINGS) for i in range(calls)]
+            start = time.perf_counter()
+            for b in bodies:
+                client.post("/v1/chat/completions", json=b)
+            return (time.perf_counter() - start) / calls
+    finally:
+        uninstall(session)
+
+
+def replay_benchmark(root: Path, url: str, redis_url: str, rounds: int, calls: int) -> dict[str, Any]:
+    cold = {"promptcache_memory_size": "1"}
+    empty = root / "empty-cassettes"
+    empty.mkdir()
+    variants = {
+        "cassettes": CacheSession(settings(root, root / "cassettes", "replay", None, **cold), env={}),
+        "redis": CacheSession(settings(root, empty, "replay", redis_url, **cold), env={}),
+        "memory": CacheSession(settings(root, root / "cassettes", "replay", None), env={}),
+    }
+    for session in variants.values():  # builds the engines, connects, warms the memory variant
+        timed_calls(session, url, RECORDINGS, 0)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in names[r % 3 :] + names[: r % 3]:
+            samples[name].append(timed_calls(variants[name], url, calls, r * calls) * 1e6)
+    for session in variants.values():
+        session.close()
+    added = [redis - disk for redis, disk in zip(samples["redis"], samples["cassettes"], strict=True)]
+    return {
+        "median_us": {name: round(statistics.median(v), 1) for name, v in samples.items()},
+        "redis_minus_cassettes_us": round(statistics.median(added), 1),
+        "rounds": samples,
+        "target": f"a replay from Redis adds at most {TARGET_US:g} us per call over the cassette directory",
+        "met": statistics.median(added) <= TARGET_US,
+    }
+
+
+def per_op(operation: Callable[[int], object], repeat: int) -> float:
+    start = time.perf_counter()
+    for i in range(repeat):
+        operation(i)
+    return (time.perf_counter() - start) / repeat * 1e6
+
+
+def coordination_benchmark(root: Path, redis_url: str, repeat: int) -> dict[str, Any]:
+    config = SharedConfig(url=redis_url, machine="bench", run_id="bench-run")
+    link = RedisLink(config)
+    assert link.start()
+    local = SharedState(root / "coord-state", session_id="bench")
+    fleet = FleetState(SharedState(root / "fleet-state", session_id="bench"), link)
+    tier = SharedRecordings(link, max_size=64 << 20)
+    text = next((root / "cassettes").glob("*.json")).read_text()
+    key = "0" * 64
+
+    def lock_cycle(state: Any) -> Callable[[int], object]:
+        def cycle(i: int) -> None:
+            lock = state.key_lock(f"{i:064d}")
+            lock.try_acquire()
+            lock.release()
+
+        return cycle
+
+    results: dict[str, dict[str, float | None]] = {
+        "key lock, take and release": {
+            "redis": per_op(lock_cycle(fleet), repeat),
+            "state dir": per_op(lock_cycle(local), repeat),
+        },
+        "pacing slot (RPM)": {
+            "redis": per_op(lambda i: fleet.reserve_slot("api.bench", 1e-6, 300.0), repeat),
+            "state dir": per_op(lambda i: local.reserve_slot("api.bench", 1e-6, 300.0), repeat),
+        },
+        "pacing debt (TPM)": {
+            "redis": per_op(lambda i: fleet.add_debt("api.bench", 0.0, 300.0), repeat),
+            "state dir": per_op(lambda i: local.add_debt("api.bench", 0.0, 300.0), repeat),
+        },
+        "run spend, add": {
+            "redis": per_op(lambda i: fleet.add_spend(0.0), repeat),
+            "state dir": per_op(lambda i: local.add_spend(0.0), repeat),
+        },
+        "store the recording": {
+            "redis": per_op(lambda i: tier.put(key, text, "bench"), repeat),
+            "state dir": None,
+        },
+        "lookup (a miss), twice": {
+            "redis": per_op(lambda i: (tier.get(f"{i:064x}"), tier.get(key[:-1] + "1")), repeat),
+            "state dir": None,
+        },
+    }
+    link.close()
+    rounded = {
+        op: {k: (round(v, 1) if v is not None else None) for k, v in r.items()} for op, r in results.items()
+    }
+    # A recorded call does each once, the lookups twice (before and after claiming its key).
+    per_live = sum(r["redis"] or 0.0 for r in results.values()) - results["run spend, add"]["redis"]  # type: ignore[operator]
+    return {"per_operation_us": rounded, "per_live_call_us": round(per_live, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "redis_tier.json")
+    args = parser.parse_args()
+    rounds, calls, repeat = (5, 200, 200) if args.quick else (31, 400, 2000)
+    with tempfile.TemporaryDirectory() as tmp, LLMServer() as server, RedisServer() as redis:
+        root = Path(tmp)
+        record(root, server.url, redis.url)
+        replay = replay_benchmark(root, server.url, redis.url, rounds, calls)
+        coordination = coordination_benchmark(root, redis.url, repeat)
+    result = {"replay": replay, "coordination": coordination, "quick": args.quick}
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    med = replay["median_us"]
+    print(
+        f"replay, memory cold: cassettes {med['cassettes']} us, redis {med['redis']} us per call "
+        f"(+{replay['redis_minus_cassettes_us']} us; target <= {TARGET_US:g}: "
+        f"{'met' if replay['met'] else 'MISSED'}); warm memory {med['memory']} us"
+    )
+    for op, cost in coordination["per_operation_us"].items():
+        local = f", state dir {cost['state dir']} us" if cost["state dir"] is not None else ""
+        print(f"  {op}: redis {cost['redis']} us{local}")
+    print(f"coordination through Redis per live call: ~{coordination['per_live_call_us']} us")
+    return 0 if replay["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
