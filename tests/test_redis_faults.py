@@ -226,3 +226,20 @@ def test_bad_entries_in_redis_are_ignored_like_bad_files(
     assert clients.server.count() == 5
     for key in keys:  # replaced by good recordings
         assert json.loads(client.get(f"promptcache:rec:{key}") or b"")["key"] == key
+
+
+@pytest.mark.slow  # pytest -n 2 in a subprocess
+def test_under_xdist_the_workers_warnings_are_one(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch, own_redis: RedisServer
+) -> None:
+    clients.pytester.makepyfile(
+        "from conftest import ask\n"
+        + "".join(f"def test_{i}(oai0):\n    assert ask(oai0, 'xdist {i}').choices\n" for i in range(4))
+    )
+    own_redis.stop()
+    monkeypatch.setenv("PROMPTCACHE_SHARED", own_redis.url)
+    result = clients.run("-n", "2", "--promptcache=record", "--promptcache-report=r.json", subprocess=True)
+    result.assert_outcomes(passed=4)
+    assert result.stdout.str().count("is unavailable") == 1
+    assert len(report(clients)["shared"]["notices"]) == 1
+    assert len(clients.recordings()) == 4

@@ -257,3 +257,48 @@ def test_rewrites_are_the_machines_own(redis_server: RedisServer, tmp_path: Path
     state.mark_rewritten("k")
     assert state.was_rewritten("k")
     assert not fleet(redis_server, tmp_path, "ci-2").was_rewritten("k")
+
+
+def test_each_operation_falls_back_when_it_is_the_first_to_find_redis_gone(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    state = fleet(own_redis, tmp_path, "ci-1", run_id="r")
+    lock = state.key_lock("k")
+    lock.release()  # never taken: nothing to do
+    tier = SharedRecordings(state.link, max_size=1 << 20)
+    own_redis.stop()
+    for first in (
+        lock.describe_holder,
+        state.spent,
+        lambda: state.add_debt("api.test", 1.0, max_wait=10.0),
+        lambda: tier.put("k", "{}", "ci-1"),
+    ):
+        state.link._down = False  # as if Redis had just gone away
+        first()
+        assert not state.link.up
+    assert state.spent() == 0.0
+    assert not tier.put("k", "{}", "ci-1")
+
+
+def test_a_lost_renewal_is_one_notice(own_redis: RedisServer, tmp_path: Path) -> None:
+    state = fleet(own_redis, tmp_path, "ci-1", lock_ttl_ms=150)
+    lock = state.key_lock("long-stream")
+    assert lock.try_acquire()
+    own_redis.stop()
+    deadline = time.monotonic() + 10
+    while state.link.up and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert state.link.notices
+    assert "(renewing a lock: ConnectionError" in state.link.notices[0]
+    lock.release()
+
+
+def test_bad_entries_are_reported_a_few_times_then_quietly(redis_server: RedisServer) -> None:
+    link = link_to(redis_server)
+    tier = SharedRecordings(link, max_size=1 << 20)
+    for i in range(8):
+        redis_server.client().set(f"promptcache:rec:{i:064x}", b"[]")
+        redis_server.client().set(f"promptcache:by:{i:064x}", b"\xff")
+        assert tier.get(f"{i:064x}") is None
+    assert len(link.notices) == 5
+    assert all("not a JSON object" in n for n in link.notices)

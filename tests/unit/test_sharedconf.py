@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_promptcache.settings import SettingsError, build_settings
-from pytest_promptcache.sharedconf import DEFAULT_TIMEOUT, default_machine, redacted_url
+from pytest_promptcache.sharedconf import DEFAULT_TIMEOUT, SharedConfig, default_machine, redacted_url
 
 PASSWORD = "hunter2-Secret"
 
@@ -116,3 +116,12 @@ def test_the_default_machine_name_fits_a_key(monkeypatch: pytest.MonkeyPatch) ->
     assert default_machine() == "runner-7--eu-"
     monkeypatch.setattr(socket, "gethostname", lambda: "")
     assert default_machine() == "unknown-machine"
+
+
+def test_a_password_in_the_query_is_redacted_too() -> None:
+    config = SharedConfig(url=f"redis://h/0?password={PASSWORD}&db=1", machine="m")
+    assert config.redact(f"refused {PASSWORD}") == "refused ***"
+    assert PASSWORD not in repr(config)
+    unparsable = SharedConfig(url="redis://[::1", machine="m")
+    assert unparsable.redact("text") == "text"
+    assert unparsable.display == "<an unparsable URL>"
