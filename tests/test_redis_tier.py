@@ -168,7 +168,10 @@ def test_async_record_and_replay_through_redis_never_block_the_event_loop(
     replayed.assert_outcomes(passed=5)
     assert "BlockingError" not in replayed.stdout.str()
     shared = json.loads((suite.path / "r.json").read_text())["shared"]
-    assert shared["hits_by_tier"]["shared"] == len(shared["not_in_cassettes"]) == 5
+    # Five distinct recordings, all from Redis (identical calls gathered at once may each fetch it).
+    assert len(shared["not_in_cassettes"]) == 5
+    assert shared["hits_by_tier"]["cassettes"] == 0
+    assert shared["hits_by_tier"]["shared"] + shared["hits_by_tier"]["memory"] == 13
 
 
 def test_the_ci_fleet_example_is_a_workflow_that_shares_one_redis() -> None:
