@@ -143,6 +143,7 @@ def test_without_the_option_nothing_reaches_redis_and_the_report_has_no_shared_p
     assert fleet.report("a")["shared"] is None
 
 
+@pytest.mark.slow  # two sessions of an async suite under blockbuster
 def test_async_record_and_replay_through_redis_never_block_the_event_loop(
     suite: Suite, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

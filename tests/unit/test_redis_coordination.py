@@ -146,10 +146,10 @@ def test_only_the_owner_releases_a_lock_even_after_it_expired(
 
 
 def test_a_held_lock_is_renewed_and_a_released_one_is_not(redis_server: RedisServer, tmp_path: Path) -> None:
-    state = fleet(redis_server, tmp_path, "ci-1", lock_ttl_ms=300)
+    state = fleet(redis_server, tmp_path, "ci-1", lock_ttl_ms=150)
     lock = state.key_lock("long-stream")
     assert lock.try_acquire()
-    time.sleep(1.0)  # over three expiries: only renewal keeps it
+    time.sleep(0.5)  # over three expiries: only renewal keeps it
     assert redis_server.client().exists("promptcache:lock:long-stream")
     lock.release()
     assert not redis_server.client().exists("promptcache:lock:long-stream")
