@@ -174,6 +174,7 @@ def test_a_shared_budget_stops_all_four_runs(clients: Suite, redis_server: Redis
         assert result.returncode == 1, result.stdout[-3000:]  # the budget failed every run
         assert report["budget"]["blocked_calls"] >= 1
         assert "budget of $10" in result.stdout
+        assert "run ci-run-42: $" in result.stdout
     # The fleet spent the budget once, not once per machine: at most one call per run was in flight
     # when the last one crossed it.
     assert budget <= spent < budget + RUNS * per_call

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from pydantic import BaseModel
 
 from ..ledger import COPIED, CallRecord, Outcome
+from ..prices import usd
 from ..sharedconf import SharedConfig
 
 TIERS = ("memory", "cassettes", "shared")
@@ -79,6 +80,9 @@ def shared_lines(shared: SharedReport, verbose: bool) -> Iterator[tuple[str, str
     """Terminal lines: (text, colour)."""
     hits = ", ".join(f"{n} {tier}" for tier, n in shared.hits_by_tier.items())
     yield f"shared tier {shared.url} (machine {shared.machine}): replayed from {hits}", None
+    if shared.run_id is not None and shared.run_spent_usd is not None:
+        spent = usd(shared.run_spent_usd)
+        yield f"run {shared.run_id}: {spent} spent on live calls by all its machines", None
     if shared.recorded_by_machine:
         counts = ", ".join(f"{m}: {len(keys)}" for m, keys in shared.recorded_by_machine.items())
         yield f"recordings used, by the machine that made them: {counts}", None
