@@ -100,8 +100,8 @@ class Engine:
         stored = self.store.in_memory(key)
         if stored is None:
             return None
-        tier = Tier.MEMORY.value if self.settings.shared is not None else None
-        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, tier=tier)
+        extra = {"tier": Tier.MEMORY.value} if self.settings.shared is not None else {}
+        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, **extra)
 
     def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something

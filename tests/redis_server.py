@@ -33,19 +33,49 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(self, password: str | None = None, *, tls: bool = False) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
             pytest.fail(INSTALL_HINT, pytrace=False)
         self.executable = executable
         self.password = password
+        self.tls = tls
         self.port = _free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="promptcache-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
+        self.cert = Path(self._dir.name) / "cert.pem"
+        if tls:
+            self._make_certificate()
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for 127.0.0.1 (the openssl command: Debian's base system has it)."""
+        key = Path(self._dir.name) / "key.pem"
+        subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                *subject,
+                "-keyout",
+                str(key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.cert}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
@@ -56,6 +86,8 @@ class RedisServer:
             password=self.password,
             socket_timeout=5,
             retry=Retry(NoBackoff(), 0),
+            ssl=self.tls,
+            ssl_ca_certs=str(self.cert) if self.tls else None,
         )
 
     def shutdown(self) -> None:
@@ -82,6 +114,10 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            key = str(Path(self._dir.name) / "key.pem")
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", str(self.cert), "--tls-key-file", key, "--tls-auth-clients", "no"]
         for _attempt in range(5):
             self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if self._ready():
@@ -90,7 +126,7 @@ class RedisServer:
             self._proc.kill()
             self._proc.wait()
             self.port = _free_port()
-            args[2] = str(self.port)
+            args[args.index("--tls-port" if self.tls else "--port") + 1] = str(self.port)
         raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}")
 
     def _ready(self) -> bool:

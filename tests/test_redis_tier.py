@@ -207,3 +207,23 @@ def test_the_ci_fleet_example_is_a_workflow_that_shares_one_redis() -> None:
     readme = (DOCS.parents[1] / "README.md").read_text()
     assert "## CI fleets" in readme
     assert "docs/ci/fleet.yml" in readme
+
+
+@pytest.mark.slow  # a TLS server of its own, and two pytest sessions
+def test_rediss_with_a_password_works_and_shows_neither(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "tls-Secret-9"
+    with RedisServer(password=password, tls=True) as server:
+        monkeypatch.setenv("PROMPTCACHE_SHARED", server.url)
+        recorded = fleet.run("a", "--promptcache=record")
+        recorded.assert_outcomes(passed=3)
+        assert len(server.keys("promptcache:rec:*")) == 3
+        fleet.suite.server.stop()
+        replayed = fleet.run("b", "-v")
+        replayed.assert_outcomes(passed=3)
+        shared = fleet.report("b")["shared"]
+        assert shared["hits_by_tier"]["shared"] == 3
+        assert shared["url"] == f"rediss://:***@127.0.0.1:{server.port}/0"
+        for text in (recorded.stdout.str(), replayed.stdout.str(), json.dumps(fleet.report("b"))):
+            assert password not in text
