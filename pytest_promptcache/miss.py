@@ -15,11 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .keys import key_of
-from .models import CanonicalRequest
+from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
 from .store.cassettes import CassetteStore
 from .store.index import group_of
 from .store.packed import GroupKey
+from .streams import Replay, build_replay
 from .textdiff import unified
 
 __all__ = [
@@ -194,3 +195,31 @@ def miss_message(
         lines.extend(diff)
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
+
+
+def miss_reply(message: str) -> Replay:
+    """The answer to a call that fails its test, in a way SDKs neither retry nor hide.
+
+    Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
+    into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
+    once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
+    """
+    return build_replay(
+        RecordedResponse(
+            status=404,
+            headers={
+                "content-type": "application/json",
+                "x-should-retry": "false",
+                "x-promptcache": "miss",
+                # botocore names its ClientError after this header.
+                "x-amzn-errortype": "PromptcacheMiss",
+            },
+            # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
+            # botocore finds it at the top.
+            body={
+                "type": "error",
+                "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
+                "message": message,
+            },
+        )
+    )

@@ -24,9 +24,12 @@ from .defaults import (
     DEFAULT_SECRET_PATTERNS,
     SECRET_PATTERN_NAMES,
 )
+from .endpoints import EndpointPattern, default_endpoints, parse_endpoints
+from .errors import SettingsError
 from .limits import LimitError, Limits
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
+from .sharedconf import SharedConfig, SharedConfigError, parse_shared
 
 __all__ = [
     "AWS_ACCESS_KEY_ID_PATTERN",
@@ -43,6 +46,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "build_settings",
+    "parse_endpoints",
 ]
 
 
@@ -62,77 +66,6 @@ class Expiry(StrEnum):
     RERECORD = "rerecord"
 
 
-class SettingsError(ValueError):
-    """A bad option value; the message says which option and what would be accepted."""
-
-
-@dataclass(frozen=True)
-class EndpointPattern:
-    """A path suffix on any host, or on one host when written as ``host[:port]/suffix``. A ``*`` in the
-    suffix stands for any text (``/model/*/converse``: Bedrock's model id, an ARN's slashes included)."""
-
-    host: str | None
-    suffix: str
-    # The suffix as a regex when it has wildcards; derived, so not part of equality.
-    _wild: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-    # The literal text after the last wildcard: a cheap test before the regex, since this runs for every
-    # request any client sends.
-    _tail: str = field(default="", init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if "*" in self.suffix:
-            parts = self.suffix.split("*")
-            if "**" in self.suffix:
-                raise SettingsError(
-                    f"promptcache_endpoints: {self.suffix!r} has adjacent wildcards; use one *"
-                )
-            regex = re.compile(".+".join(re.escape(part) for part in parts) + r"\Z")
-            object.__setattr__(self, "_wild", regex)
-            object.__setattr__(self, "_tail", parts[-1])
-
-    @classmethod
-    def parse(cls, text: str) -> EndpointPattern:
-        text = text.strip()
-        if not text:
-            raise SettingsError("promptcache_endpoints: empty pattern")
-        if text[0] in "/:":
-            return cls(host=None, suffix=text)
-        host, sep, rest = text.partition("/")
-        if not sep or not host:
-            raise SettingsError(
-                f"promptcache_endpoints: {text!r} is not a pattern; write a path suffix such as "
-                "'/v1/rerank', '/model/*/converse' or ':generateContent', or 'host[:port]/path-suffix' "
-                "for one host"
-            )
-        return cls(host=host.lower(), suffix="/" + rest)
-
-    def matches(self, host: str, path: str) -> bool:
-        if self.host is not None and self.host != host:
-            return False
-        if self._wild is None:
-            return path.endswith(self.suffix)
-        return path.endswith(self._tail) and self._wild.search(path) is not None
-
-
-def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:
-    """ini lines replace the default list, unless one of them is the word ``defaults`` or every one is a
-    ``-PATTERN``, which takes a pattern out (a default suffix that one's own service also ends with)."""
-    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    removed = {e[1:].strip(): EndpointPattern.parse(e[1:]) for e in entries if e.startswith("-")}
-    if all(e.startswith("-") for e in entries):
-        entries.insert(0, "defaults")
-    patterns: list[EndpointPattern] = []
-    for entry in (e for e in entries if not e.startswith("-")):
-        if entry == "defaults":
-            patterns.extend(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
-        else:
-            patterns.append(EndpointPattern.parse(entry))
-    for text, gone in removed.items():
-        if gone not in patterns:
-            raise SettingsError(f"promptcache_endpoints: '-{text}' takes out a pattern that is not listed")
-    return tuple(p for p in dict.fromkeys(patterns) if p not in removed.values())
-
-
 def parse_mode(value: str, source: str) -> Mode:
     try:
         return Mode(value.strip().lower())
@@ -150,10 +83,6 @@ def parse_count(value: str, source: str, minimum: int = 0) -> int:
     return number
 
 
-def _default_endpoints() -> tuple[EndpointPattern, ...]:
-    return tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
-
-
 @dataclass(frozen=True)
 class Settings:
     """A plain dataclass, not a pydantic model: settings are built at every pytest start-up, also for
@@ -166,7 +95,7 @@ class Settings:
     on_expiry: Expiry = Expiry.WARN
     # None: exact matching only. A threshold in (0, 1]: replay may serve the most similar recording.
     similar_threshold: float | None = None
-    endpoints: tuple[EndpointPattern, ...] = field(default_factory=_default_endpoints)
+    endpoints: tuple[EndpointPattern, ...] = field(default_factory=default_endpoints)
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     # (pattern, name): a request to a host:port matching the pattern is keyed as sent to ``name``.
@@ -190,6 +119,8 @@ class Settings:
     placeholder_keys: bool = True
     # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
     limits: Limits = field(default_factory=Limits)
+    # promptcache_shared: the Redis tier the machines of a fleet share; None: this machine alone.
+    shared: SharedConfig | None = None
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -366,6 +297,10 @@ def build_settings(
         limits = Limits.from_ini(ini)
     except LimitError as exc:
         raise SettingsError(str(exc)) from None
+    try:
+        shared = parse_shared(env, ini)
+    except SharedConfigError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
         cassette_dir=cassette_dir,
@@ -396,4 +331,5 @@ def build_settings(
             ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
         ),
         limits=limits,
+        shared=shared,
     )

@@ -30,6 +30,16 @@ INI_STRINGS = {
     "fails (default 300)",
     "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
     "seconds fails unsent (default 300)",
+    "promptcache_shared": "redis://[:PASSWORD@]HOST[:PORT][/DB] (or rediss://): recordings, single flight, "
+    "pacing and the run's budget shared by every machine using it; env PROMPTCACHE_SHARED",
+    "promptcache_shared_prefix": "namespace of the shared tier's Redis keys (default promptcache)",
+    "promptcache_shared_ttl": "recordings in the shared tier expire this long after they were written "
+    "(12h, 30d, 2w; default never)",
+    "promptcache_shared_timeout": "seconds any one Redis operation may take before the session goes on "
+    "without the shared tier (default 2)",
+    "promptcache_machine": "this machine's name in reports (default the host name); env PROMPTCACHE_MACHINE",
+    "promptcache_run_id": "machines with the same run id share one budget (e.g. the CI run number); env "
+    "PROMPTCACHE_RUN_ID",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
@@ -26,9 +27,18 @@ from .files import (
     write_atomic,
 )
 from .index import RecordingIndex
+from .redis import SharedRecordings
 from .scan import Unusable, scan_request
 
-__all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
+__all__ = ["CassetteStore", "CorruptRecording", "Found", "StoredRecording", "Tier"]
+
+
+class Tier(StrEnum):
+    """Where a served recording was found: the lookup order."""
+
+    MEMORY = "memory"
+    CASSETTES = "cassettes"
+    SHARED = "shared"
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,14 @@ class StoredRecording:
         return build_replay(self.recording.response)
 
 
+@dataclass(frozen=True)
+class Found:
+    stored: StoredRecording
+    tier: Tier
+    # The machine that recorded it, when the shared tier says.
+    machine: str | None = None
+
+
 class CassetteStore:
     def __init__(
         self,
@@ -53,9 +71,12 @@ class CassetteStore:
         memory_size: int = 4096,
         max_file_size: int = DEFAULT_MAX_RECORDING_SIZE,
         index_dir: Path | None = None,
+        shared: SharedRecordings | None = None,
     ) -> None:
-        """``index_dir``: where the miss index is kept between sessions (in memory only without one)."""
+        """``index_dir``: where the miss index is kept between sessions (in memory only without one).
+        ``shared``: the Redis tier behind the files, if the fleet has one."""
         self.directory = directory
+        self.shared = shared
         self.max_file_size = max_file_size
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
         self.index = RecordingIndex(directory, index_dir)
@@ -80,11 +101,38 @@ class CassetteStore:
         self._memory.put(key, stored)
         return stored
 
-    def put(self, recording: Recording) -> StoredRecording:
-        write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
+    def lookup(self, key: str) -> Found | None:
+        """The recording for a key and the tier it came from: memory, the files, then the shared tier
+        (a hit there is kept in memory, not written: ``put(..., shared=False)`` copies it to a file).
+        Raises CorruptRecording for an unusable file."""
+        stored = self._memory.get(key)
+        if stored is not None:
+            return Found(stored, Tier.MEMORY)
+        stored = self.get(key)
+        if stored is not None:
+            return Found(stored, Tier.CASSETTES)
+        if self.shared is None:
+            return None
+        hit = self.shared.get(key)
+        if hit is None:
+            return None
+        stored = StoredRecording(hit.recording)
+        self._memory.put(key, stored)
+        return Found(stored, Tier.SHARED, hit.machine)
+
+    def put(
+        self, recording: Recording, machine: str | None = None, *, shared: bool = True
+    ) -> StoredRecording:
+        """Write the recording's file (and, with ``shared`` and a shared tier, its Redis entry, named
+        after ``machine``). Raises OSError when the file cannot be written; Redis failing is not fatal:
+        the file holds it."""
+        text = dumps_recording(recording.to_json_data())
+        write_atomic(self.path_for(recording.key), text)
         stored = StoredRecording(recording)
         self._memory.put(recording.key, stored)
         self.index.added(recording.key, recording.request, self.path_for(recording.key))
+        if shared and self.shared is not None:
+            self.shared.put(recording.key, text, machine or "unknown-machine")
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
