@@ -17,20 +17,22 @@ from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
 from .coordination.state import SharedState
 from .coordination.statedir import state_dirs
+from .engine_scope import OrderedServing
 from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
-from .miss import miss_message, most_similar, nearest, record_command
-from .models import CanonicalRequest, RecordedResponse, Recording
+from .miss import miss_message, miss_response, most_similar, nearest, record_command
+from .models import CanonicalRequest, Recording
+from .ordered import Turn
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
 from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording
-from .streams import Replay, build_replay
+from .streams import Replay
 from .usage import PriceBook
 
 
-class Engine:
+class Engine(OrderedServing):
     """What one call does. ``context`` says which test is running; without it (benchmarks, scripts)
     every call belongs to no test."""
 
@@ -83,8 +85,8 @@ class Engine:
         """The answer when it needs no disk, lock or network, i.e. a recording in the memory tier; else
         None. Async adapters serve these on the event loop and run ``start`` in a thread otherwise."""
         ctx = self._context()
-        if ctx.mode not in (Mode.REPLAY, Mode.RECORD):
-            return None
+        if ctx.mode not in (Mode.REPLAY, Mode.RECORD) or ctx.scope is not None:
+            return None  # an ordered scope counts each call once, in ``start``
         self.scrubber.learn(raw.headers)
         try:
             key, canonical = self.keyer.key_for(raw, ctx.rules, wait=False)
@@ -95,11 +97,14 @@ class Engine:
             return None
         return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored)
 
-    def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
+    def start(
+        self, raw: RawRequest, owner: Owner | None = None, turn: Turn | None = None
+    ) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something
         to wait for (an identical call in flight) before asking again. May touch the disk and locks.
 
-        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf."""
+        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf.
+        ``turn``: the same object each time one call asks again, so an ordered scope counts it once."""
         ctx = self._context()
         self.scrubber.learn(raw.headers, raw.query)
         url = display_url(raw, self.scrubber)
@@ -108,12 +113,24 @@ class Engine:
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
             return self._live(ctx, url, raw)
+        keyed = raw
+        if ctx.scope is not None:
+            turn = turn or Turn()
+            if not turn.decided:
+                self._take_turn(ctx, ctx.scope, raw, turn)
+            keyed = turn.keyed or raw
         try:
-            key, canonical = self.keyer.key_for(raw, ctx.rules)
+            key, canonical = self.keyer.key_for(keyed, ctx.rules)
         except HookError as exc:
             return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
         # Before any message names the test: keying may have learned a credential from the body.
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
+        if turn is not None and turn.slots:
+            served = self._serve_in_scope(ctx, url, raw, canonical, key, turn)
+            if served is not None:
+                return served
+            # Missing, it is recorded (and named in a miss) as this test's own.
+            key, canonical = self._scoped(canonical, *turn.slots[0])
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
@@ -122,6 +139,9 @@ class Engine:
             if similar is not None:
                 return similar
             message = self._miss_message(ctx, url, canonical, key)
+            if turn is not None and turn.player is not None:
+                # vcr's matcher messages may quote headers: scrubbed like everything printed.
+                message += "\n" + self.scrubber.text("\n".join(turn.player.explain(raw)))
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
@@ -139,7 +159,10 @@ class Engine:
             if claim is not None:
                 self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
             return self._fail(ctx, Outcome.MISS, url, canonical, key, self._pacing_message(raw, slot.wait))
-        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait)
+        made = turn.player.made(raw) if turn is not None and turn.player is not None else None
+        return self._live(
+            ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait, made=made
+        )
 
     def _live(
         self,
@@ -150,6 +173,7 @@ class Engine:
         canonical: CanonicalRequest | None = None,
         flight: Flight | None = None,
         delay: float = 0.0,
+        made: Callable[[Replay], None] | None = None,
     ) -> LiveCall:
         return LiveCall(
             ctx,
@@ -164,6 +188,7 @@ class Engine:
             flights=self.flights,
             saver=self.saver if key is not None else None,
             delay=delay,
+            on_response=made,
         )
 
     def _serve_recorded(
@@ -341,33 +366,10 @@ class Engine:
         key: str | None,
         message: str,
     ) -> Replay:
-        """Fail the test, and answer the client in a way SDKs neither retry nor hide.
-
-        Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
-        into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
-        once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
-        """
+        """Fail the test, and answer the client in a way SDKs neither retry nor hide (``miss_response``)."""
         ctx.add_problem(message)
         self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
-        return build_replay(
-            RecordedResponse(
-                status=404,
-                headers={
-                    "content-type": "application/json",
-                    "x-should-retry": "false",
-                    "x-promptcache": "miss",
-                    # botocore names its ClientError after this header.
-                    "x-amzn-errortype": "PromptcacheMiss",
-                },
-                # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
-                # botocore finds it at the top.
-                body={
-                    "type": "error",
-                    "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
-                    "message": message,
-                },
-            )
-        )
+        return miss_response(message)
 
     def record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any

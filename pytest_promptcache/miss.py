@@ -13,14 +13,24 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from .models import CanonicalRequest
+from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
 from .store.cassettes import CassetteStore
 from .store.index import group_of
 from .store.packed import GroupKey
+from .streams import Replay, build_replay
 from .textdiff import unified
 
-__all__ = ["miss_message", "most_similar", "nearest", "pretty_request", "record_command", "similarity"]
+__all__ = [
+    "drift_message",
+    "miss_message",
+    "miss_response",
+    "most_similar",
+    "nearest",
+    "pretty_request",
+    "record_command",
+    "similarity",
+]
 
 # A miss message needs one near recording, not the exact best of 100,000: this many are read and scored.
 NEAREST_READS = 8
@@ -137,3 +147,64 @@ def miss_message(
         lines.extend(diff)
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
+
+
+def drift_message(
+    *,
+    recorded: CanonicalRequest,
+    request: CanonicalRequest,
+    url: str,
+    where: str,
+    failing: bool,
+    target: str | None,
+    max_diff_lines: int = 80,
+) -> str:
+    """A vcr interaction served although the body the code sends now differs from the recorded one: vcr
+    matched on method and URI, so nobody saw the prompt change."""
+    verdict = "so the test fails" if failing else "served anyway"
+    lines = [
+        f"promptcache: the request body differs from the one the cassette recorded ({verdict})",
+        f"  request:   {request.method} {url}",
+        f"  model:     {request.model or '-'}",
+        f"  cassette:  {where}",
+        "",
+        *unified(
+            pretty_request(recorded),
+            pretty_request(request),
+            "recorded",
+            "this request",
+            max_lines=max_diff_lines,
+        ),
+        "",
+        "To record the request as it is now (saved as this test's own recording, served before the",
+        f"cassette from then on): {record_command(target, mode='rewrite')}",
+    ]
+    if not failing:
+        lines.append("To fail tests whose bodies drifted: promptcache_vcr_drift = fail (ini).")
+    return "\n".join(lines)
+
+
+def miss_response(message: str) -> Replay:
+    """How a miss answers the client: a 404 with ``x-should-retry: false``, which SDKs neither retry nor
+    hide. Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns
+    it into APIConnectionError after ~2.5 s); this reaches the caller at once as NotFoundError carrying
+    the message, and the plugin fails the test even if that is caught."""
+    return build_replay(
+        RecordedResponse(
+            status=404,
+            headers={
+                "content-type": "application/json",
+                "x-should-retry": "false",
+                "x-promptcache": "miss",
+                # botocore names its ClientError after this header.
+                "x-amzn-errortype": "PromptcacheMiss",
+            },
+            # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error; botocore
+            # finds it at the top.
+            body={
+                "type": "error",
+                "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
+                "message": message,
+            },
+        )
+    )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .choices import SCOPES, VCR_MODES, ChoiceError, Drift, parse_choice
 from .defaults import (
     AWS_ACCESS_KEY_ID_PATTERN,
     DEFAULT_ENDPOINTS,
@@ -145,10 +146,6 @@ def parse_count(value: str, source: str, minimum: int = 0) -> int:
     return number
 
 
-def _default_endpoints() -> tuple[EndpointPattern, ...]:
-    return tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
-
-
 @dataclass(frozen=True)
 class Settings:
     """A plain dataclass, not a pydantic model: settings are built at every pytest start-up, also for
@@ -161,7 +158,7 @@ class Settings:
     on_expiry: Expiry = Expiry.WARN
     # None: exact matching only. A threshold in (0, 1]: replay may serve the most similar recording.
     similar_threshold: float | None = None
-    endpoints: tuple[EndpointPattern, ...] = field(default_factory=_default_endpoints)
+    endpoints: tuple[EndpointPattern, ...] = field(default_factory=lambda: parse_endpoints(()))
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     # (pattern, name): a request to a host:port matching the pattern is keyed as sent to ``name``.
@@ -185,6 +182,12 @@ class Settings:
     placeholder_keys: bool = True
     # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
     limits: Limits = field(default_factory=Limits)
+    # promptcache_scope = test: every test gets recordings of its own, in order (ordered.py).
+    test_scope: bool = False
+    # @pytest.mark.vcr tests: served from their cassettes first ("cassettes"), from recordings only
+    # ("native"), or left alone ("off"); and what a body that drifted from its cassette's does.
+    vcr: str = "cassettes"
+    vcr_drift: Drift = Drift.WARN
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -345,7 +348,15 @@ def build_settings(
             raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
     try:
         limits = Limits.from_ini(ini)
-    except LimitError as exc:
+        words = [
+            parse_choice(ini.get(name), name, choices)
+            for name, choices in (
+                ("promptcache_scope", SCOPES),
+                ("promptcache_vcr", VCR_MODES),
+                ("promptcache_vcr_drift", Drift),
+            )
+        ]
+    except (LimitError, ChoiceError) as exc:
         raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
@@ -377,4 +388,7 @@ def build_settings(
             ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
         ),
         limits=limits,
+        test_scope=words[0] == "test",
+        vcr=words[1],
+        vcr_drift=Drift(words[2]),
     )

@@ -23,5 +23,7 @@ PRUNE_KEY: pytest.StashKey[PruneResult] = pytest.StashKey()
 WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+# True when pytest-recording is active and owns the @pytest.mark.vcr tests.
+RECORDING_KEY = pytest.StashKey[bool]()
 WORKEROUTPUT_KEY = "promptcache_calls"
 DESELECTED_KEY = "promptcache_deselected"
