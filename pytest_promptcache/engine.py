@@ -138,10 +138,13 @@ class Engine(OrderedServing):
             similar = self._serve_similar(ctx, url, canonical, key)
             if similar is not None:
                 return similar
-            message = self._miss_message(ctx, url, canonical, key)
-            if turn is not None and turn.player is not None:
-                # vcr's matcher messages may quote headers: scrubbed like everything printed.
-                message += "\n" + self.scrubber.text("\n".join(turn.player.explain(raw)))
+            # vcr's matcher messages may quote headers: scrubbed like everything printed.
+            also = (
+                [self.scrubber.text(line) for line in turn.player.explain(raw)]
+                if turn and turn.player
+                else []
+            )
+            message = self._miss_message(ctx, url, canonical, key, also)
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
@@ -336,7 +339,9 @@ class Engine(OrderedServing):
             raw.netloc, wait, max_wait=self.settings.limits.record_max_wait, rpm=self.settings.record_rpm
         )
 
-    def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
+    def _miss_message(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, also: list[str]
+    ) -> str:
         near = nearest(canonical, self.store)
         recorded_by = None
         if near is not None:
@@ -355,6 +360,7 @@ class Engine(OrderedServing):
             target=ctx.target,
             near=near,
             recorded_by=recorded_by,
+            also=also,
         )
 
     def _fail(

@@ -122,7 +122,9 @@ def miss_message(
     near: tuple[str, CanonicalRequest, float] | None,
     recorded_by: str | None = None,
     max_diff_lines: int = 80,
+    also: list[str] | None = None,
 ) -> str:
+    """``also``: lines about where else the request was looked for (a vcr cassette)."""
     lines = [
         "promptcache: no recording for this request (mode: replay)",
         f"  request:   {request.method} {url}",
@@ -130,6 +132,9 @@ def miss_message(
         f"  key:       {key}",
         f"  cassettes: {directory}",
     ]
+    if request.scope is not None:
+        occurrence = request.scope.index + 1
+        lines.insert(4, f"  scope:     {request.scope.name}, the request's occurrence {occurrence} there")
     if near is None:
         lines.append(f"  nearest:   none (no recording of {request.method} {request.host}{request.path})")
     else:
@@ -145,6 +150,8 @@ def miss_message(
         )
         lines.append("")
         lines.extend(diff)
+    if also:
+        lines += ["", *also]
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
 

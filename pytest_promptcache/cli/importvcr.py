@@ -81,9 +81,9 @@ def cmd_import(args: argparse.Namespace, project: Project) -> int:
             f"{plural(len(plan.endpoints), 'request')} to endpoints that are not LLM APIs "
             "(served from recordings only once the configuration names them):"
         )
-        print("  promptcache_endpoints =\n      defaults")
+        print("promptcache_endpoints =\n    defaults")
         for pattern in plan.endpoints:
-            print(f"      {pattern}")
+            print(f"    {pattern}")
     if plan.problems:
         print(f"could not convert {plural(len(plan.problems), 'cassette or interaction')}:", file=sys.stderr)
         for problem in plan.problems:

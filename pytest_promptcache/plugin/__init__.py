@@ -102,8 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return LEFT_TO_RECORDING if config.stash.get(RECORDING_KEY, False) else None
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    # Once, and only for a suite that has tests pytest-recording takes over.
+    if config.stash.get(RECORDING_KEY, False) and any(left_to_recording(item) for item in items):
+        return LEFT_TO_RECORDING
+    return None
 
 
 def _options(item: pytest.Item) -> TestOptions:

@@ -5,7 +5,7 @@
 through the engine (``compat_vcr``).
 
 When pytest-recording is active it owns all of that: marked tests are left to it (promptcache is off in
-them, so what vcr records reaches the network) and the header says so once.
+them, so what vcr records reaches the network), and the run says so once.
 
 Registered as a plugin (its fixtures) only when the layer is on; nothing here imports vcrpy, which
 a marked test's ``vcr`` fixture imports when it first runs.
@@ -69,7 +69,7 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
         dest="disable_recording",
         action="store_true",
         default=False,
-        help="don't serve @pytest.mark.vcr tests from their cassettes",
+        help="don't serve @pytest.mark.vcr tests from their cassettes (recordings still answer them)",
     )
 
 
@@ -96,7 +96,7 @@ def configure(config: pytest.Config, vcr_setting: str) -> bool:
     manager.add_hookspecs(RecordingHookSpecs)
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    if vcr_setting != "off" and not config.getoption("disable_recording", False):
+    if vcr_setting != "off":
         manager.register(sys.modules[__name__], "promptcache-vcr")
     return False
 
@@ -150,8 +150,9 @@ def default_cassette_name(request: pytest.FixtureRequest) -> str:
 def vcr(
     request: pytest.FixtureRequest, vcr_markers: list[pytest.Mark], vcr_cassette_dir: str, record_mode: str
 ) -> Iterator[Any]:
-    """A marked test's vcr cassette, served through promptcache; None for other tests."""
-    if not vcr_markers:
+    """A marked test's vcr cassette, served through promptcache; None for other tests, and for every
+    test with ``--disable-recording`` (which then runs on recordings alone)."""
+    if not vcr_markers or request.config.getoption("disable_recording", False):
         yield None
         return
     yield _open(request, vcr_markers, vcr_cassette_dir, record_mode)
