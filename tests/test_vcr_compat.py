@@ -61,7 +61,7 @@ def test_the_sample_suite_passes_on_its_cassettes_then_imported_in_native_mode(
     ini = sample.path / "pytest.ini"
     ini.write_text(ini.read_text() + "promptcache_normalize = hex-id\n")
     monkeypatch.chdir(sample.path)
-    assert main(["import", "vcr", "cassettes", "--serializer", "cassette_serializer:serializer"]) == 0
+    assert main(["import", "vcr", "cassettes", "--serializer", "vcr_sample:serializer"]) == 0
     out = capsys.readouterr().out
     assert "read 28 interactions from 22 cassettes; wrote 28 recordings to cassettes" in out
     assert "3 of them scoped to their cassette" in out  # the three answers to one polled request

@@ -85,7 +85,7 @@ def cmd_import(args: argparse.Namespace, project: Project) -> int:
         for pattern in plan.endpoints:
             print(f"    {pattern}")
     if plan.problems:
-        print(f"could not convert {plural(len(plan.problems), 'cassette or interaction')}:", file=sys.stderr)
+        print(f"could not convert ({len(plan.problems)}):", file=sys.stderr)
         for problem in plan.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1

@@ -17,9 +17,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from cassette_serializer import serializer
-
-BASE = "http://127.0.0.1:38457"
+from vcr_sample import BASE, serializer
 
 
 def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from conftest import BASE
+from vcr_sample import BASE
 
 CLAUDE = "claude-sonnet-4-6"
 
@@ -19,7 +19,9 @@ def text_of(message: Any) -> str:
 
 @pytest.mark.vcr
 def test_message(claude: anthropic.Anthropic) -> None:
-    reply = claude.messages.create(model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "Hi Claude"}])
+    reply = claude.messages.create(
+        model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "Hi Claude"}]
+    )
     assert text_of(reply) == "echo: Hi Claude"
 
 
@@ -59,7 +61,10 @@ def test_tool_use(claude: anthropic.Anthropic) -> None:
 def test_multi_turn(claude: anthropic.Anthropic) -> None:
     history: list[Any] = [{"role": "user", "content": "Remember the number 7"}]
     first = claude.messages.create(model=CLAUDE, max_tokens=64, messages=history)
-    history += [{"role": "assistant", "content": text_of(first)}, {"role": "user", "content": "Which number?"}]
+    history += [
+        {"role": "assistant", "content": text_of(first)},
+        {"role": "user", "content": "Which number?"},
+    ]
     second = claude.messages.create(model=CLAUDE, max_tokens=64, messages=history)
     assert text_of(second) == "echo: Which number?"
 
@@ -89,7 +94,8 @@ def test_beta_header(claude: anthropic.Anthropic) -> None:
 @pytest.mark.vcr
 def test_download_then_describe(claude: anthropic.Anthropic) -> None:
     image = httpx.get(f"{BASE}/files/cat.png")
-    assert image.status_code == 200 and len(image.content) == 256
+    assert image.status_code == 200
+    assert len(image.content) == 256
     reply = claude.messages.create(
         model=CLAUDE,
         max_tokens=64,

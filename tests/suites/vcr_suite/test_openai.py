@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from conftest import BASE
+from vcr_sample import BASE
 
 GPT = "gpt-4.1-mini"
 WEATHER_TOOL: Any = {
@@ -43,7 +43,8 @@ def test_chat_with_system_prompt(oai: openai.OpenAI) -> None:
         temperature=0,
     )
     assert reply.choices[0].message.content == "echo: Summarise the refund policy"
-    assert reply.usage is not None and reply.usage.prompt_tokens > 0
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens > 0
 
 
 @pytest.mark.vcr
@@ -56,7 +57,8 @@ def test_chat_stream(oai: openai.OpenAI) -> None:
 @pytest.mark.vcr
 def test_chat_stream_with_usage(oai: openai.OpenAI) -> None:
     chunks = list(ask(oai, "Stream with usage", stream=True, stream_options={"include_usage": True}))
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
 
 
 @pytest.mark.vcr
@@ -87,7 +89,9 @@ def test_responses_api(oai: openai.OpenAI) -> None:
 @pytest.mark.vcr
 def test_async_chat(aoai: openai.AsyncOpenAI) -> None:
     async def go() -> Any:
-        return await aoai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "Async hi"}])
+        return await aoai.chat.completions.create(
+            model=GPT, messages=[{"role": "user", "content": "Async hi"}]
+        )
 
     assert asyncio.run(go()).choices[0].message.content == "echo: Async hi"
 

@@ -1,7 +1,7 @@
-"""The suite's own cassette format, registered in ``pytest_recording_configure``: YAML, with JSON bodies
-stored parsed (a prompt reads as a prompt in review, not as one escaped string) and the server's
-cookies left out. vcr's own YAML serializer cannot read these files back: bodies are not where it
-looks for them.
+"""What the suite's tests share: the provider's URL, and the suite's own cassette format, registered in
+``pytest_recording_configure``: YAML, with JSON bodies stored parsed (a prompt reads as a prompt in
+review, not as one escaped string) and the server's cookies left out. vcr's own YAML serializer cannot
+read these files back: bodies are not where it looks for them.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
+# Where the cassettes were recorded (the loopback server of tests/llm_server.py); nothing listens there
+# when the suite replays.
+BASE = "http://127.0.0.1:38457"
 DROPPED_HEADERS = frozenset({"set-cookie", "x-request-id"})
 
 
@@ -45,7 +48,8 @@ class PrettyJsonBodies:
                 k: v for k, v in response.get("headers", {}).items() if k.lower() not in DROPPED_HEADERS
             }
             _store(response, response.get("body", {}).get("string"))
-        return yaml.dump(cassette_dict, Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True)
+        text: str = yaml.dump(cassette_dict, Dumper=yaml.SafeDumper, sort_keys=False, allow_unicode=True)
+        return text
 
     @staticmethod
     def deserialize(cassette_string: str) -> dict[str, Any]:
