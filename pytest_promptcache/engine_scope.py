@@ -6,7 +6,7 @@ Mixed into ``Engine``, which provides what it declares below; kept apart so each
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .choices import Drift
 from .context import TestContext
@@ -27,21 +27,21 @@ class OrderedServing:
     keyer: Keyer
     scrubber: Scrubber
 
-    def _serve_recorded(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
-    ) -> Replay | None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
 
-    def _replayed(
-        self,
-        ctx: TestContext,
-        url: str,
-        canonical: CanonicalRequest,
-        key: str,
-        stored: StoredRecording,
-        **extra: Any,
-    ) -> Replay:
-        raise NotImplementedError
+        def _serve_recorded(
+            self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
+        ) -> Replay | None: ...
+
+        def _replayed(
+            self,
+            ctx: TestContext,
+            url: str,
+            canonical: CanonicalRequest,
+            key: str,
+            stored: StoredRecording,
+            **extra: Any,
+        ) -> Replay: ...
 
     def _take_turn(self, ctx: TestContext, scope: OrderedScope, raw: RawRequest, turn: Turn) -> None:
         """Where this call stands in its test's scope: the request as keyed, and its index under each of

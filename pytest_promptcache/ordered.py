@@ -86,7 +86,7 @@ class OrderedScope:
         return next(counter)
 
 
-@dataclass
+@dataclass(slots=True)  # one per intercepted call: slots make it cheap to build
 class Turn:
     """One call's place in its test's ordered scope, decided once however often the adapter asks the
     engine (it asks again after waiting for an identical call in flight)."""

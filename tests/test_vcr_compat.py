@@ -329,3 +329,81 @@ def test_a_test_scope_gives_each_test_its_answers_in_order(clients: Suite) -> No
     recorded, replayed = (clients.path / "ids.txt").read_text().splitlines()
     assert len(set(recorded.split(","))) == 3
     assert replayed == recorded  # three answers, in the order they came
+
+
+def test_a_record_mode_in_a_marker_keeps_a_test_offline_while_others_record(suite: Suite) -> None:
+    recorded_with_pytest_recording(suite)
+    suite.pytester.makepyfile(
+        test_more="""
+        import pytest
+        from conftest import ask
+
+        @pytest.mark.vcr(record_mode="none")
+        def test_never_recorded(oai):
+            ask(oai, "Not in any cassette")
+
+        @pytest.mark.vcr(record_mode="all")
+        def test_recorded_again(oai):
+            ask(oai, "Recorded again")
+        """
+    )
+    sent = suite.server.count()
+    result = suite.run(*NO_RECORDING, "--promptcache=record", "test_more.py")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*_ test_never_recorded _*", "promptcache: no recording for this request (mode: replay)"]
+    )
+    assert suite.server.count() == sent + 1  # only the test whose marker lets it record went live
+
+
+def test_a_cassette_vcr_cannot_read_fails_its_test_with_what_to_do(suite: Suite) -> None:
+    (suite.path / "cassettes" / "test_broken").mkdir(parents=True)
+    (suite.path / "cassettes" / "test_broken" / "test_x.yaml").write_text("interactions: [{request: 1}]\n")
+    suite.pytester.makepyfile(
+        test_broken="""
+        import pytest
+
+        @pytest.mark.vcr
+        def test_x():
+            pass
+
+        @pytest.mark.default_cassette
+        def test_unnamed(default_cassette_name):
+            pass
+        """
+    )
+    result = suite.run(*NO_RECORDING)
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*promptcache: vcr cannot read the cassette *test_x.yaml: *register it in "
+            "pytest_recording_configure(config, vcr)",
+            "*@pytest.mark.default_cassette needs the cassette's name*",
+        ]
+    )
+
+
+def test_who_owns_the_vcr_fixtures(suite: Suite) -> None:
+    suite.pytester.makepyfile(
+        test_owner="""
+        import pytest
+
+        @pytest.mark.vcr
+        def test_marked(request):
+            request.getfixturevalue("vcr_config")
+        """
+    )
+    # The layer switched off: no fixtures of its own (the marker stays known).
+    off = suite.run(
+        *NO_RECORDING, "-o", "promptcache_vcr=off", "-W", "error::pytest.PytestUnknownMarkWarning"
+    )
+    off.assert_outcomes(failed=1)
+    off.stdout.fnmatch_lines(["*fixture 'vcr_config' not found*"])
+    # pytest-recording named on the command line registers before this plugin: it owns them.
+    explicit = suite.run("-p", "recording")
+    explicit.assert_outcomes(passed=1)
+    explicit.stdout.fnmatch_lines([LEFT_TO_RECORDING])
+    # So does any plugin named "vcr" (pytest-vcr's name); vcrpy's own module stands in for it here.
+    other = suite.run(*NO_RECORDING, "-p", "vcr")
+    other.assert_outcomes(failed=1)
+    other.stdout.fnmatch_lines(["*fixture 'vcr_config' not found*"])

@@ -42,3 +42,11 @@ def mode_for_test(session: Mode, record_mode: object) -> Mode:
     if wanted is Mode.REPLAY:
         return Mode.REPLAY
     return Mode.REWRITE if Mode.REWRITE in (session, wanted) else Mode.RECORD
+
+
+def default_cassette_name(test_class: str | None, test_name: str) -> str:
+    """pytest-recording's name: ``Class.test`` or ``test``, characters a file name cannot hold as ``-``."""
+    name = f"{test_class}.{test_name}" if test_class else test_name
+    for ch in r"<>?%*:|\"'/\\":
+        name = name.replace(ch, "-")
+    return name

@@ -45,14 +45,6 @@ def merge_config(config: Mapping[str, Any], marker_kwargs: Sequence[Mapping[str,
     return merged
 
 
-def default_cassette_name(test_class: str | None, test_name: str) -> str:
-    """pytest-recording's name: ``Class.test`` or ``test``, characters a file name cannot hold as ``-``."""
-    name = f"{test_class}.{test_name}" if test_class else test_name
-    for ch in r"<>?%*:|\"'/\\":
-        name = name.replace(ch, "-")
-    return name
-
-
 @dataclass
 class CombinedPersister(FilesystemPersister):  # type: ignore[misc]
     """Loads the cassette and the marker's extra cassettes, in that order (pytest-recording's)."""

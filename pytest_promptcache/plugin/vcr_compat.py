@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from ..compat_vcr import INSTALL_HINT, MODES, RECORD_MODES, mode_for_test
+from ..compat_vcr import default_cassette_name as cassette_name
 from ..ordered import OrderedScope
 from ..settings import Mode
 from .stash import OPTIONS_KEY, SESSION_KEY
@@ -137,13 +138,12 @@ def default_cassette_name(request: pytest.FixtureRequest) -> str:
     marker = request.node.get_closest_marker("default_cassette")
     if marker is not None:
         if not marker.args:
-            pytest.fail("@pytest.mark.default_cassette needs the cassette's name: default_cassette('name')")
+            pytest.fail(
+                "@pytest.mark.default_cassette needs the cassette's name: default_cassette('name')",
+                pytrace=False,
+            )
         return str(marker.args[0])
-    test_class = request.cls.__name__ if request.cls is not None else None
-    name = f"{test_class}.{request.node.name}" if test_class else request.node.name
-    for ch in r"<>?%*:|\"'/\\":
-        name = name.replace(ch, "-")
-    return name
+    return cassette_name(request.cls.__name__ if request.cls is not None else None, request.node.name)
 
 
 @pytest.fixture(autouse=True)

@@ -144,3 +144,14 @@ def test_session_scope_stays_the_default(tmp_path: Path) -> None:
     assert cache.begin_test("test_x.py::test_a", test_scope=True).scope is not None
     with pytest.raises(ValueError, match="promptcache_scope: 'tests' is not one of session, test"):
         settings(tmp_path, promptcache_scope="tests")
+
+
+def test_a_canonical_hook_that_breaks_a_scoped_request_fails_its_call(tmp_path: Path) -> None:
+    from pytest_promptcache.rules import KeyRules
+
+    cache = CacheSession(settings(tmp_path), env={})
+    broken = KeyRules.build(hook=lambda request: request.update(method=None))
+    context = cache.begin_test("test_x.py::test_hook", Mode.REPLAY, rules=broken, test_scope=True)
+    cache.engine().start(chat("hi"))
+    (problem,) = context.take_problems()
+    assert "pytest_promptcache_canonical_request left an invalid request" in problem

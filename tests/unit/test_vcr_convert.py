@@ -19,6 +19,7 @@ from pytest_promptcache.compat_vcr.convert import (
     body_bytes,
     from_vcr,
     recorded_response,
+    response_parts,
     to_vcr,
     to_vcr_response,
     uri_of,
@@ -303,3 +304,55 @@ def test_a_player_that_does_not_read_its_cassette(tmp_path: Path) -> None:
     assert p.explain(raw()) == [
         "  vcr cassette: cassettes/test_mod/test_x.yaml (not read: promptcache_vcr = native)"
     ]
+
+
+def test_a_cassette_name_too_long_for_a_file_is_shortened_as_pytest_recording_does(tmp_path: Path) -> None:
+    opened = open_cassette(
+        name="test_" + "x" * 300,
+        cassette_dir=str(tmp_path),
+        extra=(),
+        config={},
+        record_mode="none",
+        configure=lambda vcr: None,
+        rootdir=tmp_path,
+    )
+    (name,) = opened.paths
+    assert len(name) <= 255
+    assert "..." in name
+    assert name.endswith(".yaml")
+
+
+def test_playback_repeats_serve_the_same_interaction_again(tmp_path: Path) -> None:
+    write_cassette(tmp_path / "cassettes/test_mod/test_x.yaml", [(raw(), response(b'{"n": 1}', JSON))])
+    p = player(tmp_path, {"allow_playback_repeats": True})
+    first, second = p.play(raw()), p.play(raw())
+    assert first is not None
+    assert second is first
+    assert p.cassette.play_counts[0] == 2
+
+
+def test_header_values_of_every_shape_a_cassette_holds() -> None:
+    status, headers, body = response_parts(
+        {"status": {"code": 200}, "headers": {"X-A": [b"bytes"], "X-B": "one", "X-C": ["1", "2"]}, "body": {}}
+    )
+    assert (status, body) == (200, b"")
+    assert headers == [("x-a", "bytes"), ("x-b", "one"), ("x-c", "1"), ("x-c", "2")]
+
+
+def test_a_request_the_cassette_s_configuration_ignores_is_keyed_as_the_session_s(tmp_path: Path) -> None:
+    from pytest_promptcache.ordered import OrderedScope
+    from pytest_promptcache.session import CacheSession
+
+    write_cassette(tmp_path / "cassettes/test_mod/test_x.yaml", [])
+    ignoring = player(tmp_path, {"ignore_hosts": ["api.openai.com"]})
+    s = build_settings(
+        rootdir=tmp_path, cli_mode=None, cli_dir=None, env={}, ini={"promptcache_state_dir": "st"}
+    )
+    cache = CacheSession(s, env={})
+    context = cache.begin_test("test_mod.py::test_x")
+    context.scope = OrderedScope(names=ignoring.scope_names, player=ignoring)
+    cache.engine().start(raw())
+    (call,) = context.calls
+    assert call.key == keyer().key_for(raw())[0]  # no scope in it
+    (problem,) = context.take_problems()
+    assert "scope:" not in problem
