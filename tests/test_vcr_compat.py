@@ -182,6 +182,7 @@ def recorded_with_pytest_recording(suite: Suite, more: str = "") -> Path:
     return cassette
 
 
+@pytest.mark.slow  # records cassettes with pytest-recording, then three runs
 def test_a_vcr_test_records_what_its_cassette_lacks_as_its_own_and_replays_it(suite: Suite) -> None:
     cassette = recorded_with_pytest_recording(suite)
     sent = suite.server.count()
@@ -208,6 +209,7 @@ def test_a_vcr_test_records_what_its_cassette_lacks_as_its_own_and_replays_it(su
     suite.run(*NO_RECORDING).assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # records a cassette with pytest-recording first
 def test_async_vcr_tests_never_block_the_event_loop(suite: Suite) -> None:
     recorded_with_pytest_recording(suite)
     suite.pytester.makepyfile(
@@ -296,6 +298,7 @@ def test_disable_recording_and_the_fixtures_a_suite_overrides(suite: Suite) -> N
     )
 
 
+@pytest.mark.slow  # a record run and a replay run
 def test_a_test_scope_gives_each_test_its_answers_in_order(clients: Suite) -> None:
     clients.pytester.makeini("[pytest]\npromptcache_scope = test\n")
     clients.pytester.makepyfile(
@@ -331,6 +334,7 @@ def test_a_test_scope_gives_each_test_its_answers_in_order(clients: Suite) -> No
     assert replayed == recorded  # three answers, in the order they came
 
 
+@pytest.mark.slow  # records a cassette with pytest-recording first
 def test_a_record_mode_in_a_marker_keeps_a_test_offline_while_others_record(suite: Suite) -> None:
     recorded_with_pytest_recording(suite)
     suite.pytester.makepyfile(

@@ -214,11 +214,13 @@ def test_what_cannot_be_converted_is_listed_and_the_rest_imported(
     )
     (project / "vcr/garbage.yaml").write_text("interactions: [unclosed\n")
     (project / "vcr/old.yaml").write_text("- request: {uri: x}\n")  # vcr before 1.0
+    (project / "vcr/latin1.yaml").write_bytes(b"interactions: [caf\xe9]\n")
 
     code, out, err = run_import(capsys, "vcr")
     assert code == 1
     assert out.startswith("read 2 interactions from 1 cassette; wrote 1 recording")
-    assert "could not convert (3):" in err
+    assert "could not convert (4):" in err
+    assert "vcr/latin1.yaml: cannot be read: 'utf-8' codec can't decode" in err
     assert "vcr/mixed.yaml #2: unsupported content-encoding zstd" in err
     assert "vcr/garbage.yaml: is not a cassette this serializer reads" in err
     assert "vcr/old.yaml: is not a cassette this serializer reads (ValueError: Your cassette files" in err
@@ -296,3 +298,16 @@ def test_usage_errors_say_what_to_do(
     code, _, err = run_import(capsys, *args)
     assert code == 2
     assert message in err
+
+
+def test_without_vcrpy_the_import_says_how_to_install_it(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.delitem(sys.modules, "pytest_promptcache.compat_vcr.importer", raising=False)
+    for name in [n for n in sys.modules if n == "vcr" or n.startswith("vcr.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    code, _, err = run_import(capsys, ".")
+    assert code == 2
+    assert err == "promptcache: reading vcrpy cassettes takes vcrpy: pip install 'pytest-promptcache[vcr]'\n"
