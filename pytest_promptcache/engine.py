@@ -162,7 +162,9 @@ class Engine(OrderedServing):
             if claim is not None:
                 self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
             return self._fail(ctx, Outcome.MISS, url, canonical, key, self._pacing_message(raw, slot.wait))
-        made = turn.player.made(raw) if turn is not None and turn.player is not None else None
+        # A call no cassette played is listed after its interactions, as vcr lists what it records.
+        player = turn.player if turn is not None and turn.played is None else None
+        made = player.made(raw) if player is not None else None
         return self._live(
             ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait, made=made
         )

@@ -70,16 +70,20 @@ class OrderedServing:
     ) -> Replay | None:
         """The test's own recordings (the first name that has one), then its player's next matching
         interaction, then the session's recording: scoped recordings are what the test itself recorded
-        last, so they win over a cassette it may have outgrown."""
+        last, so they win over a cassette it may have outgrown; another test's recording of the same
+        request may hold another answer, so the cassette wins over the session's.
+
+        The player plays first whatever answers: what it played is what vcr would have, so the ``vcr``
+        fixture's counts stay vcr's."""
+        player = turn.player
+        if player is not None and ctx.mode in (Mode.REPLAY, Mode.RECORD) and not turn.asked_player:
+            turn.asked_player = True
+            turn.played = player.play(raw)
         for name, index in turn.slots:
             scoped_key, scoped = self._scoped(canonical, name, index)
             served = self._serve_recorded(ctx, url, scoped, scoped_key)
             if served is not None:
                 return self._made(turn, raw, served)
-        player = turn.player
-        if player is not None and ctx.mode in (Mode.REPLAY, Mode.RECORD) and not turn.asked_player:
-            turn.asked_player = True
-            turn.played = player.play(raw)
         if turn.played is not None:
             return self._serve_played(ctx, url, canonical, key, turn.played)
         served = self._serve_recorded(ctx, url, canonical, key)
@@ -87,7 +91,8 @@ class OrderedServing:
 
     @staticmethod
     def _made(turn: Turn, raw: RawRequest, served: Replay) -> Replay:
-        if turn.player is not None and served.status != 404:
+        """A call its player did not play is listed after the player's interactions."""
+        if turn.player is not None and turn.played is None and served.status != 404:
             turn.player.made(raw)(served)
         return served
 
@@ -111,7 +116,7 @@ class OrderedServing:
                     recorded=recorded,
                     request=canonical,
                     url=url,
-                    where=played.where,
+                    where=self.scrubber.text(played.where),  # a cassette named after a parametrize id
                     failing=drift is Drift.FAIL,
                     target=ctx.target,
                 )

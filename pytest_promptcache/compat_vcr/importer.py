@@ -131,14 +131,16 @@ class Importer:
                 occurrences: dict[str, int] = {}
                 for item, canonical in group:
                     index = occurrences[item.cassette] = occurrences.get(item.cassette, -1) + 1
-                    scoped = canonical.model_copy(
-                        update={"scope": RequestScope(name=item.cassette, index=index)}
-                    )
+                    # Scrubbed as the plugin scrubs a scope's name: a cassette named after a parametrize id.
+                    scope = RequestScope(name=self.scrubber.text(item.cassette), index=index)
+                    scoped = canonical.model_copy(update={"scope": scope})
                     plan.recordings.append(self._recording(item, key_of(scoped), scoped))
             raw = group[0][0].raw
             if not self.settings.is_llm_endpoint(raw.host.lower(), raw.path):
                 endpoints.add(f"{raw.host.lower()}{raw.path}")
         plan.endpoints = sorted(endpoints)
+        # A parser's message may quote the line it stopped at, credentials and all.
+        plan.problems = [self.scrubber.text(problem) for problem in plan.problems]
         return plan
 
     def _read(self, files: Iterable[Path], serializer: Any | None, plan: Plan) -> Iterator[Interaction]:
@@ -177,7 +179,7 @@ class Importer:
                 plugin_version=__version__,
                 usage=usage,
                 cost_usd=cost,
-                imported_from=f"{item.cassette} #{item.index + 1}",
+                imported_from=self.scrubber.text(f"{item.cassette} #{item.index + 1}"),
             ),
         )
 
