@@ -365,7 +365,8 @@ def test_a_record_mode_in_a_marker_keeps_a_test_offline_while_others_record(suit
 
 def test_a_cassette_vcr_cannot_read_fails_its_test_with_what_to_do(suite: Suite) -> None:
     (suite.path / "cassettes" / "test_broken").mkdir(parents=True)
-    (suite.path / "cassettes" / "test_broken" / "test_x.yaml").write_text("interactions: [{request: 1}]\n")
+    broken = "interactions: [{request: 1}]\n" + "# a comment\n" * 200  # over 1 KiB
+    (suite.path / "cassettes" / "test_broken" / "test_x.yaml").write_text(broken)
     suite.pytester.makepyfile(
         test_broken="""
         import pytest
@@ -388,6 +389,10 @@ def test_a_cassette_vcr_cannot_read_fails_its_test_with_what_to_do(suite: Suite)
             "*@pytest.mark.default_cassette needs the cassette's name*",
         ]
     )
+    # Reading a cassette is bounded like reading a recording.
+    capped = suite.run(*NO_RECORDING, "-o", "promptcache_max_recording_size=1KiB", "-k", "test_x")
+    capped.assert_outcomes(errors=1, deselected=1)
+    capped.stdout.fnmatch_lines(["*the cassette *test_x.yaml cannot be read: *over the 1.0 KiB limit*"])
 
 
 def test_who_owns_the_vcr_fixtures(suite: Suite) -> None:
@@ -414,3 +419,23 @@ def test_who_owns_the_vcr_fixtures(suite: Suite) -> None:
     other = suite.run(*NO_RECORDING, "-p", "vcr")
     other.assert_outcomes(failed=1)
     other.stdout.fnmatch_lines(["*fixture 'vcr_config' not found*"])
+
+
+def test_a_vcr_fixture_of_the_suite_s_own_runs_only_where_asked_for(suite: Suite) -> None:
+    # Suites that use vcrpy without pytest-recording often have a fixture of that name.
+    suite.pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def vcr():
+            raise RuntimeError("only for the tests that ask for it")
+        """
+    )
+    suite.pytester.makepyfile(
+        """
+        def test_unmarked():
+            pass
+        """
+    )
+    suite.run(*NO_RECORDING).assert_outcomes(passed=1)

@@ -24,6 +24,8 @@ from vcr.cassette import Cassette
 from vcr.persisters.filesystem import CassetteNotFoundError, FilesystemPersister
 from vcr.serialize import deserialize
 
+from ..limits import DEFAULT_MAX_RECORDING_SIZE
+from ..safefile import UnsafeFile, read_regular_file
 from . import RECORD_MODES
 
 try:
@@ -47,18 +49,23 @@ def merge_config(config: Mapping[str, Any], marker_kwargs: Sequence[Mapping[str,
 
 @dataclass
 class CombinedPersister(FilesystemPersister):  # type: ignore[misc]
-    """Loads the cassette and the marker's extra cassettes, in that order (pytest-recording's)."""
+    """Loads the cassette and the marker's extra cassettes, in that order (pytest-recording's); never
+    more than ``max_size`` bytes of one, never a FIFO or a device (``safefile``)."""
 
     extra_paths: list[str] = field(default_factory=list)
+    max_size: int = DEFAULT_MAX_RECORDING_SIZE
 
     def load_cassette(self, cassette_path: str, serializer: Any) -> tuple[list[Any], list[Any]]:
         requests: list[Any] = []
         responses: list[Any] = []
         for path in dict.fromkeys(chain([cassette_path], self.extra_paths)):
+            file = Path(path)
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError:
+                text = read_regular_file(file, max_size=self.max_size, within=file.parent).decode("utf-8")
+            except FileNotFoundError:
                 continue
+            except (OSError, UnsafeFile, UnicodeDecodeError) as exc:
+                raise CassetteError(f"the cassette {path} cannot be read: {exc}") from None
             found = deserialize(text, serializer)
             requests.extend(found[0])
             responses.extend(found[1])
@@ -97,6 +104,7 @@ def open_cassette(
     configure: Callable[[Any], None],
     rootdir: Path,
     read: bool = True,
+    max_size: int = DEFAULT_MAX_RECORDING_SIZE,
 ) -> Opened:
     """The cassette pytest-recording would open for a test. ``configure`` is called with the ``VCR``
     (the suite's ``pytest_recording_configure``). ``read``: load its interactions (False: an empty
@@ -114,7 +122,7 @@ def open_cassette(
         path_transformer=VCR.ensure_suffix(suffix), cassette_library_dir=cassette_dir, record_mode=vcr_mode
     )
     extra_paths = [p if os.path.isabs(p) else os.path.join(cassette_dir, p) for p in extra]
-    vcr.register_persister(CombinedPersister(extra_paths))
+    vcr.register_persister(CombinedPersister(extra_paths, max_size))
     configure(vcr)
     try:
         arguments = vcr.get_merged_config(path=name, **merged)
@@ -127,6 +135,8 @@ def open_cassette(
     path = arguments["path"]
     try:
         cassette = Cassette.load(**arguments) if read else Cassette(**arguments)
+    except CassetteError:
+        raise
     except Exception as exc:
         raise CassetteError(
             f"vcr cannot read the cassette {path}: {exc}. If the suite reads its cassettes with a serializer "

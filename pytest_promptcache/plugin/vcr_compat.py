@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -147,15 +146,23 @@ def default_cassette_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _promptcache_vcr(request: pytest.FixtureRequest) -> None:
+    """Opens a marked test's cassette before its other fixtures run, as pytest-recording's autouse
+    ``vcr`` does. Under a name of its own: a suite that uses vcrpy without pytest-recording may have a
+    ``vcr`` fixture, which must not start running for every test."""
+    if request.node.get_closest_marker("vcr") is not None:
+        request.getfixturevalue("vcr")
+
+
+@pytest.fixture
 def vcr(
     request: pytest.FixtureRequest, vcr_markers: list[pytest.Mark], vcr_cassette_dir: str, record_mode: str
-) -> Iterator[Any]:
+) -> Any:
     """A marked test's vcr cassette, served through promptcache; None for other tests, and for every
     test with ``--disable-recording`` (which then runs on recordings alone)."""
     if not vcr_markers or request.config.getoption("disable_recording", False):
-        yield None
-        return
-    yield _open(request, vcr_markers, vcr_cassette_dir, record_mode)
+        return None
+    return _open(request, vcr_markers, vcr_cassette_dir, record_mode)
 
 
 def _open(
@@ -186,6 +193,7 @@ def _open(
             configure=lambda vcr: config.hook.pytest_recording_configure(config=config, vcr=vcr),
             rootdir=config.rootpath,
             read=read,
+            max_size=settings.limits.max_recording_size,
         )
     except CassetteError as exc:
         pytest.fail(f"promptcache: {exc}", pytrace=False)
