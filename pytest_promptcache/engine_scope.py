@@ -99,9 +99,9 @@ class OrderedServing:
     def _serve_played(
         self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, played: Played
     ) -> Replay:
-        """An interaction a player served, accounted as a replay. Matched as vcr matches (method and
-        URI unless the cassette says otherwise), its recorded body may differ from what the code sends
-        now: that is shown as a miss is, and fails the test when asked to."""
+        """An interaction a player served, accounted as a replay. Matched as vcr matches (method, scheme,
+        host, port, path and query unless the suite says otherwise), its recorded body may differ from
+        what the code sends now: that is shown as a miss is, and fails the test when asked to."""
         scope = ctx.scope
         drift = scope.drift if scope is not None else Drift.WARN
         detail = None

@@ -439,3 +439,18 @@ def test_a_vcr_fixture_of_the_suite_s_own_runs_only_where_asked_for(suite: Suite
         """
     )
     suite.run(*NO_RECORDING).assert_outcomes(passed=1)
+
+
+def test_an_active_pytest_recording_s_record_mode_is_its_own(clients: Suite) -> None:
+    clients.pytester.makepyfile(
+        """
+        from conftest import ask
+
+        def test_unmarked(oai0):
+            ask(oai0, "never recorded")
+        """
+    )
+    result = clients.run("--record-mode=once")  # pytest-recording's option, for its tests only
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*promptcache: no recording for this request (mode: replay)"])
+    assert clients.server.count() == 0

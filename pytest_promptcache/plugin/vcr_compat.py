@@ -74,7 +74,10 @@ def add_options(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager
 
 
 def cli_mode(config: pytest.Config) -> str | None:
-    """The session mode ``--record-mode`` asks for (when ``--promptcache`` does not)."""
+    """The session mode ``--record-mode`` asks for (when ``--promptcache`` does not); when
+    pytest-recording is active the option is its own, for its own tests."""
+    if config.pluginmanager.has_plugin(RECORDING):
+        return None
     record_mode = config.getoption("record_mode", None)
     return MODES[record_mode].value if record_mode else None
 
