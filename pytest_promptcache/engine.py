@@ -17,11 +17,13 @@ from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
 from .coordination.state import SharedState
 from .coordination.statedir import state_dirs
+from .engine_scope import OrderedServing
 from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import COPIED, CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
-from .miss import elsewhere, miss_message, miss_reply, most_similar, nearest, record_command
+from .miss import describe_miss, miss_response, most_similar, record_command
 from .models import CanonicalRequest, Recording
+from .ordered import Turn
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
@@ -31,7 +33,7 @@ from .streams import Replay
 from .usage import PriceBook
 
 
-class Engine:
+class Engine(OrderedServing):
     """What one call does. ``context`` says which test is running; without it (benchmarks, scripts)
     every call belongs to no test."""
 
@@ -90,8 +92,8 @@ class Engine:
         """The answer when it needs no disk, lock or network, i.e. a recording in the memory tier; else
         None. Async adapters serve these on the event loop and run ``start`` in a thread otherwise."""
         ctx = self._context()
-        if ctx.mode not in (Mode.REPLAY, Mode.RECORD):
-            return None
+        if ctx.mode not in (Mode.REPLAY, Mode.RECORD) or ctx.scope is not None:
+            return None  # an ordered scope counts each call once, in ``start``
         self.scrubber.learn(raw.headers)
         try:
             key, canonical = self.keyer.key_for(raw, ctx.rules, wait=False)
@@ -103,11 +105,14 @@ class Engine:
         extra = {"tier": Tier.MEMORY.value} if self.settings.shared is not None else {}
         return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, **extra)
 
-    def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
+    def start(
+        self, raw: RawRequest, owner: Owner | None = None, turn: Turn | None = None
+    ) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something
         to wait for (an identical call in flight) before asking again. May touch the disk and locks.
 
-        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf."""
+        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf.
+        ``turn``: the same object each time one call asks again, so an ordered scope counts it once."""
         ctx = self._context()
         self.scrubber.learn(raw.headers, raw.query)
         url = display_url(raw, self.scrubber)
@@ -116,12 +121,24 @@ class Engine:
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
             return self._live(ctx, url, raw)
+        keyed = raw
+        if ctx.scope is not None:
+            turn = turn or Turn()
+            if not turn.decided:
+                self._take_turn(ctx, ctx.scope, raw, turn)
+            keyed = turn.keyed or raw
         try:
-            key, canonical = self.keyer.key_for(raw, ctx.rules)
+            key, canonical = self.keyer.key_for(keyed, ctx.rules)
         except HookError as exc:
             return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
         # Before any message names the test: keying may have learned a credential from the body.
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
+        if turn is not None and turn.slots:
+            served = self._serve_in_scope(ctx, url, raw, canonical, key, turn)
+            if served is not None:
+                return served
+            # Missing, it is recorded (and named in a miss) as this test's own.
+            key, canonical = self._scoped(canonical, *turn.slots[0])
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
@@ -129,7 +146,12 @@ class Engine:
             similar = self._serve_similar(ctx, url, canonical, key)
             if similar is not None:
                 return similar
-            message = self._miss_message(ctx, url, canonical, key)
+            # vcr's matcher messages may quote headers: scrubbed like everything printed.
+            player = turn.player if turn else None
+            also = [self.scrubber.text(line) for line in player.explain(raw)] if player else []
+            message = describe_miss(
+                canonical, self.store, self.scrubber.text, key=key, url=url, target=ctx.target, also=also
+            )
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
@@ -146,8 +168,15 @@ class Engine:
         if not slot.reserved:
             if claim is not None:
                 self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, self._pacing_message(raw, slot.wait))
-        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait)
+            limit = self.settings.limits.record_max_wait
+            message = messages.pacing(raw.netloc, slot.wait, max_wait=limit, rpm=self.settings.record_rpm)
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+        # A call no cassette played is listed after its interactions, as vcr lists what it records.
+        player = turn.player if turn is not None and turn.played is None else None
+        made = player.made(raw) if player is not None else None
+        return self._live(
+            ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait, made=made
+        )
 
     def _live(
         self,
@@ -158,6 +187,7 @@ class Engine:
         canonical: CanonicalRequest | None = None,
         flight: Flight | None = None,
         delay: float = 0.0,
+        made: Callable[[Replay], None] | None = None,
     ) -> LiveCall:
         return LiveCall(
             ctx,
@@ -172,6 +202,7 @@ class Engine:
             flights=self.flights,
             saver=self.saver if key is not None else None,
             delay=delay,
+            on_response=made,
         )
 
     def _serve_recorded(
@@ -341,33 +372,6 @@ class Engine:
     def _budget_message(self, url: str) -> str:
         return messages.budget(url, spent=self.state.spent(), budget=self.settings.budget_usd or 0.0)
 
-    def _pacing_message(self, raw: RawRequest, wait: float) -> str:
-        return messages.pacing(
-            raw.netloc, wait, max_wait=self.settings.limits.record_max_wait, rpm=self.settings.record_rpm
-        )
-
-    def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
-        near = nearest(canonical, self.store)
-        recorded_by = None
-        if near is not None:
-            try:
-                stored = self.store.get(near[0])
-            except CorruptRecording:
-                stored = None
-            # Made by an older version, a recording's test id may still hold a secret.
-            recorded_by = stored.recording.meta.test if stored is not None else None
-            recorded_by = self.scrubber.text(recorded_by) if recorded_by else None
-        return miss_message(
-            request=canonical,
-            key=key,
-            url=url,
-            directory=self.settings.cassette_dir,
-            target=ctx.target,
-            near=near,
-            recorded_by=recorded_by,
-            other_host=elsewhere(canonical, self.store),
-        )
-
     def _fail(
         self,
         ctx: TestContext,
@@ -377,15 +381,10 @@ class Engine:
         key: str | None,
         message: str,
     ) -> Replay:
-        """Fail the test, and answer the client in a way SDKs neither retry nor hide.
-
-        Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
-        into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
-        once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
-        """
+        """Fail the test, and answer the client in a way SDKs neither retry nor hide (``miss_response``)."""
         ctx.add_problem(message)
         self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
-        return miss_reply(message)
+        return miss_response(message)
 
     def record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any

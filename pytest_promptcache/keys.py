@@ -6,7 +6,8 @@ Rules (also in the README):
 - the JSON body with sorted keys, so whitespace and key order don't matter, minus the ignored fields
   (``promptcache_ignore_fields``: JSON paths such as ``user``, ``metadata.user_id``, ``messages[*].id``),
   with volatile text normalised (``promptcache_normalize``) and secrets replaced;
-- a body that is not JSON takes part through the SHA-256 of its bytes;
+- a body that is not JSON takes part through the SHA-256 of its bytes; a multipart body without its
+  boundary (a random string the client picks for every request);
 - of the headers only those that change the answer (``anthropic-version``, ``anthropic-beta``,
   ``openai-beta`` and ``promptcache_key_headers``); never auth, cookies, telemetry or retry counters.
 A ``pytest_promptcache_canonical_request`` hook may then change the canonical request as it likes.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,19 @@ from .scrub import REDACTED, Scrubber, secret_body_values
 from .settings import Settings
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.IGNORECASE)
+MULTIPART_BOUNDARY = b"<BOUNDARY>"
+
+
+def without_boundary(content_type: str | None, body: bytes) -> bytes:
+    """A multipart body with its boundary replaced by a fixed text: clients pick a random boundary for
+    every request, so the same upload would otherwise never key the same twice."""
+    if not content_type or not content_type.lower().startswith("multipart/"):
+        return body
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        return body
+    return body.replace(match.group(1).encode("latin-1", "replace"), MULTIPART_BOUNDARY)
 
 
 class HookError(Exception):
@@ -48,6 +63,9 @@ class RawRequest:
     query: tuple[tuple[str, str], ...]
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    # The path and query as sent, percent-encoded, when the adapter has it at no cost ("": rebuild it
+    # from path and query). Only a vcr cassette, which matches URIs as strings, needs it.
+    target: str = ""
 
     @property
     def netloc(self) -> str:
@@ -113,11 +131,12 @@ class Keyer:
             try:
                 body = json.loads(raw.body)
             except ValueError:
+                plain = without_boundary(raw.header("content-type"), raw.body)
                 try:
-                    body_text = rules.text(scrub.text(raw.body.decode("utf-8")))
+                    body_text = rules.text(scrub.text(plain.decode("utf-8")))
                     body_sha256 = hashlib.sha256(body_text.encode("utf-8")).hexdigest()
                 except UnicodeDecodeError:
-                    body_sha256 = hashlib.sha256(raw.body).hexdigest()
+                    body_sha256 = hashlib.sha256(plain).hexdigest()
             else:
                 # A credential field's value may be repeated elsewhere in the body (or echoed in the
                 # answer): learned before anything is scrubbed.

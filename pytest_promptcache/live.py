@@ -9,7 +9,7 @@ pacing, and the saver.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from .scrub import Scrubber
 from .settings import Mode
 from .store.cassettes import CassetteStore
 from .stream_secrets import redact_events, redact_stream
-from .streams import WIRE_HEADERS, BodyRecorder, build_replay
+from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
 NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})
@@ -80,7 +80,7 @@ class Saver:
         usage, cost = self.ledger.live_price(response, request.path, request.model, url)
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
-            schema_version=schema_version_for(response),
+            schema_version=schema_version_for(response, request),
             key=key,
             request=request,
             response=scrubbed(response, self.scrubber),
@@ -150,7 +150,8 @@ class LiveCall:
     """A call that goes to the network; the client adapter reports what came back.
 
     ``saver`` is None when nothing is to be saved (mode off): then the call is neither paced nor retried.
-    ``delay``: seconds pacing holds it before it is sent.
+    ``delay``: seconds pacing holds it before it is sent. ``on_response``: told the complete response
+    (a vcr cassette lists it, as vcr lists what it records).
     """
 
     def __init__(
@@ -168,8 +169,10 @@ class LiveCall:
         flights: Flights | None = None,
         saver: Saver | None = None,
         delay: float = 0.0,
+        on_response: Callable[[Replay], None] | None = None,
     ) -> None:
         self._ctx = ctx
+        self._on_response = on_response
         self._log = log
         self._ledger = ledger
         self._pacing = pacing
@@ -252,6 +255,8 @@ class LiveCall:
         )
 
     def _complete(self, status: int, response: RecordedResponse, latency_ms: float) -> None:
+        if self._on_response is not None:
+            self._on_response(build_replay(response))
         saver, key, canonical = self._saver, self.key, self.canonical
         if saver is None or key is None or canonical is None:
             self._record_unsaved(status, response)

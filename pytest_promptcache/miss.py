@@ -17,15 +17,18 @@ from urllib.parse import urlsplit
 from .keys import key_of
 from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
-from .store.cassettes import CassetteStore
+from .store.cassettes import CassetteStore, CorruptRecording
 from .store.index import group_of
 from .store.packed import GroupKey
 from .streams import Replay, build_replay
 from .textdiff import unified
 
 __all__ = [
+    "describe_miss",
+    "drift_message",
     "elsewhere",
     "miss_message",
+    "miss_response",
     "most_similar",
     "nearest",
     "pretty_request",
@@ -166,9 +169,11 @@ def miss_message(
     recorded_by: str | None = None,
     max_diff_lines: int = 80,
     other_host: tuple[str, str | None] | None = None,
+    also: list[str] | None = None,
 ) -> str:
     """``other_host``: what ``elsewhere`` found; shown when it is this very request, or when this host
-    has no recording of the endpoint at all."""
+    has no recording of the endpoint at all. ``also``: lines about where else the request was looked for
+    (a vcr cassette)."""
     lines = [
         "promptcache: no recording for this request (mode: replay)",
         f"  request:   {request.method} {url}",
@@ -178,6 +183,9 @@ def miss_message(
     ]
     if other_host is not None and (other_host[1] is not None or near is None):
         lines.extend(_elsewhere_lines(url, request, other_host))
+    if request.scope is not None:
+        occurrence = request.scope.index + 1
+        lines.insert(4, f"  scope:     {request.scope.name}, the request's occurrence {occurrence} there")
     if near is None:
         lines.append(f"  nearest:   none (no recording of {request.method} {request.host}{request.path})")
     else:
@@ -193,17 +201,87 @@ def miss_message(
         )
         lines.append("")
         lines.extend(diff)
+    if also:
+        lines += ["", *also]
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
 
 
-def miss_reply(message: str) -> Replay:
-    """The answer to a call that fails its test, in a way SDKs neither retry nor hide.
+def describe_miss(
+    request: CanonicalRequest,
+    store: CassetteStore,
+    scrub: Callable[[str], str],
+    *,
+    key: str,
+    url: str,
+    target: str | None,
+    also: list[str],
+) -> str:
+    """The miss message for a request, with what the store knows: the nearest recording (and the test
+    that made it) and the same request recorded for another host."""
+    near = nearest(request, store)
+    recorded_by = None
+    if near is not None:
+        try:
+            stored = store.get(near[0])
+        except CorruptRecording:
+            stored = None
+        # Made by an older version, a recording's test id may still hold a secret.
+        recorded_by = stored.recording.meta.test if stored is not None else None
+        recorded_by = scrub(recorded_by) if recorded_by else None
+    return miss_message(
+        request=request,
+        key=key,
+        url=url,
+        directory=store.directory,
+        target=target,
+        near=near,
+        recorded_by=recorded_by,
+        other_host=elsewhere(request, store),
+        also=also,
+    )
 
-    Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
-    into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
-    once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
-    """
+
+def drift_message(
+    *,
+    recorded: CanonicalRequest,
+    request: CanonicalRequest,
+    url: str,
+    where: str,
+    failing: bool,
+    target: str | None,
+    max_diff_lines: int = 80,
+) -> str:
+    """A vcr interaction served although the body the code sends now differs from the recorded one: vcr
+    matched on method and URI, so nobody saw the prompt change."""
+    verdict = "so the test fails" if failing else "served anyway"
+    lines = [
+        f"promptcache: the request body differs from the one the cassette recorded ({verdict})",
+        f"  request:   {request.method} {url}",
+        f"  model:     {request.model or '-'}",
+        f"  cassette:  {where}",
+        "",
+        *unified(
+            pretty_request(recorded),
+            pretty_request(request),
+            "recorded",
+            "this request",
+            max_lines=max_diff_lines,
+        ),
+        "",
+        "To record the request as it is now (saved as this test's own recording, served before the",
+        f"cassette from then on): {record_command(target, mode='rewrite')}",
+    ]
+    if not failing:
+        lines.append("To fail tests whose bodies drifted: promptcache_vcr_drift = fail (ini).")
+    return "\n".join(lines)
+
+
+def miss_response(message: str) -> Replay:
+    """How a miss answers the client: a 404 with ``x-should-retry: false``, which SDKs neither retry nor
+    hide. Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns
+    it into APIConnectionError after ~2.5 s); this reaches the caller at once as NotFoundError carrying
+    the message, and the plugin fails the test even if that is caught."""
     return build_replay(
         RecordedResponse(
             status=404,

@@ -10,6 +10,8 @@ accept every version they know; writers write the current one; ``promptcache mig
 - 3: a response may hold an AWS event stream (``event_stream``: Bedrock's converse-stream and
   invoke-with-response-stream). Only such recordings are written as 3 (``schema_version_for``): every
   other recording stays 2, readable by plugin versions that predate 3.
+- 4: a request may be scoped (``request.scope``): a recording that belongs to one test, or to one vcr
+  cassette, and to one occurrence of its request there. Only scoped recordings are written as 4.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 # What migrate writes, and what every recording without an AWS event stream is written as.
 SCHEMA_VERSION: Literal[2] = 2
 EVENT_STREAM_SCHEMA_VERSION: Literal[3] = 3
-KNOWN_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+SCOPED_SCHEMA_VERSION: Literal[4] = 4
+KNOWN_SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
 
 
 class TokenUsage(BaseModel):
@@ -60,6 +63,17 @@ def model_of(body: Any, path: str) -> str | None:
     return None
 
 
+class RequestScope(BaseModel):
+    """Where a scoped recording belongs: ``name`` is a test's node id, or a vcr cassette's path relative
+    to the rootdir, and ``index`` says which occurrence of the same request there it answers (0 for the
+    first), so a request a test sends three times can get three answers, in order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    index: int
+
+
 class CanonicalRequest(BaseModel):
     """What identifies a request: its key is the SHA-256 of this object's canonical JSON."""
 
@@ -74,6 +88,8 @@ class CanonicalRequest(BaseModel):
     # A body that is not JSON: its text when it is UTF-8, and always its hash.
     body_text: str | None = None
     body_sha256: str | None = None
+    # Schema 4; None (left out of the key) for a recording any test may use.
+    scope: RequestScope | None = None
 
     @property
     def model(self) -> str | None:
@@ -143,12 +159,15 @@ class RecordingMeta(BaseModel):
     # Schema 2. None in a version 1 file; None usage: the response carried none; None cost: unpriced.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    # An imported recording: the cassette and interaction it came from ("tests/cassettes/x.yaml #2").
+    # Older versions read it as an extra field.
+    imported_from: str | None = None
 
 
 class Recording(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     key: str
     request: CanonicalRequest
     response: RecordedResponse
@@ -158,6 +177,10 @@ class Recording(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def schema_version_for(response: RecordedResponse) -> Literal[2, 3]:
-    """The lowest version that holds ``response``, so older plugin versions can read what they could."""
+def schema_version_for(
+    response: RecordedResponse, request: CanonicalRequest | None = None
+) -> Literal[2, 3, 4]:
+    """The lowest version that holds the recording, so older plugin versions read what they can."""
+    if request is not None and request.scope is not None:
+        return SCOPED_SCHEMA_VERSION
     return EVENT_STREAM_SCHEMA_VERSION if response.event_stream is not None else SCHEMA_VERSION

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .choices import SCOPES, VCR_MODES, ChoiceError, Drift, parse_choice
 from .defaults import (
     AWS_ACCESS_KEY_ID_PATTERN,
     DEFAULT_ENDPOINTS,
@@ -121,6 +122,12 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     # promptcache_shared: the Redis tier the machines of a fleet share; None: this machine alone.
     shared: SharedConfig | None = None
+    # promptcache_scope = test: every test gets recordings of its own, in order (ordered.py).
+    test_scope: bool = False
+    # @pytest.mark.vcr tests: served from their cassettes first ("cassettes"), from recordings only
+    # ("native"), or left alone ("off"); and what a body that drifted from its cassette's does.
+    vcr: str = "cassettes"
+    vcr_drift: Drift = Drift.WARN
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -295,7 +302,15 @@ def build_settings(
             raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
     try:
         limits = Limits.from_ini(ini)
-    except LimitError as exc:
+        words = [
+            parse_choice(ini.get(name), name, choices)
+            for name, choices in (
+                ("promptcache_scope", SCOPES),
+                ("promptcache_vcr", VCR_MODES),
+                ("promptcache_vcr_drift", Drift),
+            )
+        ]
+    except (LimitError, ChoiceError) as exc:
         raise SettingsError(str(exc)) from None
     try:
         shared = parse_shared(env, ini)
@@ -332,4 +347,7 @@ def build_settings(
         ),
         limits=limits,
         shared=shared,
+        test_scope=words[0] == "test",
+        vcr=words[1],
+        vcr_drift=Drift(words[2]),
     )

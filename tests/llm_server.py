@@ -504,6 +504,15 @@ class _Handler(BaseHTTPRequestHandler):
             if more_routes.handle(self, route, parsed):
                 return
 
+        if self.command == "GET" and route.startswith("/files/"):
+            # A file an LLM app downloads (an image to describe): bytes that are not text, not an LLM call.
+            data = hashlib.sha256(route.encode()).digest() * 8
+            self._start(
+                200, [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(data)))]
+            )
+            self._write(data)
+            return
+
         endpoint: Callable[[Json, str, bool, str | None], None] | None = None
         family = "openai"
         model = ""

@@ -122,6 +122,7 @@ def raw_request(pool: Any, method: str, url: str, headers: Mapping[Any, Any], bo
         query=tuple(parse_qsl(query, keep_blank_values=True)) if query else (),
         headers=tuple([(_text(k).lower(), _text(v)) for k, v in _header_items(headers)]),
         body=body,
+        target=path + ("?" + query if query else ""),
     )
 
 

@@ -28,6 +28,7 @@ from .stash import (
     NOTICES_KEY,
     OPTIONS_KEY,
     PRUNE_KEY,
+    RECORDING_KEY,
     REPORT_KEY,
     SCOPE_KEY,
     SESSION_KEY,
@@ -36,6 +37,10 @@ from .stash import (
     WORKER_NOTICES_KEY,
     WORKEROUTPUT_KEY,
 )
+from .vcr_compat import LEFT_TO_RECORDING, left_to_recording
+from .vcr_compat import add_options as add_vcr_options
+from .vcr_compat import cli_mode as record_mode_option
+from .vcr_compat import configure as configure_vcr
 from .xdist import XdistMerge
 
 if TYPE_CHECKING:
@@ -43,8 +48,14 @@ if TYPE_CHECKING:
     from ..report.model import Report
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+class PromptcacheWarning(pytest.PytestWarning):
+    """Something a test should know about its LLM calls that does not fail it (a request body that
+    drifted from the one its vcr cassette recorded)."""
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    add_vcr_options(parser, pluginmanager)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -58,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = build_settings(
             rootdir=Path(config.rootpath),
-            cli_mode=config.getoption("promptcache_mode"),
+            cli_mode=config.getoption("promptcache_mode") or record_mode_option(config),
             cli_dir=config.getoption("promptcache_dir"),
             cli_budget=config.getoption("promptcache_budget"),
             cli_max_age=config.getoption("promptcache_max_age"),
@@ -78,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.mode is Mode.REPLAY and settings.placeholder_keys:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
+    config.stash[RECORDING_KEY] = configure_vcr(config, settings.vcr)
     session = CacheSession(settings)
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()
@@ -92,6 +104,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
         config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    # Once, and only for a suite that has tests pytest-recording takes over.
+    if config.stash.get(RECORDING_KEY, False) and any(left_to_recording(item) for item in items):
+        return LEFT_TO_RECORDING
+    return None
 
 
 def _options(item: pytest.Item) -> TestOptions:
@@ -141,7 +160,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[SESSION_KEY]
     options = _options(item)
-    session.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, session, options))
+    test_scope = None if options.scope is None else options.scope == "test"
+    rules = _rules(item, session, options)
+    mode = options.mode
+    if mode is None and item.config.stash[RECORDING_KEY] and left_to_recording(item):
+        mode = Mode.OFF  # what pytest-recording records must reach the network
+    session.begin_test(item.nodeid, mode, _command_target(item), rules, test_scope)
     try:
         return (yield)
     finally:
@@ -153,7 +177,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    problems = item.config.stash[SESSION_KEY].context.take_problems()
+    context = item.config.stash[SESSION_KEY].context
+    for warning in context.take_warnings():
+        item.warn(PromptcacheWarning(warning))
+    problems = context.take_problems()
     if problems:
         # Fail even when the code under test caught the SDK error that carried the miss.
         text = "\n\n".join(problems)

@@ -40,6 +40,12 @@ INI_STRINGS = {
     "promptcache_machine": "this machine's name in reports (default the host name); env PROMPTCACHE_MACHINE",
     "promptcache_run_id": "machines with the same run id share one budget (e.g. the CI run number); env "
     "PROMPTCACHE_RUN_ID",
+    "promptcache_scope": "session (default: one recording per request, for every test) or test (each test "
+    "its own recordings, the N-th identical request answered by the N-th)",
+    "promptcache_vcr": "@pytest.mark.vcr tests: cassettes (default: served from their vcrpy cassettes, "
+    "then recordings), native (from recordings only) or off (left alone)",
+    "promptcache_vcr_drift": "a request body that differs from the one its vcr cassette recorded: warn "
+    "(default), fail, or ignore",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
@@ -65,7 +71,8 @@ INI_LINELISTS = {
 
 def marker_lines() -> list[str]:
     return [
-        "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
+        "promptcache(mode=..., scope=..., normalize=[...], ignore_fields=[...]): per-test pytest-promptcache "
+        "options; mode is one of " + MODES_HELP + "; scope is session or test",
     ]
 
 

@@ -25,6 +25,8 @@ WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
 WORKER_NOTICES_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+# True when pytest-recording is active and owns the @pytest.mark.vcr tests.
+RECORDING_KEY = pytest.StashKey[bool]()
 WORKEROUTPUT_KEY = "promptcache_calls"
 DESELECTED_KEY = "promptcache_deselected"
 NOTICES_KEY = "promptcache_notices"
