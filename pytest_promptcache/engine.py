@@ -21,12 +21,12 @@ from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
 from .miss import miss_message, most_similar, nearest, record_command
-from .models import CanonicalRequest, RecordedResponse, Recording
+from .models import CanonicalRequest, RecordedResponse
+from .replay import Replay, build_replay
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
 from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording
-from .streams import Replay, build_replay
 from .usage import PriceBook
 
 
@@ -53,18 +53,19 @@ class Engine:
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
         top, root = state_dirs(settings.cassette_dir, settings.state_dir)
+        self.state = SharedState(
+            root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
+        )
+        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.store = CassetteStore(
             settings.cassette_dir,
             settings.memory_size,
             settings.limits.max_recording_size,
             index_dir=root / "index",
-        )
-        self.state = SharedState(
-            root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
+            pricer=self.ledger.price_replay,
         )
         limits = settings.limits
         self.flights = Flights(self.state, limits.flight_timeout)
-        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.pacing = Pacing(
             self.state,
             rpm=settings.record_rpm,
@@ -186,13 +187,11 @@ class Engine:
     def _serve_stored(
         self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, stored: StoredRecording
     ) -> Replay | None:
-        stale = self._is_stale(stored.recording)
+        stale = self._is_stale(stored.recorded_at)
         if stale:
             expiry = self.settings.on_expiry
             if expiry is Expiry.FAIL:
-                return self._fail(
-                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored.recording)
-                )
+                return self._fail(ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored))
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
         return self._replayed(ctx, url, canonical, key, stored, stale=stale)
@@ -206,33 +205,33 @@ class Engine:
         stored: StoredRecording,
         **extra: Any,
     ) -> Replay:
-        recording = stored.recording
-        usage, cost = self.ledger.replay_price(recording)
+        usage, cost = stored.price
+        replay = stored.replay
         self.record_call(
             ctx,
             Outcome.REPLAYED,
             url,
             canonical.model,
             key,
-            status=stored.replay.status,
-            recorded_at=recording.meta.recorded_at,
+            status=replay.status,
+            recorded_at=stored.recorded_at,
             usage=usage,
             cost_usd=cost,
             **extra,
         )
-        return stored.replay
+        return replay
 
-    def _is_stale(self, recording: Recording) -> bool:
+    def _is_stale(self, recorded_at: datetime) -> bool:
         max_age = self.settings.max_age
-        return max_age is not None and recording.meta.recorded_at < self._started_at - max_age
+        return max_age is not None and recorded_at < self._started_at - max_age
 
-    def _stale_message(self, ctx: TestContext, recording: Recording) -> str:
+    def _stale_message(self, ctx: TestContext, stored: StoredRecording) -> str:
         return messages.stale(
             mode=ctx.mode,
-            path=self.store.path_for(recording.key),
-            recorded_at=recording.meta.recorded_at,
-            age=self._started_at - recording.meta.recorded_at,
-            recorded_by=self.scrubber.text(recording.meta.test or "an unknown test"),
+            path=self.store.path_for(stored.key),
+            recorded_at=stored.recorded_at,
+            age=self._started_at - stored.recorded_at,
+            recorded_by=self.scrubber.text(stored.test or "an unknown test"),
             max_age=self.settings.max_age,
             command=record_command(ctx.target, mode="rewrite"),
         )
@@ -263,7 +262,7 @@ class Engine:
             stored,
             served_key=served_key,
             similarity=round(score, 4),
-            stale=self._is_stale(stored.recording),
+            stale=self._is_stale(stored.recorded_at),
         )
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
@@ -320,7 +319,7 @@ class Engine:
             except CorruptRecording:
                 stored = None
             # Made by an older version, a recording's test id may still hold a secret.
-            recorded_by = stored.recording.meta.test if stored is not None else None
+            recorded_by = stored.test if stored is not None else None
             recorded_by = self.scrubber.text(recorded_by) if recorded_by else None
         return miss_message(
             request=canonical,

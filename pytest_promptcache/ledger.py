@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import RecordedResponse, Recording, TokenUsage
+from .models import Price, PriceFacts, RecordedResponse, Recording, TokenUsage
 from .prices import money
 from .settings import Mode
 from .usage import PriceBook, measure
@@ -206,8 +206,6 @@ def summarize(calls: Iterable[CallRecord]) -> Buckets:
     return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
 
 
-Price = tuple[TokenUsage | None, float | None]
-
 
 class Ledger:
     """Every call of the session, and the prices that go into them."""
@@ -236,20 +234,37 @@ class Ledger:
 
     def replay_price(self, recording: Recording) -> Price:
         """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
-        price = self._replay_prices.get(recording.key)
+        return self.price_replay(PriceFacts.of(recording), lambda: recording)
+
+    def price_replay(self, facts: PriceFacts, recording: Callable[[], Recording]) -> Price:
+        """The same from what the recording says of itself; ``recording`` builds the whole of it, which
+        only pricing one that carries no price (or whose model the user prices) needs."""
+        price = self._replay_prices.get(facts.key)
         if price is None:
-            price = self._replay_prices[recording.key] = recording_price(recording, self.prices)
+            price = carried_price(facts, self.prices)
+            if price is None:
+                price = recording_price(recording(), self.prices)
+            self._replay_prices[facts.key] = price
         return price
+
+
+def carried_price(facts: PriceFacts, prices: PriceBook) -> Price | None:
+    """The usage and cost a recording carries (schema 2 with usage), unless the user set their own price
+    for its model; None when it must be measured from its response."""
+    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
+    # written by a recording run (by hand, or built in code): its response is then the only truth.
+    if facts.schema_version >= 2 and facts.usage is not None and not prices.has_override((facts.model,)):
+        return facts.usage, facts.cost_usd
+    return None
 
 
 def recording_price(recording: Recording, prices: PriceBook) -> Price:
     """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
     unless the user set their own price for its model, else measured from its response."""
+    carried = carried_price(PriceFacts.of(recording), prices)
+    if carried is not None:
+        return carried
     request, meta = recording.request, recording.meta
-    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
-    # written by a recording run (by hand, or built in code): its response is then the only truth.
-    if recording.schema_version >= 2 and meta.usage is not None and not prices.has_override((request.model,)):
-        return meta.usage, meta.cost_usd
     return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
 
 

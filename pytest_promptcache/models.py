@@ -14,15 +14,34 @@ accept every version they know; writers write the current one; ``promptcache mig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, JsonValue
+from pydantic_core import core_schema
 
 # What migrate writes, and what every recording without an AWS event stream is written as.
 SCHEMA_VERSION: Literal[2] = 2
 EVENT_STREAM_SCHEMA_VERSION: Literal[3] = 3
 KNOWN_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+
+
+class _ParsedFromJson:
+    """JSON text can only hold JSON: a value parsed from it needs no check that it is one. Checking
+    costs more than parsing (pydantic walks JsonValue in Python), and a recording is parsed from text
+    every time it is first served. A value built in Python (a hook's request) is still checked."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.any_schema(), python_schema=handler(source)
+        )
+
+
+# JSON content: a request or response body, an event's data.
+JsonData = Annotated[JsonValue, _ParsedFromJson()]
 
 
 class TokenUsage(BaseModel):
@@ -70,7 +89,7 @@ class CanonicalRequest(BaseModel):
     path: str
     query: list[tuple[str, str]] = []
     headers: dict[str, str] = {}
-    body: JsonValue = None
+    body: JsonData = None
     # A body that is not JSON: its text when it is UTF-8, and always its hash.
     body_text: str | None = None
     body_sha256: str | None = None
@@ -90,7 +109,7 @@ class SSEEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event: str | None = None
-    data: JsonValue = None
+    data: JsonData = None
     text: str | None = None
     id: str | None = None
     retry: int | None = None
@@ -107,10 +126,10 @@ class EventStreamMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    headers: dict[str, JsonValue] | None = None
-    payload: JsonValue = None
+    headers: dict[str, JsonData] | None = None
+    payload: JsonData = None
     text: str | None = None
-    decoded: JsonValue = None
+    decoded: JsonData = None
     base64: str
 
 
@@ -121,7 +140,7 @@ class RecordedResponse(BaseModel):
     headers: dict[str, str] = {}
     # Exactly one of these holds the body: parsed JSON, decoded text, base64 bytes, SSE events, or the
     # messages of an AWS event stream.
-    body: JsonValue = None
+    body: JsonData = None
     text: str | None = None
     base64: str | None = None
     events: list[SSEEvent] | None = None
@@ -161,3 +180,25 @@ class Recording(BaseModel):
 def schema_version_for(response: RecordedResponse) -> Literal[2, 3]:
     """The lowest version that holds ``response``, so older plugin versions can read what they could."""
     return EVENT_STREAM_SCHEMA_VERSION if response.event_stream is not None else SCHEMA_VERSION
+
+
+# A call's usage and USD: None usage when the response carried none, None cost when nobody could price it.
+Price = tuple[TokenUsage | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceFacts:
+    """What a recording says of its own price: schema 2 carries the usage and cost measured when it was
+    recorded, so its replays are priced without reading its response (unless the user prices its model
+    themselves)."""
+
+    key: str
+    schema_version: int
+    model: str | None
+    usage: TokenUsage | None
+    cost_usd: float | None
+
+    @classmethod
+    def of(cls, recording: Recording) -> PriceFacts:
+        meta = recording.meta
+        return cls(recording.key, recording.schema_version, recording.request.model, meta.usage, meta.cost_usd)

@@ -18,7 +18,8 @@ from ..coordination.flight import Wait, current_owner
 from ..engine import Engine
 from ..keys import RawRequest
 from ..live import LiveCall
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .registry import Source
 
 R = TypeVar("R")

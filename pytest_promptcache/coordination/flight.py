@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..limits import DEFAULT_FLIGHT_TIMEOUT
-from ..streams import Replay
+from ..replay import Replay
 from .state import FileLock, SharedState
 
 Owner = tuple[int, int | None]

@@ -7,43 +7,28 @@ state directory and reads only a handful.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..lru import LRU
 from ..models import CanonicalRequest, Recording
-from ..streams import Replay, build_replay
 from .files import (
     SUFFIX,
     CorruptRecording,
     dumps_recording,
-    read_recording,
     recording_keys,
     sweep_temp_files,
     write_atomic,
 )
-from .index import RecordingIndex
-from .scan import Unusable, scan_request
+from .served import Pricer, StoredRecording, carried_price, load
+
+if TYPE_CHECKING:
+    from .index import RecordingIndex
 
 __all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
-
-
-@dataclass(frozen=True)
-class StoredRecording:
-    """A recording and its response, built once (when first served), ready to serve many times.
-
-    Built on first use, not when a live call is saved: that happens while the client reads the stream's
-    last chunk, and a response is seldom asked for again in the session that recorded it.
-    """
-
-    recording: Recording
-
-    @functools.cached_property
-    def replay(self) -> Replay:
-        return build_replay(self.recording.response)
 
 
 class CassetteStore:
@@ -53,12 +38,31 @@ class CassetteStore:
         memory_size: int = 4096,
         max_file_size: int = DEFAULT_MAX_RECORDING_SIZE,
         index_dir: Path | None = None,
+        pricer: Pricer = carried_price,
     ) -> None:
-        """``index_dir``: where the miss index is kept between sessions (in memory only without one)."""
+        """``index_dir``: where the miss index is kept between sessions (in memory only without one).
+        ``pricer``: a recording's price, asked once per recording read or saved."""
         self.directory = directory
         self.max_file_size = max_file_size
+        self._pricer = pricer
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
-        self.index = RecordingIndex(directory, index_dir)
+        self._index_dir = index_dir
+        self._index: RecordingIndex | None = None
+        self._index_lock = threading.Lock()
+
+    @property
+    def index(self) -> RecordingIndex:
+        """The miss index, built (and its modules imported) on first use: a session that never misses
+        nor records never pays for either."""
+        index = self._index
+        if index is None:
+            with self._index_lock:
+                if self._index is None:
+                    from .index import RecordingIndex
+
+                    self._index = RecordingIndex(self.directory, self._index_dir)
+                index = self._index
+        return index
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
@@ -73,18 +77,18 @@ class CassetteStore:
         if stored is not None:
             return stored
         try:
-            recording = read_recording(self.path_for(key), self.max_file_size)
+            stored = load(self.path_for(key), self._pricer, self.max_file_size)
         except FileNotFoundError:
             return None
-        stored = StoredRecording(recording)
         self._memory.put(key, stored)
         return stored
 
     def put(self, recording: Recording) -> StoredRecording:
-        write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
-        stored = StoredRecording(recording)
+        path = self.path_for(recording.key)
+        write_atomic(path, dumps_recording(recording.to_json_data()))
+        stored = StoredRecording.of(recording, self._pricer, lazy=True)
         self._memory.put(recording.key, stored)
-        self.index.added(recording.key, recording.request, self.path_for(recording.key))
+        self.index.added(recording.key, recording.request, path)
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
@@ -96,6 +100,8 @@ class CassetteStore:
     def request_of(self, key: str) -> CanonicalRequest | None:
         """Only the request of a recording, verified; None if its file is missing or unusable (that
         fails the tests that need it, never someone else's miss)."""
+        from .scan import Unusable, scan_request
+
         try:
             return scan_request(self.path_for(key)).request
         except Unusable:

@@ -107,7 +107,10 @@ def read_json(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> dict[st
 
     Raises FileNotFoundError when there is no file, CorruptRecording when it is not a JSON object.
     """
-    text = read_recording_text(path, max_size)
+    return _parse(path, read_recording_text(path, max_size))
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
         data = from_json(text)
     except ValueError as exc:
@@ -124,21 +127,28 @@ def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Re
 
     Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
     """
-    data = read_json(path, max_size)
-    version = data.get("schema_version")
-    if version not in KNOWN_SCHEMA_VERSIONS:
-        raise CorruptRecording(
-            path,
-            f"schema_version {version!r} is not one this version of pytest-promptcache knows "
-            f"({', '.join(map(str, sorted(KNOWN_SCHEMA_VERSIONS)))}); upgrade pytest-promptcache",
-        )
+    return recording_from_text(path, read_recording_text(path, max_size))
+
+
+def recording_from_text(path: Path, text: str) -> Recording:
+    """``read_recording`` of the text already read from ``path``."""
     try:
-        recording = Recording.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        reason = f"does not match the recording schema at {where}: {first['msg']}"
-        raise CorruptRecording(path, reason) from None
+        # Parsed and validated in one pass in pydantic-core; the same JSON parser as from_json, so the
+        # same nesting limit.
+        recording = Recording.model_validate_json(text)
+    except ValidationError:
+        # Said as it always was: parsed first, so a file that is not JSON or not of a known version
+        # is named so, then validated.
+        recording = _validated(path, _parse(path, text))
+    return _checked(path, recording)
+
+
+def validated_recording(path: Path, data: dict[str, Any]) -> Recording:
+    """``read_recording`` of the JSON object already parsed from ``path``."""
+    return _checked(path, _validated(path, data))
+
+
+def _checked(path: Path, recording: Recording) -> Recording:
     if recording.key != path.name.removesuffix(SUFFIX):
         raise CorruptRecording(path, f"it holds key {recording.key}, not the key in its file name")
     actual = key_of(recording.request)
@@ -148,6 +158,23 @@ def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Re
             path, f"its request was edited after recording (it now hashes to {actual[:12]}, not to its key)"
         )
     return recording
+
+
+def _validated(path: Path, data: dict[str, Any]) -> Recording:
+    version = data.get("schema_version")
+    if version not in KNOWN_SCHEMA_VERSIONS:
+        raise CorruptRecording(
+            path,
+            f"schema_version {version!r} is not one this version of pytest-promptcache knows "
+            f"({', '.join(map(str, sorted(KNOWN_SCHEMA_VERSIONS)))}); upgrade pytest-promptcache",
+        )
+    try:
+        return Recording.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        reason = f"does not match the recording schema at {where}: {first['msg']}"
+        raise CorruptRecording(path, reason) from None
 
 
 def write_atomic(path: Path, text: str) -> None:
