@@ -206,7 +206,6 @@ def summarize(calls: Iterable[CallRecord]) -> Buckets:
     return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
 
 
-
 class Ledger:
     """Every call of the session, and the prices that go into them."""
 

@@ -201,4 +201,6 @@ class PriceFacts:
     @classmethod
     def of(cls, recording: Recording) -> PriceFacts:
         meta = recording.meta
-        return cls(recording.key, recording.schema_version, recording.request.model, meta.usage, meta.cost_usd)
+        return cls(
+            recording.key, recording.schema_version, recording.request.model, meta.usage, meta.cost_usd
+        )

@@ -108,7 +108,9 @@ def load(path: Path, pricer: Pricer, max_size: int = DEFAULT_MAX_RECORDING_SIZE)
 def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) -> StoredRecording | None:
     """The recording if ``data`` is in the form recordings are written in and its key holds; else None."""
     version = data.get("schema_version")
-    request, response, meta = data.get("request"), data.get("response"), data.get("meta")
+    request: Any = data.get("request")
+    response: Any = data.get("response")
+    meta: Any = data.get("meta")
     if not (
         data.keys() <= _RECORDING_FIELDS
         and type(version) is int
@@ -149,7 +151,9 @@ def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) ->
 
 # The fields of each part, as the models define them (a test holds them equal). Meta may hold others.
 _RECORDING_FIELDS = frozenset({"schema_version", "key", "request", "response", "meta"})
-_REQUEST_FIELDS = frozenset({"method", "host", "path", "query", "headers", "body", "body_text", "body_sha256"})
+_REQUEST_FIELDS = frozenset(
+    {"method", "host", "path", "query", "headers", "body", "body_text", "body_sha256"}
+)
 _RESPONSE_FIELDS = frozenset({"status", "headers", "body", "text", "base64", "events", "event_stream"})
 _EVENT_FIELDS = frozenset({"event", "data", "text", "id", "retry"})
 _MESSAGE_FIELDS = frozenset({"headers", "payload", "text", "decoded", "base64"})
