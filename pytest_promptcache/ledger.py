@@ -89,7 +89,7 @@ class CallEvent:
 class CallRecord(BaseModel):
     """One intercepted call as reports and the ``promptcache`` fixture see it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     test: str | None
     outcome: Outcome

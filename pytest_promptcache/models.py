@@ -48,7 +48,7 @@ class TokenUsage(BaseModel):
     """Tokens of one call, in genai-prices' convention: ``input_tokens`` is the whole input (cache
     reads and writes included), ``output_tokens`` includes reasoning tokens."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -82,7 +82,7 @@ def model_of(body: Any, path: str) -> str | None:
 class CanonicalRequest(BaseModel):
     """What identifies a request: its key is the SHA-256 of this object's canonical JSON."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     method: str
     host: str
@@ -106,7 +106,7 @@ class CanonicalRequest(BaseModel):
 class SSEEvent(BaseModel):
     """One server-sent event. ``data`` holds JSON data parsed; ``text`` holds data that is not JSON."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     event: str | None = None
     data: JsonData = None
@@ -124,7 +124,7 @@ class EventStreamMessage(BaseModel):
     what invoke-with-response-stream wraps each chunk of the model's own stream in).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     headers: dict[str, JsonData] | None = None
     payload: JsonData = None
@@ -134,7 +134,7 @@ class EventStreamMessage(BaseModel):
 
 
 class RecordedResponse(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     status: int
     headers: dict[str, str] = {}
@@ -152,7 +152,7 @@ class RecordedResponse(BaseModel):
 
 
 class RecordingMeta(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     recorded_at: datetime
     test: str | None = None
@@ -165,7 +165,7 @@ class RecordingMeta(BaseModel):
 
 
 class Recording(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     key: str

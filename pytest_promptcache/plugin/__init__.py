@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .. import placeholders
-from ..clients import install, uninstall
+from ..clients import install, preload, uninstall
 from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
 from ..marker import TestOptions
 from ..rules import KeyRules
@@ -131,6 +131,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Bad marker arguments are usage errors before anything runs, not failures halfway through.
     for item in items:
         _options(item)
+    # The test modules are imported now, and with them the client libraries they use.
+    preload()
 
 
 @pytest.hookimpl(wrapper=True)
