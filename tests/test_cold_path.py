@@ -46,6 +46,7 @@ def test_preload_imports_the_path_of_each_imported_library_and_only_after_pydant
 
 CALLS = """
 import json, os
+from conftest import ask
 
 def test_calls(oai0):
     out = {}
