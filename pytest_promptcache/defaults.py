@@ -12,6 +12,23 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     "/messages",
     ":generateContent",
     ":streamGenerateContent",
+    ":embedContent",
+    ":batchEmbedContents",
+    # Token counting and moderation: free calls, but they need a key and the network like any other.
+    ":countTokens",
+    "/messages/count_tokens",
+    "/responses/input_tokens",
+    "/moderations",
+    # Cohere's v2 API.
+    "/v2/chat",
+    "/v2/embed",
+    # Ollama's native API (its OpenAI-compatible one is /v1/chat/completions, above).
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    # Anthropic on Vertex AI: the model in the path, ``:rawPredict`` being Vertex's verb for any model.
+    "/publishers/anthropic/models/*:rawPredict",
+    "/publishers/anthropic/models/*:streamRawPredict",
     # Bedrock Runtime: the model id sits in the middle of the path.
     "/model/*/converse",
     "/model/*/converse-stream",

@@ -18,15 +18,16 @@ from .coordination.pacing import Pacing
 from .coordination.state import SharedState
 from .coordination.statedir import state_dirs
 from .keys import HookError, Keyer, RawRequest, display_url
-from .ledger import CallEvent, Ledger, Outcome
+from .ledger import COPIED, CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
-from .miss import miss_message, most_similar, nearest, record_command
-from .models import CanonicalRequest, RecordedResponse
-from .replay import Replay, build_replay
+from .miss import elsewhere, miss_message, miss_reply, most_similar, nearest, record_command
+from .models import CanonicalRequest
+from .replay import Replay
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
-from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording
+from .sharing import connect
+from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording, Tier
 from .usage import PriceBook
 
 
@@ -53,18 +54,19 @@ class Engine:
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
         top, root = state_dirs(settings.cassette_dir, settings.state_dir)
-        self.state = SharedState(
-            root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
-        )
+        limits = settings.limits
+        local = SharedState(root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top)
+        # The fleet's Redis, if configured: reachable now, or a notice and this machine alone.
+        self.link, shared, self.state = connect(settings, local)
         self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.store = CassetteStore(
             settings.cassette_dir,
             settings.memory_size,
-            settings.limits.max_recording_size,
+            limits.max_recording_size,
             index_dir=root / "index",
+            shared=shared,
             pricer=self.ledger.price_replay,
         )
-        limits = settings.limits
         self.flights = Flights(self.state, limits.flight_timeout)
         self.pacing = Pacing(
             self.state,
@@ -73,10 +75,15 @@ class Engine:
             retries=settings.record_retries,
             max_wait=limits.record_max_wait,
         )
-        self.saver = Saver(self.store, self.scrubber, self.ledger, self.state)
+        machine = settings.shared.machine if settings.shared is not None else None
+        self.saver = Saver(self.store, self.scrubber, self.ledger, self.state, machine=machine)
         if settings.mode in (Mode.RECORD, Mode.REWRITE):
             self.store.sweep_temp_files()
         self._started_at = datetime.now(UTC)
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
 
     # -- one call --------------------------------------------------------------------------------------
 
@@ -94,7 +101,8 @@ class Engine:
         stored = self.store.in_memory(key)
         if stored is None:
             return None
-        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored)
+        extra = {"tier": Tier.MEMORY.value} if self.settings.shared is not None else {}
+        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, **extra)
 
     def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something
@@ -174,6 +182,8 @@ class Engine:
         once this session has rewritten it (so each request is paid for once)."""
         if ctx.mode is Mode.REWRITE and not self.state.was_rewritten(key):
             return None
+        if self.settings.shared is not None:
+            return self._serve_tiered(ctx, url, canonical, key)
         try:
             stored = self.store.get(key)
         except CorruptRecording as exc:
@@ -184,8 +194,34 @@ class Engine:
             return None
         return self._serve_stored(ctx, url, canonical, key, stored)
 
+    def _serve_tiered(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
+    ) -> Replay | None:
+        """``_serve_recorded`` with a shared tier: memory, cassettes, then Redis, each hit counted by
+        tier. A Redis hit is copied into the cassette directory in record modes (so it can be
+        committed); in replay it is served from memory and reported as not in the cassettes."""
+        try:
+            found = self.store.lookup(key)
+        except CorruptRecording as exc:
+            if ctx.mode is Mode.REWRITE:
+                return None
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
+        if found is None:
+            return None
+        extra: dict[str, Any] = {"tier": found.tier.value, "machine": found.machine}
+        shared = found.recording  # only a shared hit keeps its whole recording, to be copied here
+        if shared is not None and ctx.mode in (Mode.RECORD, Mode.REWRITE):
+            extra["detail"] = COPIED if self.saver.adopt(ctx, shared) else None
+        return self._serve_stored(ctx, url, canonical, key, found.stored, **extra)
+
     def _serve_stored(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, stored: StoredRecording
+        self,
+        ctx: TestContext,
+        url: str,
+        canonical: CanonicalRequest,
+        key: str,
+        stored: StoredRecording,
+        **extra: Any,
     ) -> Replay | None:
         stale = self._is_stale(stored.recorded_at)
         if stale:
@@ -194,7 +230,7 @@ class Engine:
                 return self._fail(ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored))
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
-        return self._replayed(ctx, url, canonical, key, stored, stale=stale)
+        return self._replayed(ctx, url, canonical, key, stored, stale=stale, **extra)
 
     def _replayed(
         self,
@@ -329,6 +365,7 @@ class Engine:
             target=ctx.target,
             near=near,
             recorded_by=recorded_by,
+            other_host=elsewhere(canonical, self.store),
         )
 
     def _fail(
@@ -348,25 +385,7 @@ class Engine:
         """
         ctx.add_problem(message)
         self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
-        return build_replay(
-            RecordedResponse(
-                status=404,
-                headers={
-                    "content-type": "application/json",
-                    "x-should-retry": "false",
-                    "x-promptcache": "miss",
-                    # botocore names its ClientError after this header.
-                    "x-amzn-errortype": "PromptcacheMiss",
-                },
-                # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
-                # botocore finds it at the top.
-                body={
-                    "type": "error",
-                    "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
-                    "message": message,
-                },
-            )
-        )
+        return miss_reply(message)
 
     def record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any

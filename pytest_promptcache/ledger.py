@@ -26,6 +26,8 @@ NO_MODEL = "(no model)"
 NO_TEST = "(outside tests)"
 # How the detail of a live call whose body never completed begins: the report lists those.
 NOT_SAVED = "not saved: "
+# The detail of a call served from the shared tier and copied into the cassette directory (record modes).
+COPIED = "copied from the shared tier into the cassette directory"
 
 
 class Outcome(StrEnum):
@@ -67,6 +69,10 @@ class CallEvent:
     # None usage: the response carried none (or the call failed); None cost: nobody could price it.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    # With a shared tier: where a replayed recording was found (memory, cassettes, shared), and the
+    # machine that recorded it (or, for a recorded call, this machine).
+    tier: str | None = None
+    machine: str | None = None
 
     def record(self) -> CallRecord:
         return CallRecord(
@@ -83,6 +89,8 @@ class CallEvent:
             similarity=self.similarity,
             stale=self.stale,
             recorded_at=self.recorded_at,
+            tier=self.tier,
+            machine=self.machine,
         )
 
 
@@ -104,6 +112,8 @@ class CallRecord(BaseModel):
     similarity: float | None = None
     stale: bool = False
     recorded_at: datetime | None = None
+    tier: str | None = None
+    machine: str | None = None
 
     @property
     def used_key(self) -> str | None:

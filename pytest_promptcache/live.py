@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from . import __version__, eventstream
 from .context import TestContext
+from .coordination.backend import Coordination
 from .coordination.flight import Flight, Flights
 from .coordination.pacing import Pacing
-from .coordination.state import SharedState
 from .ledger import NOT_SAVED, CallEvent, Ledger, Outcome
 from .models import (
     CanonicalRequest,
@@ -53,11 +53,20 @@ class CallLog(Protocol):
 class Saver:
     """Turns a complete live response into a recording on disk: scrubbed, priced, stored."""
 
-    def __init__(self, store: CassetteStore, scrubber: Scrubber, ledger: Ledger, state: SharedState) -> None:
+    def __init__(
+        self,
+        store: CassetteStore,
+        scrubber: Scrubber,
+        ledger: Ledger,
+        state: Coordination,
+        machine: str | None = None,
+    ) -> None:
+        """``machine``: this machine's name, with a shared tier (its recordings are named after it)."""
         self.store = store
         self.scrubber = scrubber
         self.ledger = ledger
         self.state = state
+        self.machine = machine
 
     def save(
         self,
@@ -86,10 +95,23 @@ class Saver:
                 cost_usd=cost,
             ),
         )
-        self.store.put(recording)
+        self.store.put(recording, self.machine)
         if ctx.mode is Mode.REWRITE:
             self.state.mark_rewritten(key)
         return recording
+
+    def adopt(self, ctx: TestContext, recording: Recording) -> bool:
+        """A recording found in the shared tier, written to this cassette directory so it can be
+        committed; scrubbed with this machine's secrets too, since Redis content is not trusted. False,
+        and a problem for the test, when the file cannot be written."""
+        clean = recording.model_copy(update={"response": scrubbed(recording.response, self.scrubber)})
+        try:
+            self.store.put(clean, shared=False)
+        except OSError as exc:
+            path = self.store.path_for(recording.key)
+            ctx.add_problem(f"promptcache: could not copy the shared tier's recording to {path}: {exc}")
+            return False
+        return True
 
 
 def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
@@ -249,6 +271,7 @@ class LiveCall:
             recorded_at=meta.recorded_at,
             usage=meta.usage,
             cost_usd=meta.cost_usd,
+            machine=saver.machine,
         )
         self._finish()
         if event.usage is not None:

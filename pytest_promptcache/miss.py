@@ -12,15 +12,26 @@ import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .models import CanonicalRequest
+from .keys import key_of
+from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
 from .store.cassettes import CassetteStore
 from .store.index import group_of
 from .store.packed import GroupKey
+from .streams import Replay, build_replay
 from .textdiff import unified
 
-__all__ = ["miss_message", "most_similar", "nearest", "pretty_request", "record_command", "similarity"]
+__all__ = [
+    "elsewhere",
+    "miss_message",
+    "most_similar",
+    "nearest",
+    "pretty_request",
+    "record_command",
+    "similarity",
+]
 
 # A miss message needs one near recording, not the exact best of 100,000: this many are read and scored.
 NEAREST_READS = 8
@@ -28,6 +39,9 @@ NEAREST_READS = 8
 SIMILAR_READS = 16
 # Candidates looked at, read or not (one whose length alone rules it out is passed over unread).
 MAX_LOOKED_AT = 4096
+# Other hosts checked for this very request (staging, production, a test server or two): each costs
+# one recording's head read.
+MAX_OTHER_HOSTS = 16
 
 
 def _search(
@@ -91,6 +105,45 @@ def most_similar(
     return found[1], found[0]
 
 
+def elsewhere(request: CanonicalRequest, store: CassetteStore) -> tuple[str, str | None] | None:
+    """Another host with recordings of this endpoint: (host, the key of this very request there), an
+    exact match first; (host, None) when only the endpoint is recorded there; None when no other is."""
+
+    def other_host(group: GroupKey) -> bool:
+        return group[0] == request.method and group[2] == request.path and group[1] != request.host
+
+    hosts = sorted(store.index.hosts(other_host))
+    for host in hosts[:MAX_OTHER_HOSTS]:
+        key = key_of(request.model_copy(update={"host": host}))
+        if store.request_of(key) is not None:
+            return host, key
+    return (hosts[0], None) if hosts else None
+
+
+def _alias(netloc: str, recorded: str) -> str:
+    """An alias line that keys this request's host as the recorded one: ``HOST:*`` when only the ports
+    differ (a test server on a random port), else this exact host."""
+    name, colon, _ = netloc.rpartition(":")
+    other = recorded.rpartition(":")[0]
+    if colon and name and name == other and "[" not in name:
+        return f"{name}:* = {recorded}"
+    return f"{netloc} = {recorded}"
+
+
+def _elsewhere_lines(url: str, request: CanonicalRequest, found: tuple[str, str | None]) -> list[str]:
+    host, key = found
+    if key is not None:
+        said = f"this very request is recorded for host {host}: {key}.json"
+    else:
+        said = f"{request.method} {request.path} has recordings for host {host}, none for this one"
+    return [
+        f"  elsewhere: {said}",
+        "             if both hosts are one service, alias them in the ini and those recordings replay here:",
+        "               promptcache_host_aliases =",
+        f"                   {_alias(urlsplit(url).netloc, host)}",
+    ]
+
+
 def pretty_request(request: CanonicalRequest) -> list[str]:
     data = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
@@ -112,7 +165,10 @@ def miss_message(
     near: tuple[str, CanonicalRequest, float] | None,
     recorded_by: str | None = None,
     max_diff_lines: int = 80,
+    other_host: tuple[str, str | None] | None = None,
 ) -> str:
+    """``other_host``: what ``elsewhere`` found; shown when it is this very request, or when this host
+    has no recording of the endpoint at all."""
     lines = [
         "promptcache: no recording for this request (mode: replay)",
         f"  request:   {request.method} {url}",
@@ -120,6 +176,8 @@ def miss_message(
         f"  key:       {key}",
         f"  cassettes: {directory}",
     ]
+    if other_host is not None and (other_host[1] is not None or near is None):
+        lines.extend(_elsewhere_lines(url, request, other_host))
     if near is None:
         lines.append(f"  nearest:   none (no recording of {request.method} {request.host}{request.path})")
     else:
@@ -137,3 +195,31 @@ def miss_message(
         lines.extend(diff)
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
+
+
+def miss_reply(message: str) -> Replay:
+    """The answer to a call that fails its test, in a way SDKs neither retry nor hide.
+
+    Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
+    into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
+    once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
+    """
+    return build_replay(
+        RecordedResponse(
+            status=404,
+            headers={
+                "content-type": "application/json",
+                "x-should-retry": "false",
+                "x-promptcache": "miss",
+                # botocore names its ClientError after this header.
+                "x-amzn-errortype": "PromptcacheMiss",
+            },
+            # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
+            # botocore finds it at the top.
+            body={
+                "type": "error",
+                "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
+                "message": message,
+            },
+        )
+    )

@@ -50,6 +50,11 @@ class CacheSession:
                 engine = self._engine
         return engine
 
+    def close(self) -> None:
+        """Let go of what the engine holds beyond the session (the shared tier's connections)."""
+        if self._engine is not None:
+            self._engine.close()
+
     @property
     def started_engine(self) -> Engine | None:
         """The engine if any LLM call built it; None for a session that made none."""

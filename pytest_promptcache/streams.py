@@ -34,8 +34,9 @@ __all__ = [
     "parse_event",
 ]
 
-# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]).
-TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete"})
+# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]);
+# Cohere v2 ends with message-end.
+TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete", "message-end"})
 # Events that mean the provider failed mid-stream: such a stream is never recorded.
 ERROR_EVENTS = frozenset({"error", "response.failed"})
 

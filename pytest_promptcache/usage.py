@@ -12,11 +12,35 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from . import usage_cohere_ollama
 from .eventstream import event_type
 from .models import RecordedResponse, TokenUsage
 from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
-__all__ = ["ModelPrice", "PriceBook", "PriceError", "api_family", "extract", "measure", "parse_prices"]
+__all__ = [
+    "ModelPrice",
+    "PriceBook",
+    "PriceError",
+    "api_family",
+    "extract",
+    "is_free",
+    "measure",
+    "parse_prices",
+]
+
+# Calls the provider does not bill (token counting, OpenAI's moderation): counted at zero cost, not as
+# calls without usage, unless the response itself reports tokens used (another provider's /moderations).
+FREE_SUFFIXES = (
+    "/messages/count_tokens",
+    "count-tokens:rawPredict",
+    ":countTokens",
+    "/responses/input_tokens",
+    "/moderations",
+)
+
+
+def is_free(path: str) -> bool:
+    return path.endswith(FREE_SUFFIXES)
 
 
 def api_family(path: str) -> str | None:
@@ -26,10 +50,16 @@ def api_family(path: str) -> str | None:
             return "bedrock-converse"
         if path.endswith(("/invoke", "/invoke-with-response-stream")):
             return "bedrock-invoke"
-    if path.endswith("/messages"):
+    if path.endswith("/messages") or (
+        "/publishers/anthropic/" in path and path.endswith((":rawPredict", ":streamRawPredict"))
+    ):
         return "anthropic"
-    if path.endswith((":generateContent", ":streamGenerateContent")):
+    if path.endswith((":generateContent", ":streamGenerateContent", ":embedContent", ":batchEmbedContents")):
         return "gemini"
+    if path.endswith(("/v2/chat", "/v2/embed")):
+        return "cohere"
+    if path.endswith(("/api/chat", "/api/generate", "/api/embed")):
+        return "ollama"
     if path.endswith("/responses"):
         return "openai-responses"
     if path.endswith("/embeddings"):
@@ -48,7 +78,11 @@ PROVIDER_OF_FAMILY = {
     "openai-responses": "openai",
     "openai-embeddings": "openai",
     "openai-chat": "openai",
+    "cohere": "cohere",
 }
+# Models the user runs themselves (Ollama): genai-prices has no provider for them, and a model name
+# alike one it prices elsewhere ("deepseek-r1:8b", DeepSeek's API) would be a wrong price.
+OWN_MODEL_FAMILIES = frozenset({"ollama"})
 
 
 def _int(mapping: Any, *path: str) -> int:
@@ -182,6 +216,10 @@ def extract(response: RecordedResponse, family: str | None) -> tuple[TokenUsage 
     """Usage and the model the provider says it used, from a JSON body or a stream's events."""
     if family in BEDROCK_FAMILIES:
         return _bedrock(response, family)
+    if family == "cohere":
+        return usage_cohere_ollama.cohere(response), None
+    if family == "ollama":
+        return usage_cohere_ollama.ollama(response)
     if response.is_stream:
         return _from_stream(response, family)
     body = response.body
@@ -231,7 +269,7 @@ def measure(
     family = api_family(path)
     usage, response_model = extract(response, family)
     if usage is None:
-        return None, None
+        return (TokenUsage(), 0.0) if is_free(path) else (None, None)
     # Bedrock's model id in the path names the region and the offer ("global.", "us."), which prices
     # differ by; the model's own body only names the model.
     models = (model, response_model) if family in BEDROCK_FAMILIES else (response_model, model)
@@ -280,7 +318,8 @@ def _genai_price(usage: TokenUsage, model: str, family: str | None, url: str, at
     attempts: list[dict[str, Any]] = [{"provider_api_url": url}]
     if family in PROVIDER_OF_FAMILY:
         attempts.append({"provider_id": PROVIDER_OF_FAMILY[family]})
-    attempts.append({})
+    if family not in OWN_MODEL_FAMILIES:
+        attempts.append({})
     for kwargs in attempts:
         try:
             result = genai_prices.calc_price(gp_usage, model, genai_request_timestamp=at, **kwargs)

@@ -7,6 +7,7 @@ asked for, so installing the plugin costs a suite that makes no LLM call almost 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -25,6 +26,7 @@ from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
     DESELECTED_KEY,
+    NOTICES_KEY,
     OPTIONS_KEY,
     PRUNE_KEY,
     REPORT_KEY,
@@ -32,6 +34,7 @@ from .stash import (
     SESSION_KEY,
     UNWRITTEN_KEY,
     WORKER_CALLS_KEY,
+    WORKER_NOTICES_KEY,
     WORKEROUTPUT_KEY,
 )
 from .xdist import XdistMerge
@@ -81,9 +84,11 @@ def pytest_configure(config: pytest.Config) -> None:
         session.guard.start_loading()
     config.stash[SESSION_KEY] = session
     config.stash[WORKER_CALLS_KEY] = []
+    config.stash[WORKER_NOTICES_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
     config.pluginmanager.register(ScopeTracker(config.stash[SCOPE_KEY]), "promptcache-scope")
     install(session)
+    config.add_cleanup(session.close)
     config.add_cleanup(lambda: uninstall(session))
     if config.pluginmanager.hasplugin("xdist"):
         # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
@@ -200,15 +205,31 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from ..report.model import Report
     from ..store.files import recording_keys
 
+    if engine is not None and engine.settings.mode is not Mode.REPLAY:
+        # A live response the client dropped unclosed ends its call when it is collected (a weakref
+        # finalizer); one held in a reference cycle waits for the cyclic collector, which may not have
+        # run yet. Replay sessions have no live bodies: they skip the collection's cost.
+        gc.collect()
     calls = engine.ledger.records() if engine is not None else []
     calls += [event.record() for event in psession.refusals]
+    notices = list(engine.link.notices) if engine is not None and engine.link is not None else []
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
         workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
         workeroutput[DESELECTED_KEY] = config.stash[SCOPE_KEY].deselected
+        workeroutput[NOTICES_KEY] = notices
         return
     calls.extend(merged)
     settings = psession.settings
+    shared = None
+    if settings.shared is not None:
+        from ..report.fleet import SharedReport
+
+        from_workers: list[str] = config.stash[WORKER_NOTICES_KEY]
+        notices.extend(from_workers)
+        # The run's spend across its machines: one bounded read, only when machines share a run.
+        run_spent = engine.state.spent() if engine is not None and settings.shared.run_id else None
+        shared = SharedReport.build(settings.shared, calls, notices, run_spent)
     report = Report.build(
         settings.mode.value,
         calls,
@@ -216,6 +237,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         cassette_dir=str(settings.cassette_dir),
         recorded_keys=recording_keys(settings.cassette_dir),
         incomplete_because=incomplete_because(session, settings.mode, config.stash[SCOPE_KEY]),
+        shared=shared,
     )
     config.stash[REPORT_KEY] = report
     if config.getoption("promptcache_prune"):

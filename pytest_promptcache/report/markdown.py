@@ -31,6 +31,14 @@ def markdown(report: Report) -> str:
         lines += ["", f"Unpriced models (tokens counted, no dollars): {', '.join(report.unpriced_models)}."]
     if t.calls_without_usage:
         lines += ["", f"{t.calls_without_usage} calls carried no usage and are not in the totals."]
+    shared = report.shared
+    if shared is not None:
+        hits = ", ".join(f"{n} {tier}" for tier, n in shared.hits_by_tier.items())
+        lines += ["", f"Shared tier `{shared.url}` (machine `{shared.machine}`): replayed from {hits}."]
+        if shared.not_in_cassettes:
+            missing = len(shared.not_in_cassettes)
+            lines.append(f"**{missing} recordings served from the shared tier are not in cassettes/.**")
+        lines += [f"> {notice}" for notice in shared.notices[:1]]
     if report.budget_exceeded and report.budget is not None:
         lines += [
             "",

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+from .fleet import SharedReport
 
 REPORT_SCHEMA_VERSION: Literal[1] = 1
 
@@ -55,6 +56,8 @@ class Report(BaseModel):
     unused_recordings_why_incomplete: str | None = None
     similar_substitutions: list[Substitution] = []
     stale_recordings: list[StaleRecording] = []
+    # With promptcache_shared: hits per tier, machines, and the shared tier's notices.
+    shared: SharedReport | None = None
 
     @classmethod
     def build(
@@ -66,6 +69,7 @@ class Report(BaseModel):
         cassette_dir: str | None = None,
         recorded_keys: Iterable[str] | None = None,
         incomplete_because: str | None = "not checked",
+        shared: SharedReport | None = None,
     ) -> Report:
         calls = list(calls)
         buckets = summarize(calls)
@@ -116,6 +120,7 @@ class Report(BaseModel):
             unpriced_models=sorted(unpriced),
             not_saved=sorted(not_saved, key=lambda u: (u.test or "", u.url, u.reason)),
             budget=budget,
+            shared=shared,
         )
 
     @property

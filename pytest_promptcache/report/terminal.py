@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ..ledger import Bucket
 from ..prices import usd
+from .fleet import shared_lines
 from .model import Report
 
 
@@ -80,6 +81,8 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     if report.budget is not None and report.budget_exceeded:
         limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
         yield f"budget of {limit} reached: {blocked} live calls refused", "red"
+    if report.shared is not None:
+        yield from shared_lines(report.shared, verbose)
     if not verbose:
         yield "(-v shows the per-model table and the most expensive tests)", None
         return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,12 +25,31 @@ from .files import (
     sweep_temp_files,
     write_atomic,
 )
+from .redis import SharedRecordings
 from .served import Pricer, StoredRecording, carried_price, load
 
 if TYPE_CHECKING:
     from .index import RecordingIndex
 
-__all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
+__all__ = ["CassetteStore", "CorruptRecording", "Found", "StoredRecording", "Tier"]
+
+
+class Tier(StrEnum):
+    """Where a served recording was found: the lookup order."""
+
+    MEMORY = "memory"
+    CASSETTES = "cassettes"
+    SHARED = "shared"
+
+
+@dataclass(frozen=True)
+class Found:
+    stored: StoredRecording
+    tier: Tier
+    # The machine that recorded it, when the shared tier says.
+    machine: str | None = None
+    # The whole recording, for a shared hit only: record modes copy it into the cassette directory.
+    recording: Recording | None = None
 
 
 class CassetteStore:
@@ -38,11 +59,14 @@ class CassetteStore:
         memory_size: int = 4096,
         max_file_size: int = DEFAULT_MAX_RECORDING_SIZE,
         index_dir: Path | None = None,
+        shared: SharedRecordings | None = None,
         pricer: Pricer = carried_price,
     ) -> None:
         """``index_dir``: where the miss index is kept between sessions (in memory only without one).
-        ``pricer``: a recording's price, asked once per recording read or saved."""
+        ``shared``: the Redis tier behind the files, if the fleet has one. ``pricer``: a recording's
+        price, asked once per recording read or saved."""
         self.directory = directory
+        self.shared = shared
         self.max_file_size = max_file_size
         self._pricer = pricer
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
@@ -83,12 +107,39 @@ class CassetteStore:
         self._memory.put(key, stored)
         return stored
 
-    def put(self, recording: Recording) -> StoredRecording:
+    def lookup(self, key: str) -> Found | None:
+        """The recording for a key and the tier it came from: memory, the files, then the shared tier
+        (a hit there is kept in memory, not written: ``put(..., shared=False)`` copies it to a file).
+        Raises CorruptRecording for an unusable file."""
+        stored = self._memory.get(key)
+        if stored is not None:
+            return Found(stored, Tier.MEMORY)
+        stored = self.get(key)
+        if stored is not None:
+            return Found(stored, Tier.CASSETTES)
+        if self.shared is None:
+            return None
+        hit = self.shared.get(key)
+        if hit is None:
+            return None
+        stored = StoredRecording.of(hit.recording, self._pricer)
+        self._memory.put(key, stored)
+        return Found(stored, Tier.SHARED, hit.machine, hit.recording)
+
+    def put(
+        self, recording: Recording, machine: str | None = None, *, shared: bool = True
+    ) -> StoredRecording:
+        """Write the recording's file (and, with ``shared`` and a shared tier, its Redis entry, named
+        after ``machine``). Raises OSError when the file cannot be written; Redis failing is not fatal:
+        the file holds it."""
         path = self.path_for(recording.key)
-        write_atomic(path, dumps_recording(recording.to_json_data()))
+        text = dumps_recording(recording.to_json_data())
+        write_atomic(path, text)
         stored = StoredRecording.of(recording, self._pricer, lazy=True)
         self._memory.put(recording.key, stored)
         self.index.added(recording.key, recording.request, path)
+        if shared and self.shared is not None:
+            self.shared.put(recording.key, text, machine or "unknown-machine")
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
