@@ -166,36 +166,74 @@ class Bucket(BaseModel):
     unpriced_calls: int = 0
 
     def add(self, call: CallRecord) -> None:
-        self.calls += 1
-        if call.replayed:
-            self.replayed += 1
-        elif call.live:
-            self.live += 1
-            self.recorded += call.outcome is Outcome.RECORDED
-            self.errors += call.outcome is Outcome.ERROR
-        elif call.outcome is Outcome.REFUSED:
-            self.refused += 1
-        else:  # a miss, or a call the budget refused: neither served nor sent
-            self.misses += 1
-        if not call.succeeded:
-            return
-        if call.usage is None:
-            self.calls_without_usage += 1
-            return
-        self.input_tokens += call.usage.input_tokens
-        self.cached_input_tokens += call.usage.cached_input_tokens
-        self.cache_write_tokens += call.usage.cache_write_tokens
-        self.output_tokens += call.usage.output_tokens
-        if call.cost_usd is None:
-            self.unpriced_calls += 1
-        elif call.replayed:
-            self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
-        else:
-            self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+        _tally(self, call)
 
     @property
     def cost_usd(self) -> float:
         return self.spent_usd + self.saved_usd
+
+
+class _Tally:
+    """A Bucket's sums as plain attributes: a pydantic model's ``__setattr__`` made summing a few
+    thousand calls (three buckets each) the largest part of a session's end."""
+
+    # Bucket's fields (tests/unit/test_summarize.py holds them equal).
+    __slots__ = (
+        "cache_write_tokens",
+        "cached_input_tokens",
+        "calls",
+        "calls_without_usage",
+        "errors",
+        "input_tokens",
+        "live",
+        "misses",
+        "output_tokens",
+        "recorded",
+        "refused",
+        "replayed",
+        "saved_usd",
+        "spent_usd",
+        "unpriced_calls",
+    )
+
+    def __init__(self) -> None:
+        self.calls = self.replayed = self.live = self.recorded = self.misses = self.refused = 0
+        self.errors = self.input_tokens = self.cached_input_tokens = self.cache_write_tokens = 0
+        self.output_tokens = self.calls_without_usage = self.unpriced_calls = 0
+        self.spent_usd = self.saved_usd = 0.0
+
+    def bucket(self) -> Bucket:
+        return Bucket(**{name: getattr(self, name) for name in self.__slots__})
+
+
+def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
+    """Count ``call`` into a bucket's sums (a Bucket, or the plain _Tally summarize uses)."""
+    self.calls += 1
+    if call.replayed:
+        self.replayed += 1
+    elif call.live:
+        self.live += 1
+        self.recorded += call.outcome is Outcome.RECORDED
+        self.errors += call.outcome is Outcome.ERROR
+    elif call.outcome is Outcome.REFUSED:
+        self.refused += 1
+    else:  # a miss, or a call the budget refused: neither served nor sent
+        self.misses += 1
+    if not call.succeeded:
+        return
+    if call.usage is None:
+        self.calls_without_usage += 1
+        return
+    self.input_tokens += call.usage.input_tokens
+    self.cached_input_tokens += call.usage.cached_input_tokens
+    self.cache_write_tokens += call.usage.cache_write_tokens
+    self.output_tokens += call.usage.output_tokens
+    if call.cost_usd is None:
+        self.unpriced_calls += 1
+    elif call.replayed:
+        self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+    else:
+        self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
 
 
 @dataclass
@@ -206,14 +244,21 @@ class Buckets:
 
 
 def summarize(calls: Iterable[CallRecord]) -> Buckets:
-    totals = Bucket()
-    by_model: dict[str, Bucket] = {}
-    by_test: dict[str, Bucket] = {}
+    totals = _Tally()
+    by_model: dict[str, _Tally] = {}
+    by_test: dict[str, _Tally] = {}
     for call in calls:
-        totals.add(call)
-        by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
-        by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
-    return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
+        _tally(totals, call)
+        for groups, name in ((by_model, call.model or NO_MODEL), (by_test, call.test or NO_TEST)):
+            tally = groups.get(name)
+            if tally is None:
+                tally = groups[name] = _Tally()
+            _tally(tally, call)
+    return Buckets(
+        totals.bucket(),
+        {name: tally.bucket() for name, tally in sorted(by_model.items())},
+        {name: tally.bucket() for name, tally in sorted(by_test.items())},
+    )
 
 
 class Ledger:
