@@ -75,7 +75,9 @@ class CallEvent:
     machine: str | None = None
 
     def record(self) -> CallRecord:
-        return CallRecord(
+        # Not validated again: every field is already of its type (this dataclass is typed as the model
+        # is, and mypy checks who builds it), and a session's end builds one per call.
+        return CallRecord.model_construct(
             test=self.test,
             outcome=self.outcome,
             url=self.url,
