@@ -24,7 +24,7 @@ from pytest_promptcache.models import (
     SSEEvent,
     TokenUsage,
 )
-from pytest_promptcache.replay import build_replay, json_bytes, replay_of_data
+from pytest_promptcache.replay import build_replay, encode_event, json_bytes, replay_of_data
 from pytest_promptcache.store.cassettes import CassetteStore
 from pytest_promptcache.store.files import CorruptRecording, dumps_recording, read_recording
 from pytest_promptcache.store.served import (
@@ -164,6 +164,7 @@ def test_streams_have_no_length_and_bodies_have_theirs() -> None:
     assert sse.chunks[1] == b'event: ping\nid: 7\nretry: 100\ndata: {"x":null}\n\n'
     assert sse.chunks[3] == b"data: line one\ndata: line two\n\n"
     assert sse.chunks[4] == b"id: 8\n\n"
+    assert encode_event(SSEEvent()) == b"\n\n"  # an empty event: only the blank line that ends it
     text = build_replay(RESPONSES["text"])
     assert ("content-length", "4") in text.headers
     assert [name for name, _ in text.headers].count("content-length") == 1
