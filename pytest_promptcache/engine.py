@@ -22,14 +22,14 @@ from .keys import HookError, Keyer, RawRequest, display_url
 from .ledger import COPIED, CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
 from .miss import describe_miss, miss_response, most_similar, record_command
-from .models import CanonicalRequest, Recording
+from .models import CanonicalRequest
 from .ordered import Turn
+from .replay import Replay
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
 from .sharing import connect
 from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording, Tier
-from .streams import Replay
 from .usage import PriceBook
 
 
@@ -60,15 +60,16 @@ class Engine(OrderedServing):
         local = SharedState(root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top)
         # The fleet's Redis, if configured: reachable now, or a notice and this machine alone.
         self.link, shared, self.state = connect(settings, local)
+        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.store = CassetteStore(
             settings.cassette_dir,
             settings.memory_size,
             limits.max_recording_size,
             index_dir=root / "index",
             shared=shared,
+            pricer=self.ledger.price_replay,
         )
         self.flights = Flights(self.state, limits.flight_timeout)
-        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.pacing = Pacing(
             self.state,
             rpm=settings.record_rpm,
@@ -239,8 +240,9 @@ class Engine(OrderedServing):
         if found is None:
             return None
         extra: dict[str, Any] = {"tier": found.tier.value, "machine": found.machine}
-        if found.tier is Tier.SHARED and ctx.mode in (Mode.RECORD, Mode.REWRITE):
-            extra["detail"] = COPIED if self.saver.adopt(ctx, found.stored.recording) else None
+        shared = found.recording  # only a shared hit keeps its whole recording, to be copied here
+        if shared is not None and ctx.mode in (Mode.RECORD, Mode.REWRITE):
+            extra["detail"] = COPIED if self.saver.adopt(ctx, shared) else None
         return self._serve_stored(ctx, url, canonical, key, found.stored, **extra)
 
     def _serve_stored(
@@ -252,13 +254,11 @@ class Engine(OrderedServing):
         stored: StoredRecording,
         **extra: Any,
     ) -> Replay | None:
-        stale = self._is_stale(stored.recording)
+        stale = self._is_stale(stored.recorded_at)
         if stale:
             expiry = self.settings.on_expiry
             if expiry is Expiry.FAIL:
-                return self._fail(
-                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored.recording)
-                )
+                return self._fail(ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored))
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
         return self._replayed(ctx, url, canonical, key, stored, stale=stale, **extra)
@@ -272,33 +272,33 @@ class Engine(OrderedServing):
         stored: StoredRecording,
         **extra: Any,
     ) -> Replay:
-        recording = stored.recording
-        usage, cost = self.ledger.replay_price(recording)
+        usage, cost = stored.price
+        replay = stored.replay
         self.record_call(
             ctx,
             Outcome.REPLAYED,
             url,
             canonical.model,
             key,
-            status=stored.replay.status,
-            recorded_at=recording.meta.recorded_at,
+            status=replay.status,
+            recorded_at=stored.recorded_at,
             usage=usage,
             cost_usd=cost,
             **extra,
         )
-        return stored.replay
+        return replay
 
-    def _is_stale(self, recording: Recording) -> bool:
+    def _is_stale(self, recorded_at: datetime) -> bool:
         max_age = self.settings.max_age
-        return max_age is not None and recording.meta.recorded_at < self._started_at - max_age
+        return max_age is not None and recorded_at < self._started_at - max_age
 
-    def _stale_message(self, ctx: TestContext, recording: Recording) -> str:
+    def _stale_message(self, ctx: TestContext, stored: StoredRecording) -> str:
         return messages.stale(
             mode=ctx.mode,
-            path=self.store.path_for(recording.key),
-            recorded_at=recording.meta.recorded_at,
-            age=self._started_at - recording.meta.recorded_at,
-            recorded_by=self.scrubber.text(recording.meta.test or "an unknown test"),
+            path=self.store.path_for(stored.key),
+            recorded_at=stored.recorded_at,
+            age=self._started_at - stored.recorded_at,
+            recorded_by=self.scrubber.text(stored.test or "an unknown test"),
             max_age=self.settings.max_age,
             command=record_command(ctx.target, mode="rewrite"),
         )
@@ -329,7 +329,7 @@ class Engine(OrderedServing):
             stored,
             served_key=served_key,
             similarity=round(score, 4),
-            stale=self._is_stale(stored.recording),
+            stale=self._is_stale(stored.recorded_at),
         )
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .choices import Drift
 from .context import TestContext
 from .keys import HookError, Keyer, RawRequest, key_of
+from .ledger import Ledger
 from .miss import drift_message
 from .models import CanonicalRequest, RequestScope
 from .ordered import OrderedScope, Played, Turn
@@ -26,6 +27,7 @@ class OrderedServing:
 
     keyer: Keyer
     scrubber: Scrubber
+    ledger: Ledger
 
     if TYPE_CHECKING:
 
@@ -125,4 +127,5 @@ class OrderedServing:
                     ctx.add_problem(message)
                 else:
                     ctx.add_warning(message)
-        return self._replayed(ctx, url, canonical, key, played.stored, detail=detail)
+        stored = StoredRecording.of(played.recording, self.ledger.price_replay)
+        return self._replayed(ctx, url, canonical, key, stored, detail=detail)

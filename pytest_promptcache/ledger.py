@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import RecordedResponse, Recording, TokenUsage
+from .models import Price, PriceFacts, RecordedResponse, Recording, TokenUsage
 from .prices import money
 from .settings import Mode
 from .usage import PriceBook, measure
@@ -75,7 +75,9 @@ class CallEvent:
     machine: str | None = None
 
     def record(self) -> CallRecord:
-        return CallRecord(
+        # Not validated again: every field is already of its type (this dataclass is typed as the model
+        # is, and mypy checks who builds it), and a session's end builds one per call.
+        return CallRecord.model_construct(
             test=self.test,
             outcome=self.outcome,
             url=self.url,
@@ -97,7 +99,7 @@ class CallEvent:
 class CallRecord(BaseModel):
     """One intercepted call as reports and the ``promptcache`` fixture see it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     test: str | None
     outcome: Outcome
@@ -166,36 +168,74 @@ class Bucket(BaseModel):
     unpriced_calls: int = 0
 
     def add(self, call: CallRecord) -> None:
-        self.calls += 1
-        if call.replayed:
-            self.replayed += 1
-        elif call.live:
-            self.live += 1
-            self.recorded += call.outcome is Outcome.RECORDED
-            self.errors += call.outcome is Outcome.ERROR
-        elif call.outcome is Outcome.REFUSED:
-            self.refused += 1
-        else:  # a miss, or a call the budget refused: neither served nor sent
-            self.misses += 1
-        if not call.succeeded:
-            return
-        if call.usage is None:
-            self.calls_without_usage += 1
-            return
-        self.input_tokens += call.usage.input_tokens
-        self.cached_input_tokens += call.usage.cached_input_tokens
-        self.cache_write_tokens += call.usage.cache_write_tokens
-        self.output_tokens += call.usage.output_tokens
-        if call.cost_usd is None:
-            self.unpriced_calls += 1
-        elif call.replayed:
-            self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
-        else:
-            self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+        _tally(self, call)
 
     @property
     def cost_usd(self) -> float:
         return self.spent_usd + self.saved_usd
+
+
+class _Tally:
+    """A Bucket's sums as plain attributes: a pydantic model's ``__setattr__`` made summing a few
+    thousand calls (three buckets each) the largest part of a session's end."""
+
+    # Bucket's fields (tests/unit/test_summarize.py holds them equal).
+    __slots__ = (
+        "cache_write_tokens",
+        "cached_input_tokens",
+        "calls",
+        "calls_without_usage",
+        "errors",
+        "input_tokens",
+        "live",
+        "misses",
+        "output_tokens",
+        "recorded",
+        "refused",
+        "replayed",
+        "saved_usd",
+        "spent_usd",
+        "unpriced_calls",
+    )
+
+    def __init__(self) -> None:
+        self.calls = self.replayed = self.live = self.recorded = self.misses = self.refused = 0
+        self.errors = self.input_tokens = self.cached_input_tokens = self.cache_write_tokens = 0
+        self.output_tokens = self.calls_without_usage = self.unpriced_calls = 0
+        self.spent_usd = self.saved_usd = 0.0
+
+    def bucket(self) -> Bucket:
+        return Bucket(**{name: getattr(self, name) for name in self.__slots__})
+
+
+def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
+    """Count ``call`` into a bucket's sums (a Bucket, or the plain _Tally summarize uses)."""
+    self.calls += 1
+    if call.replayed:
+        self.replayed += 1
+    elif call.live:
+        self.live += 1
+        self.recorded += call.outcome is Outcome.RECORDED
+        self.errors += call.outcome is Outcome.ERROR
+    elif call.outcome is Outcome.REFUSED:
+        self.refused += 1
+    else:  # a miss, or a call the budget refused: neither served nor sent
+        self.misses += 1
+    if not call.succeeded:
+        return
+    if call.usage is None:
+        self.calls_without_usage += 1
+        return
+    self.input_tokens += call.usage.input_tokens
+    self.cached_input_tokens += call.usage.cached_input_tokens
+    self.cache_write_tokens += call.usage.cache_write_tokens
+    self.output_tokens += call.usage.output_tokens
+    if call.cost_usd is None:
+        self.unpriced_calls += 1
+    elif call.replayed:
+        self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+    else:
+        self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
 
 
 @dataclass
@@ -206,17 +246,21 @@ class Buckets:
 
 
 def summarize(calls: Iterable[CallRecord]) -> Buckets:
-    totals = Bucket()
-    by_model: dict[str, Bucket] = {}
-    by_test: dict[str, Bucket] = {}
+    totals = _Tally()
+    by_model: dict[str, _Tally] = {}
+    by_test: dict[str, _Tally] = {}
     for call in calls:
-        totals.add(call)
-        by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
-        by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
-    return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
-
-
-Price = tuple[TokenUsage | None, float | None]
+        _tally(totals, call)
+        for groups, name in ((by_model, call.model or NO_MODEL), (by_test, call.test or NO_TEST)):
+            tally = groups.get(name)
+            if tally is None:
+                tally = groups[name] = _Tally()
+            _tally(tally, call)
+    return Buckets(
+        totals.bucket(),
+        {name: tally.bucket() for name, tally in sorted(by_model.items())},
+        {name: tally.bucket() for name, tally in sorted(by_test.items())},
+    )
 
 
 class Ledger:
@@ -246,20 +290,37 @@ class Ledger:
 
     def replay_price(self, recording: Recording) -> Price:
         """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
-        price = self._replay_prices.get(recording.key)
+        return self.price_replay(PriceFacts.of(recording), lambda: recording)
+
+    def price_replay(self, facts: PriceFacts, recording: Callable[[], Recording]) -> Price:
+        """The same from what the recording says of itself; ``recording`` builds the whole of it, which
+        only pricing one that carries no price (or whose model the user prices) needs."""
+        price = self._replay_prices.get(facts.key)
         if price is None:
-            price = self._replay_prices[recording.key] = recording_price(recording, self.prices)
+            price = carried_price(facts, self.prices)
+            if price is None:
+                price = recording_price(recording(), self.prices)
+            self._replay_prices[facts.key] = price
         return price
+
+
+def carried_price(facts: PriceFacts, prices: PriceBook) -> Price | None:
+    """The usage and cost a recording carries (schema 2 with usage), unless the user set their own price
+    for its model; None when it must be measured from its response."""
+    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
+    # written by a recording run (by hand, or built in code): its response is then the only truth.
+    if facts.schema_version >= 2 and facts.usage is not None and not prices.has_override((facts.model,)):
+        return facts.usage, facts.cost_usd
+    return None
 
 
 def recording_price(recording: Recording, prices: PriceBook) -> Price:
     """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
     unless the user set their own price for its model, else measured from its response."""
+    carried = carried_price(PriceFacts.of(recording), prices)
+    if carried is not None:
+        return carried
     request, meta = recording.request, recording.meta
-    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
-    # written by a recording run (by hand, or built in code): its response is then the only truth.
-    if recording.schema_version >= 2 and meta.usage is not None and not prices.has_override((request.model,)):
-        return meta.usage, meta.cost_usd
     return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
 
 

@@ -27,11 +27,12 @@ from .models import (
     SSEEvent,
     schema_version_for,
 )
+from .replay import WIRE_HEADERS, Replay, build_replay
 from .scrub import Scrubber
 from .settings import Mode
 from .store.cassettes import CassetteStore
 from .stream_secrets import redact_events, redact_stream
-from .streams import WIRE_HEADERS, BodyRecorder, Replay, build_replay
+from .streams import BodyRecorder
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
 NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})

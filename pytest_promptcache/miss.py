@@ -227,7 +227,7 @@ def describe_miss(
         except CorruptRecording:
             stored = None
         # Made by an older version, a recording's test id may still hold a secret.
-        recorded_by = stored.recording.meta.test if stored is not None else None
+        recorded_by = stored.test if stored is not None else None
         recorded_by = scrub(recorded_by) if recorded_by else None
     return miss_message(
         request=request,

@@ -16,10 +16,12 @@ accept every version they know; writers write the current one; ``promptcache mig
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, JsonValue
+from pydantic_core import core_schema
 
 # What migrate writes, and what every recording without an AWS event stream is written as.
 SCHEMA_VERSION: Literal[2] = 2
@@ -28,11 +30,28 @@ SCOPED_SCHEMA_VERSION: Literal[4] = 4
 KNOWN_SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
 
 
+class _ParsedFromJson:
+    """JSON text can only hold JSON: a value parsed from it needs no check that it is one. Checking
+    costs more than parsing (pydantic walks JsonValue in Python), and a recording is parsed from text
+    every time it is first served. A value built in Python (a hook's request) is still checked."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.any_schema(), python_schema=handler(source)
+        )
+
+
+# JSON content: a request or response body, an event's data.
+JsonData = Annotated[JsonValue, _ParsedFromJson()]
+
+
 class TokenUsage(BaseModel):
     """Tokens of one call, in genai-prices' convention: ``input_tokens`` is the whole input (cache
     reads and writes included), ``output_tokens`` includes reasoning tokens."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
@@ -77,14 +96,14 @@ class RequestScope(BaseModel):
 class CanonicalRequest(BaseModel):
     """What identifies a request: its key is the SHA-256 of this object's canonical JSON."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     method: str
     host: str
     path: str
     query: list[tuple[str, str]] = []
     headers: dict[str, str] = {}
-    body: JsonValue = None
+    body: JsonData = None
     # A body that is not JSON: its text when it is UTF-8, and always its hash.
     body_text: str | None = None
     body_sha256: str | None = None
@@ -103,10 +122,10 @@ class CanonicalRequest(BaseModel):
 class SSEEvent(BaseModel):
     """One server-sent event. ``data`` holds JSON data parsed; ``text`` holds data that is not JSON."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     event: str | None = None
-    data: JsonValue = None
+    data: JsonData = None
     text: str | None = None
     id: str | None = None
     retry: int | None = None
@@ -121,23 +140,23 @@ class EventStreamMessage(BaseModel):
     what invoke-with-response-stream wraps each chunk of the model's own stream in).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    headers: dict[str, JsonValue] | None = None
-    payload: JsonValue = None
+    headers: dict[str, JsonData] | None = None
+    payload: JsonData = None
     text: str | None = None
-    decoded: JsonValue = None
+    decoded: JsonData = None
     base64: str
 
 
 class RecordedResponse(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     status: int
     headers: dict[str, str] = {}
     # Exactly one of these holds the body: parsed JSON, decoded text, base64 bytes, SSE events, or the
     # messages of an AWS event stream.
-    body: JsonValue = None
+    body: JsonData = None
     text: str | None = None
     base64: str | None = None
     events: list[SSEEvent] | None = None
@@ -149,7 +168,7 @@ class RecordedResponse(BaseModel):
 
 
 class RecordingMeta(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     recorded_at: datetime
     test: str | None = None
@@ -165,7 +184,7 @@ class RecordingMeta(BaseModel):
 
 
 class Recording(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     schema_version: Literal[1, 2, 3, 4] = SCHEMA_VERSION
     key: str
@@ -184,3 +203,27 @@ def schema_version_for(
     if request is not None and request.scope is not None:
         return SCOPED_SCHEMA_VERSION
     return EVENT_STREAM_SCHEMA_VERSION if response.event_stream is not None else SCHEMA_VERSION
+
+
+# A call's usage and USD: None usage when the response carried none, None cost when nobody could price it.
+Price = tuple[TokenUsage | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceFacts:
+    """What a recording says of its own price: schema 2 carries the usage and cost measured when it was
+    recorded, so its replays are priced without reading its response (unless the user prices its model
+    themselves)."""
+
+    key: str
+    schema_version: int
+    model: str | None
+    usage: TokenUsage | None
+    cost_usd: float | None
+
+    @classmethod
+    def of(cls, recording: Recording) -> PriceFacts:
+        meta = recording.meta
+        return cls(
+            recording.key, recording.schema_version, recording.request.model, meta.usage, meta.cost_usd
+        )

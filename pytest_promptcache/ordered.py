@@ -24,7 +24,7 @@ from .choices import Drift
 
 if TYPE_CHECKING:
     from .keys import RawRequest
-    from .store.cassettes import StoredRecording
+    from .models import Recording
     from .streams import Replay
 
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 class Played:
     """An interaction a player served: as a recording, the request it was recorded for, and where."""
 
-    stored: StoredRecording
+    # Priced and made ready to serve by the engine, which owns the prices.
+    recording: Recording
     # The request as the cassette holds it, for the drift check.
     recorded: RawRequest
     # "tests/cassettes/test_x/test_y.yaml, interaction 2 of 3"

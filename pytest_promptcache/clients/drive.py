@@ -19,7 +19,8 @@ from ..engine import Engine
 from ..keys import RawRequest
 from ..live import LiveCall
 from ..ordered import Turn
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .registry import Source
 
 R = TypeVar("R")

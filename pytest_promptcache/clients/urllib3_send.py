@@ -19,7 +19,8 @@ from urllib3.util.response import is_fp_closed
 from urllib3.util.retry import Retry
 
 from ..keys import RawRequest
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .drive import decide_sync, send_sync
 from .registry import Source
 

@@ -21,7 +21,6 @@ from .. import __version__
 from ..keys import RawRequest
 from ..models import CanonicalRequest, Recording, RecordingMeta
 from ..ordered import Played
-from ..store.cassettes import StoredRecording
 from ..streams import Replay
 from .convert import ConversionError, from_vcr, json_or_none, recorded_response, to_vcr, to_vcr_response
 from .opening import Opened
@@ -96,7 +95,7 @@ class VcrPlayer:
             ),
         )
         where = f"{self.label}, interaction {index + 1} of {self._loaded}"
-        played = self._played[index] = Played(StoredRecording(recording), recorded, where)
+        played = self._played[index] = Played(recording, recorded, where)
         return played
 
     def made(self, raw: RawRequest) -> Callable[[Replay], None]:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..limits import DEFAULT_FLIGHT_TIMEOUT
-from ..streams import Replay
+from ..replay import Replay
 from .backend import Coordination, KeyLock
 
 Owner = tuple[int, int | None]

@@ -7,6 +7,7 @@ asked for, so installing the plugin costs a suite that makes no LLM call almost 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .. import placeholders
-from ..clients import install, uninstall
+from ..clients import install, preload, uninstall
 from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
 from ..marker import TestOptions
 from ..rules import KeyRules
@@ -154,6 +155,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Bad marker arguments are usage errors before anything runs, not failures halfway through.
     for item in items:
         _options(item)
+    # The test modules are imported now, and with them the client libraries they use.
+    preload()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -229,6 +232,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from ..report.model import Report
     from ..store.files import recording_keys
 
+    if engine is not None and engine.settings.mode is not Mode.REPLAY:
+        # A live response the client dropped unclosed ends its call when it is collected (a weakref
+        # finalizer); one held in a reference cycle waits for the cyclic collector, which may not have
+        # run yet. Replay sessions have no live bodies: they skip the collection's cost.
+        gc.collect()
     calls = engine.ledger.records() if engine is not None else []
     calls += [event.record() for event in psession.refusals]
     notices = list(engine.link.notices) if engine is not None and engine.link is not None else []

@@ -135,7 +135,10 @@ def read_json(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> dict[st
 
     Raises FileNotFoundError when there is no file, CorruptRecording when it is not a JSON object.
     """
-    text = read_recording_text(path, max_size)
+    return _parse(path, read_recording_text(path, max_size))
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
         return _object(text)
     except BadRecording as exc:
@@ -171,11 +174,7 @@ def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Re
 
     Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
     """
-    data = read_json(path, max_size)
-    try:
-        return _validated(data, path.name.removesuffix(SUFFIX), "its file name")
-    except BadRecording as exc:
-        raise CorruptRecording(path, exc.reason) from None
+    return validated_recording(path, read_json(path, max_size))
 
 
 def parse_recording(raw: bytes, key: str, *, named_by: str) -> Recording:
@@ -183,6 +182,19 @@ def parse_recording(raw: bytes, key: str, *, named_by: str) -> Recording:
     a JSON object within the nesting limit, a known schema, and a request that hashes to ``key``.
     The caller bounds the size. Raises BadRecording."""
     return _validated(_object(_text(raw)), key, named_by)
+
+
+def recording_from_text(path: Path, text: str) -> Recording:
+    """``read_recording`` of the text already read from ``path``."""
+    return validated_recording(path, _parse(path, text))
+
+
+def validated_recording(path: Path, data: dict[str, Any]) -> Recording:
+    """``read_recording`` of the JSON object already parsed from ``path``."""
+    try:
+        return _validated(data, path.name.removesuffix(SUFFIX), "its file name")
+    except BadRecording as exc:
+        raise CorruptRecording(path, exc.reason) from None
 
 
 def write_atomic(path: Path, text: str) -> None:

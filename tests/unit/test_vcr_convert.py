@@ -216,7 +216,7 @@ def test_interactions_are_played_once_each_in_order(tmp_path: Path) -> None:
     assert p.handles("api.openai.com", "/v1/chat/completions")
     assert not p.handles("api.openai.com", "/v1/embeddings")
     played = [p.play(raw()) for _ in range(4)]
-    assert [x.stored.recording.response.body for x in played[:3] if x] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert [x.recording.response.body for x in played[:3] if x] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert played[3] is None
     assert played[1] is not None
     assert played[1].where == "cassettes/test_mod/test_x.yaml, interaction 2 of 3"
@@ -276,7 +276,7 @@ def test_extra_cassettes_and_a_serializer_the_suite_registers(tmp_path: Path) ->
     assert p.scope_names == ("cassettes/test_mod/test_x.custom", "cassettes/test_mod/shared.yaml")
     played = p.play(raw())
     assert played is not None
-    assert played.stored.recording.response.body == {"n": 9}
+    assert played.recording.response.body == {"n": 9}
 
 
 def test_a_cassette_vcr_cannot_read_names_itself(tmp_path: Path) -> None:
