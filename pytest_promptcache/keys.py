@@ -106,6 +106,7 @@ def canonical_data(request: CanonicalRequest) -> dict[str, Any]:
         request.body,
         request.body_text,
         request.body_sha256,
+        None if request.scope is None else {"name": request.scope.name, "index": request.scope.index},
     )
 
 
@@ -118,6 +119,7 @@ def canonical_fields(
     body: Any,
     body_text: str | None,
     body_sha256: str | None,
+    scope: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {"method": method, "host": host, "path": path}
     # Left out at their defaults (no query, no key headers, no body), as model_dump leaves them out.
@@ -131,6 +133,8 @@ def canonical_fields(
         data["body_text"] = body_text
     if body_sha256 is not None:
         data["body_sha256"] = body_sha256
+    if scope is not None:  # an ordered scope's recording (schema 4): a key of its own
+        data["scope"] = scope
     return data
 
 

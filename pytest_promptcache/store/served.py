@@ -133,6 +133,7 @@ def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) ->
         request.get("body"),
         request.get("body_text"),
         request.get("body_sha256"),
+        request.get("scope"),
     )
     if hashlib.sha256(dumps_canonical(canonical).encode("utf-8")).hexdigest() != key:
         return None  # edited after recording: read_recording says so
@@ -152,12 +153,14 @@ def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) ->
 # The fields of each part, as the models define them (a test holds them equal). Meta may hold others.
 _RECORDING_FIELDS = frozenset({"schema_version", "key", "request", "response", "meta"})
 _REQUEST_FIELDS = frozenset(
-    {"method", "host", "path", "query", "headers", "body", "body_text", "body_sha256"}
+    {"method", "host", "path", "query", "headers", "body", "body_text", "body_sha256", "scope"}
 )
 _RESPONSE_FIELDS = frozenset({"status", "headers", "body", "text", "base64", "events", "event_stream"})
 _EVENT_FIELDS = frozenset({"event", "data", "text", "id", "retry"})
 _MESSAGE_FIELDS = frozenset({"headers", "payload", "text", "decoded", "base64"})
-_META_FIELDS = frozenset({"recorded_at", "test", "url", "latency_ms", "plugin_version", "usage", "cost_usd"})
+_META_FIELDS = frozenset(
+    {"recorded_at", "test", "url", "latency_ms", "plugin_version", "usage", "cost_usd", "imported_from"}
+)
 _USAGE_FIELDS = frozenset(
     {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"}
 )
@@ -204,6 +207,16 @@ def _is_request(request: Any) -> bool:
         and _str_map(request.get("headers", {}))
         and _opt_str(request.get("body_text"))
         and _opt_str(request.get("body_sha256"))
+        and _is_scope(request.get("scope"))
+    )
+
+
+def _is_scope(scope: Any) -> bool:
+    return scope is None or (
+        type(scope) is dict
+        and scope.keys() == {"name", "index"}
+        and _str(scope["name"])
+        and type(scope["index"]) is int
     )
 
 
@@ -245,7 +258,7 @@ def _is_message(message: Any) -> bool:
 
 
 def _is_meta(meta: Any) -> bool:
-    if type(meta) is not dict:
+    if type(meta) is not dict or not meta.keys() <= _META_FIELDS:
         return False
     usage, cost = meta.get("usage"), meta.get("cost_usd")
     return (
@@ -254,6 +267,7 @@ def _is_meta(meta: Any) -> bool:
         and _number(meta.get("latency_ms"))
         and _str(meta.get("plugin_version"))
         and _opt_str(meta.get("test"))
+        and _opt_str(meta.get("imported_from"))
         and (cost is None or _number(cost))
         and (usage is None or _is_usage(usage))
     )

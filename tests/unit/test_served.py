@@ -21,6 +21,7 @@ from pytest_promptcache.models import (
     RecordedResponse,
     Recording,
     RecordingMeta,
+    RequestScope,
     SSEEvent,
     TokenUsage,
 )
@@ -296,6 +297,9 @@ def test_canonical_data_is_the_models_dump() -> None:
         CanonicalRequest(method="GET", host="h", path="/"),
         CanonicalRequest(method="POST", host="h", path="/", body_text="x", body_sha256="ab"),
         CanonicalRequest(method="POST", host="h", path="/", body=[1, {"b": None}]),
+        # An ordered scope's recordings (schema 4): the first occurrence too, whose index is 0.
+        CanonicalRequest(method="GET", host="h", path="/", scope=RequestScope(name="t.py::t", index=0)),
+        CanonicalRequest(method="GET", host="h", path="/", scope=RequestScope(name="t.py::t", index=2)),
     ]
     for request in requests:
         dumped = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
