@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,7 @@ import _replay  # noqa: E402
 import _report  # noqa: E402
 import _startup  # noqa: E402
 import bounds  # noqa: E402
+import cold  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,11 @@ def section_bounds(cfg: Config, data: Data, results: dict[str, Any], log: Log) -
     results["bounds"] = bounds.run(cfg.name == "quick", set(bounds.SECTIONS), log)
 
 
+def section_cold(cfg: Config, data: Data, results: dict[str, Any], log: Log) -> None:
+    log("cold and warm per pytest process: floor / pytest-promptcache / cassetter (benchmarks/cold.py)")
+    results["cold"] = cold.run(cfg.name == "quick", os.environ.get("PROMPTCACHE_BENCH_CASSETTER"), log)
+
+
 SECTIONS: dict[str, Callable[[Config, Data, dict[str, Any], Log], None]] = {
     "replay": section_replay,
     "startup": section_startup,
@@ -338,6 +345,7 @@ SECTIONS: dict[str, Callable[[Config, Data, dict[str, Any], Log], None]] = {
     "miss": section_miss,
     "breakdown": section_breakdown,
     "bounds": section_bounds,
+    "cold": section_cold,
 }
 
 
@@ -351,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument(
         "--sections",
-        default="replay,startup,memory,recording,miss,breakdown,bounds",
-        help="comma-separated subset of: replay,startup,memory,recording,miss,breakdown,bounds",
+        default="replay,startup,memory,recording,miss,breakdown,bounds,cold",
+        help="comma-separated subset of: replay,startup,memory,recording,miss,breakdown,bounds,cold",
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL

@@ -37,10 +37,10 @@ from .caching import (
     min_cacheable,
     provider_of,
 )
-from .ledger import recording_price
 from .limits import DEFAULT_MAX_RECORDING_SIZE
 from .models import Recording, TokenUsage
 from .prices import money
+from .pricing import recording_price
 from .prompts import TOKENS_PER_MESSAGE, Segment, segments
 from .store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from .tokens import count

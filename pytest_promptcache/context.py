@@ -1,5 +1,6 @@
-"""The running test as the engine sees it: its node id, mode, key rules, the calls it made and the
-problems (misses, unusable recordings) that must fail it."""
+"""The running test as the engine sees it: its node id, mode, key rules, its ordered scope if it has
+one, the calls it made, the problems (misses, unusable recordings) that must fail it and the warnings
+it must show."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .ordered import OrderedScope
 from .rules import KeyRules
 from .settings import Mode
 
@@ -24,10 +26,14 @@ class TestContext:
     # The test as the user would name it on the command line, from where they ran pytest.
     target: str | None = None
     rules: KeyRules | None = None
+    # Recordings of this test's own, in order (``promptcache_scope = test``, a vcr cassette); None: the
+    # session's, one answer per request.
+    scope: OrderedScope | None = None
     # Threads and tasks the test starts share its context. No lock: list.append and rebinding an
     # attribute are atomic in CPython, and a lock could block an event loop the calls come from.
     calls: list[CallEvent] = field(default_factory=list)
     _problems: list[str] = field(default_factory=list)
+    _warnings: list[str] = field(default_factory=list)
     # The ids as pytest gave them; ``nodeid`` and ``target`` become these with secrets hidden.
     _given: tuple[str | None, str | None] = field(init=False, repr=False)
     _hidden_at: int = field(default=-1, init=False, repr=False)
@@ -56,6 +62,14 @@ class TestContext:
 
     def add_problem(self, message: str) -> None:
         self._problems.append(message)
+
+    def add_warning(self, message: str) -> None:
+        self._warnings.append(message)
+
+    def take_warnings(self) -> list[str]:
+        """The test's warnings, each once."""
+        warnings, self._warnings = self._warnings, []
+        return list(dict.fromkeys(warnings))
 
     def take_problems(self) -> list[str]:
         """The test's problems, each once: a client that retries repeats the same one."""

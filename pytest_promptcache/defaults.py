@@ -12,16 +12,29 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     "/messages",
     ":generateContent",
     ":streamGenerateContent",
+    ":embedContent",
+    ":batchEmbedContents",
+    # Token counting and moderation: free calls (``estimate.is_free``), but they need a key and the
+    # network like any other, and a test that calls them needs them replayed like the rest.
+    ":countTokens",
+    "/messages/count_tokens",
+    "/responses/input_tokens",
+    "/moderations",
+    # Cohere's v2 API.
+    "/v2/chat",
+    "/v2/embed",
+    # Ollama's native API (its OpenAI-compatible one is /v1/chat/completions, above).
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    # Anthropic on Vertex AI: the model in the path, ``:rawPredict`` being Vertex's verb for any model.
+    "/publishers/anthropic/models/*:rawPredict",
+    "/publishers/anthropic/models/*:streamRawPredict",
     # Bedrock Runtime: the model id sits in the middle of the path.
     "/model/*/converse",
     "/model/*/converse-stream",
     "/model/*/invoke",
     "/model/*/invoke-with-response-stream",
-    # Free: they bill no tokens, but a test that calls them needs them replayed like the rest.
-    "/messages/count_tokens",
-    ":countTokens",
-    "/moderations",
-    "/responses/input_tokens",
 )
 
 # Hosts replay never connects to, whatever client tries (the socket guard). Patterns: ``*`` matches
@@ -115,3 +128,12 @@ SECRET_PATTERN_NAMES: dict[str, str] = {
     AWS_ACCESS_KEY_ID_PATTERN: "an AWS access key id (AKIA... / ASIA...)",
 }
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)
+# The literals a default pattern's match must start with: a text holding none of them is left alone
+# without a regex search. Scrubbing runs on every string of every request a test sends, and a substring
+# test costs a tenth of a search. (The bearer pattern's literal is case-insensitive: always searched.)
+SECRET_PATTERN_LITERALS: dict[str, tuple[str, ...]] = {
+    r"sk-ant-(?<![A-Za-z0-9_\-]sk-ant-)[A-Za-z0-9_\-]{16,}": ("sk-ant-",),
+    r"sk-(?<![A-Za-z0-9_\-]sk-)(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": ("sk-",),
+    r"AIza(?<![A-Za-z0-9_\-]AIza)[0-9A-Za-z_\-]{35}": ("AIza",),
+    AWS_ACCESS_KEY_ID_PATTERN: ("AKIA", "ASIA"),
+}

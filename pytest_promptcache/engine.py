@@ -17,20 +17,23 @@ from .coordination.flight import Flight, Flights, Owner, Wait
 from .coordination.pacing import Pacing
 from .coordination.state import SharedState
 from .coordination.statedir import state_dirs
+from .engine_scope import OrderedServing
 from .keys import HookError, Keyer, RawRequest, display_url
-from .ledger import CallEvent, Ledger, Outcome
+from .ledger import COPIED, CallEvent, Ledger, Outcome
 from .live import LiveCall, Saver
-from .miss import miss_message, most_similar, nearest, record_command
-from .models import CanonicalRequest, RecordedResponse, Recording
+from .miss import describe_miss, miss_response, most_similar, record_command
+from .models import CanonicalRequest
+from .ordered import Turn
+from .replay import Replay
 from .rules import KeyRules
 from .scrub import Scrubber
 from .settings import Expiry, Mode, Settings
-from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording
-from .streams import Replay, build_replay
+from .sharing import connect
+from .store.cassettes import CassetteStore, CorruptRecording, StoredRecording, Tier
 from .usage import PriceBook
 
 
-class Engine:
+class Engine(OrderedServing):
     """What one call does. ``context`` says which test is running; without it (benchmarks, scripts)
     every call belongs to no test."""
 
@@ -53,18 +56,20 @@ class Engine:
         )
         self.keyer = Keyer(settings, self.scrubber, rules)
         top, root = state_dirs(settings.cassette_dir, settings.state_dir)
+        limits = settings.limits
+        local = SharedState(root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top)
+        # The fleet's Redis, if configured: reachable now, or a notice and this machine alone.
+        self.link, shared, self.state = connect(settings, local)
+        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.store = CassetteStore(
             settings.cassette_dir,
             settings.memory_size,
-            settings.limits.max_recording_size,
+            limits.max_recording_size,
             index_dir=root / "index",
+            shared=shared,
+            pricer=self.ledger.price_replay,
         )
-        self.state = SharedState(
-            root, session_id=env.get("PYTEST_XDIST_TESTRUNUID") or None, private_from=top
-        )
-        limits = settings.limits
         self.flights = Flights(self.state, limits.flight_timeout)
-        self.ledger = Ledger(PriceBook(settings.prices), on_live_cost=self.state.add_spend)
         self.pacing = Pacing(
             self.state,
             rpm=settings.record_rpm,
@@ -72,10 +77,15 @@ class Engine:
             retries=settings.record_retries,
             max_wait=limits.record_max_wait,
         )
-        self.saver = Saver(self.store, self.scrubber, self.ledger, self.state)
+        machine = settings.shared.machine if settings.shared is not None else None
+        self.saver = Saver(self.store, self.scrubber, self.ledger, self.state, machine=machine)
         if settings.mode in (Mode.RECORD, Mode.REWRITE):
             self.store.sweep_temp_files()
         self._started_at = datetime.now(UTC)
+
+    def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
 
     # -- one call --------------------------------------------------------------------------------------
 
@@ -83,8 +93,8 @@ class Engine:
         """The answer when it needs no disk, lock or network, i.e. a recording in the memory tier; else
         None. Async adapters serve these on the event loop and run ``start`` in a thread otherwise."""
         ctx = self._context()
-        if ctx.mode not in (Mode.REPLAY, Mode.RECORD):
-            return None
+        if ctx.mode not in (Mode.REPLAY, Mode.RECORD) or ctx.scope is not None:
+            return None  # an ordered scope counts each call once, in ``start``
         self.scrubber.learn(raw.headers)
         try:
             key, canonical = self.keyer.key_for(raw, ctx.rules, wait=False)
@@ -93,13 +103,17 @@ class Engine:
         stored = self.store.in_memory(key)
         if stored is None:
             return None
-        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored)
+        extra = {"tier": Tier.MEMORY.value} if self.settings.shared is not None else {}
+        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, **extra)
 
-    def start(self, raw: RawRequest, owner: Owner | None = None) -> Replay | LiveCall | Wait:
+    def start(
+        self, raw: RawRequest, owner: Owner | None = None, turn: Turn | None = None
+    ) -> Replay | LiveCall | Wait:
         """The response to serve, a live call the adapter must send and report back on, or something
         to wait for (an identical call in flight) before asking again. May touch the disk and locks.
 
-        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf."""
+        ``owner`` is the caller (thread and task) when this runs in a worker thread on its behalf.
+        ``turn``: the same object each time one call asks again, so an ordered scope counts it once."""
         ctx = self._context()
         self.scrubber.learn(raw.headers, raw.query)
         url = display_url(raw, self.scrubber)
@@ -109,12 +123,24 @@ class Engine:
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
             # Not keyed, but the request is what names the model and what an estimate counts.
             return self._live(ctx, url, raw, canonical=self.keyer.canonical(raw))
+        keyed = raw
+        if ctx.scope is not None:
+            turn = turn or Turn()
+            if not turn.decided:
+                self._take_turn(ctx, ctx.scope, raw, turn)
+            keyed = turn.keyed or raw
         try:
-            key, canonical = self.keyer.key_for(raw, ctx.rules)
+            key, canonical = self.keyer.key_for(keyed, ctx.rules)
         except HookError as exc:
             return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
         # Before any message names the test: keying may have learned a credential from the body.
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
+        if turn is not None and turn.slots:
+            served = self._serve_in_scope(ctx, url, raw, canonical, key, turn)
+            if served is not None:
+                return served
+            # Missing, it is recorded (and named in a miss) as this test's own.
+            key, canonical = self._scoped(canonical, *turn.slots[0])
         served = self._serve_recorded(ctx, url, canonical, key)
         if served is not None:
             return served
@@ -122,7 +148,12 @@ class Engine:
             similar = self._serve_similar(ctx, url, canonical, key)
             if similar is not None:
                 return similar
-            message = self._miss_message(ctx, url, canonical, key)
+            # vcr's matcher messages may quote headers: scrubbed like everything printed.
+            player = turn.player if turn else None
+            also = [self.scrubber.text(line) for line in player.explain(raw)] if player else []
+            message = describe_miss(
+                canonical, self.store, self.scrubber.text, key=key, url=url, target=ctx.target, also=also
+            )
             return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
         if self._budget_spent():
             return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
@@ -139,8 +170,15 @@ class Engine:
         if not slot.reserved:
             if claim is not None:
                 self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, self._pacing_message(raw, slot.wait))
-        return self._live(ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait)
+            limit = self.settings.limits.record_max_wait
+            message = messages.pacing(raw.netloc, slot.wait, max_wait=limit, rpm=self.settings.record_rpm)
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+        # A call no cassette played is listed after its interactions, as vcr lists what it records.
+        player = turn.player if turn is not None and turn.played is None else None
+        made = player.made(raw) if player is not None else None
+        return self._live(
+            ctx, url, raw, key=key, canonical=canonical, flight=claim, delay=slot.wait, made=made
+        )
 
     def _live(
         self,
@@ -151,6 +189,7 @@ class Engine:
         canonical: CanonicalRequest | None = None,
         flight: Flight | None = None,
         delay: float = 0.0,
+        made: Callable[[Replay], None] | None = None,
     ) -> LiveCall:
         return LiveCall(
             ctx,
@@ -165,6 +204,7 @@ class Engine:
             flights=self.flights,
             saver=self.saver if key is not None else None,
             delay=delay,
+            on_response=made,
         )
 
     def _serve_recorded(
@@ -174,6 +214,8 @@ class Engine:
         once this session has rewritten it (so each request is paid for once)."""
         if ctx.mode is Mode.REWRITE and not self.state.was_rewritten(key):
             return None
+        if self.settings.shared is not None:
+            return self._serve_tiered(ctx, url, canonical, key)
         try:
             stored = self.store.get(key)
         except CorruptRecording as exc:
@@ -184,19 +226,43 @@ class Engine:
             return None
         return self._serve_stored(ctx, url, canonical, key, stored)
 
-    def _serve_stored(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str, stored: StoredRecording
+    def _serve_tiered(
+        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
     ) -> Replay | None:
-        stale = self._is_stale(stored.recording)
+        """``_serve_recorded`` with a shared tier: memory, cassettes, then Redis, each hit counted by
+        tier. A Redis hit is copied into the cassette directory in record modes (so it can be
+        committed); in replay it is served from memory and reported as not in the cassettes."""
+        try:
+            found = self.store.lookup(key)
+        except CorruptRecording as exc:
+            if ctx.mode is Mode.REWRITE:
+                return None
+            return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
+        if found is None:
+            return None
+        extra: dict[str, Any] = {"tier": found.tier.value, "machine": found.machine}
+        shared = found.recording  # only a shared hit keeps its whole recording, to be copied here
+        if shared is not None and ctx.mode in (Mode.RECORD, Mode.REWRITE):
+            extra["detail"] = COPIED if self.saver.adopt(ctx, shared) else None
+        return self._serve_stored(ctx, url, canonical, key, found.stored, **extra)
+
+    def _serve_stored(
+        self,
+        ctx: TestContext,
+        url: str,
+        canonical: CanonicalRequest,
+        key: str,
+        stored: StoredRecording,
+        **extra: Any,
+    ) -> Replay | None:
+        stale = self._is_stale(stored.recorded_at)
         if stale:
             expiry = self.settings.on_expiry
             if expiry is Expiry.FAIL:
-                return self._fail(
-                    ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored.recording)
-                )
+                return self._fail(ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored))
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
-        return self._replayed(ctx, url, canonical, key, stored, stale=stale)
+        return self._replayed(ctx, url, canonical, key, stored, stale=stale, **extra)
 
     def _replayed(
         self,
@@ -207,34 +273,33 @@ class Engine:
         stored: StoredRecording,
         **extra: Any,
     ) -> Replay:
-        recording = stored.recording
-        price = self.ledger.replay_price(recording)
+        price, replay = stored.price, stored.replay
         self.record_call(
             ctx,
             Outcome.REPLAYED,
             url,
             canonical.model,
             key,
-            status=stored.replay.status,
-            recorded_at=recording.meta.recorded_at,
+            status=replay.status,
+            recorded_at=stored.recorded_at,
             usage=price.usage,
             cost_usd=price.cost_usd,
             cache_saved_usd=price.cache_saved_usd,
             **extra,
         )
-        return stored.replay
+        return replay
 
-    def _is_stale(self, recording: Recording) -> bool:
+    def _is_stale(self, recorded_at: datetime) -> bool:
         max_age = self.settings.max_age
-        return max_age is not None and recording.meta.recorded_at < self._started_at - max_age
+        return max_age is not None and recorded_at < self._started_at - max_age
 
-    def _stale_message(self, ctx: TestContext, recording: Recording) -> str:
+    def _stale_message(self, ctx: TestContext, stored: StoredRecording) -> str:
         return messages.stale(
             mode=ctx.mode,
-            path=self.store.path_for(recording.key),
-            recorded_at=recording.meta.recorded_at,
-            age=self._started_at - recording.meta.recorded_at,
-            recorded_by=self.scrubber.text(recording.meta.test or "an unknown test"),
+            path=self.store.path_for(stored.key),
+            recorded_at=stored.recorded_at,
+            age=self._started_at - stored.recorded_at,
+            recorded_by=self.scrubber.text(stored.test or "an unknown test"),
             max_age=self.settings.max_age,
             command=record_command(ctx.target, mode="rewrite"),
         )
@@ -265,7 +330,7 @@ class Engine:
             stored,
             served_key=served_key,
             similarity=round(score, 4),
-            stale=self._is_stale(stored.recording),
+            stale=self._is_stale(stored.recorded_at),
         )
 
     def after_wait(self, wait: Wait, raw: RawRequest) -> Replay | None:
@@ -308,32 +373,6 @@ class Engine:
     def _budget_message(self, url: str) -> str:
         return messages.budget(url, spent=self.state.spent(), budget=self.settings.budget_usd or 0.0)
 
-    def _pacing_message(self, raw: RawRequest, wait: float) -> str:
-        return messages.pacing(
-            raw.netloc, wait, max_wait=self.settings.limits.record_max_wait, rpm=self.settings.record_rpm
-        )
-
-    def _miss_message(self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str) -> str:
-        near = nearest(canonical, self.store)
-        recorded_by = None
-        if near is not None:
-            try:
-                stored = self.store.get(near[0])
-            except CorruptRecording:
-                stored = None
-            # Made by an older version, a recording's test id may still hold a secret.
-            recorded_by = stored.recording.meta.test if stored is not None else None
-            recorded_by = self.scrubber.text(recorded_by) if recorded_by else None
-        return miss_message(
-            request=canonical,
-            key=key,
-            url=url,
-            directory=self.settings.cassette_dir,
-            target=ctx.target,
-            near=near,
-            recorded_by=recorded_by,
-        )
-
     def _fail(
         self,
         ctx: TestContext,
@@ -343,33 +382,10 @@ class Engine:
         key: str | None,
         message: str,
     ) -> Replay:
-        """Fail the test, and answer the client in a way SDKs neither retry nor hide.
-
-        Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns it
-        into APIConnectionError after ~2.5 s). A 404 with ``x-should-retry: false`` reaches the caller at
-        once as NotFoundError carrying the message; the plugin fails the test even if that is caught.
-        """
+        """Fail the test, and answer the client in a way SDKs neither retry nor hide (``miss_response``)."""
         ctx.add_problem(message)
         self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
-        return build_replay(
-            RecordedResponse(
-                status=404,
-                headers={
-                    "content-type": "application/json",
-                    "x-should-retry": "false",
-                    "x-promptcache": "miss",
-                    # botocore names its ClientError after this header.
-                    "x-amzn-errortype": "PromptcacheMiss",
-                },
-                # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
-                # botocore finds it at the top.
-                body={
-                    "type": "error",
-                    "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
-                    "message": message,
-                },
-            )
-        )
+        return miss_response(message)
 
     def record_call(
         self, ctx: TestContext, outcome: Outcome, url: str, model: str | None, key: str | None, **fields: Any

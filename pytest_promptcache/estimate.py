@@ -6,9 +6,10 @@ from the recorded request and the streamed text with tiktoken's o200k_base (``to
 tokenization for OpenAI's current models, an approximation for others. The result is marked
 ``source="estimated"`` and every report totals it apart.
 
-Endpoints that bill no tokens (Anthropic's ``count_tokens``, Gemini's ``:countTokens``, OpenAI's
-``/moderations`` and ``/responses/input_tokens``, any ``GET``: retrievals and downloads) are calls at
-zero cost, not calls without usage.
+Endpoints that bill no tokens (Anthropic's ``count_tokens``, on Vertex too, Gemini's ``:countTokens``,
+OpenAI's ``/moderations`` and ``/responses/input_tokens``, any ``GET``: retrievals and downloads) are
+calls at zero cost, not calls without usage, unless a POST's response itself reports tokens used
+(another provider's ``/moderations``): ``usage.measure`` prices that as it says.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .models import RecordedResponse, TokenUsage
 from .prompts import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, response_text, segments
 from .tokens import count
 
-FREE_SUFFIXES = ("/count_tokens", ":countTokens", "/moderations", "/input_tokens")
+FREE_SUFFIXES = ("/count_tokens", "count-tokens:rawPredict", ":countTokens", "/moderations", "/input_tokens")
 # Formats whose messages the provider frames with tokens of its own.
 _CHAT_FAMILIES = frozenset(
     {"openai-chat", "openai-responses", "anthropic", "bedrock-converse", "bedrock-invoke", "gemini"}
@@ -29,7 +30,12 @@ FREE = TokenUsage(source="free")
 
 
 def is_free(method: str, path: str) -> bool:
-    return method.upper() == "GET" or path.endswith(FREE_SUFFIXES)
+    return method.upper() == "GET" or is_free_endpoint(path)
+
+
+def is_free_endpoint(path: str) -> bool:
+    """Counting and moderation: endpoints the provider does not bill, whatever the method."""
+    return path.endswith(FREE_SUFFIXES)
 
 
 def estimate(body: Any, family: str | None, response: RecordedResponse) -> TokenUsage | None:

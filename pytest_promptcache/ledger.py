@@ -18,15 +18,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import RecordedResponse, Recording, TokenUsage
+from .models import Measured, PriceFacts, RecordedResponse, Recording, TokenUsage
 from .prices import money
+from .pricing import carried_price, recording_price
 from .settings import Mode
-from .usage import Measured, PriceBook, measure
+from .usage import PriceBook, measure
 
 NO_MODEL = "(no model)"
 NO_TEST = "(outside tests)"
 # How the detail of a live call whose body never completed begins: the report lists those.
 NOT_SAVED = "not saved: "
+# The detail of a call served from the shared tier and copied into the cassette directory (record modes).
+COPIED = "copied from the shared tier into the cassette directory"
 
 
 class Outcome(StrEnum):
@@ -69,9 +72,15 @@ class CallEvent:
     usage: TokenUsage | None = None
     cost_usd: float | None = None
     cache_saved_usd: float | None = None
+    # With a shared tier: where a replayed recording was found (memory, cassettes, shared), and the
+    # machine that recorded it (or, for a recorded call, this machine).
+    tier: str | None = None
+    machine: str | None = None
 
     def record(self) -> CallRecord:
-        return CallRecord(
+        # Not validated again: every field is already of its type (this dataclass is typed as the model
+        # is, and mypy checks who builds it), and a session's end builds one per call.
+        return CallRecord.model_construct(
             test=self.test,
             outcome=self.outcome,
             url=self.url,
@@ -86,13 +95,15 @@ class CallEvent:
             similarity=self.similarity,
             stale=self.stale,
             recorded_at=self.recorded_at,
+            tier=self.tier,
+            machine=self.machine,
         )
 
 
 class CallRecord(BaseModel):
     """One intercepted call as reports and the ``promptcache`` fixture see it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     test: str | None
     outcome: Outcome
@@ -108,6 +119,8 @@ class CallRecord(BaseModel):
     similarity: float | None = None
     stale: bool = False
     recorded_at: datetime | None = None
+    tier: str | None = None
+    machine: str | None = None
 
     @property
     def used_key(self) -> str | None:
@@ -184,51 +197,7 @@ class Bucket(BaseModel):
     estimated: Estimated = Field(default_factory=Estimated)
 
     def add(self, call: CallRecord) -> None:
-        self.calls += 1
-        if call.replayed:
-            self.replayed += 1
-        elif call.live:
-            self.live += 1
-            self.recorded += call.outcome is Outcome.RECORDED
-            self.errors += call.outcome is Outcome.ERROR
-        elif call.outcome is Outcome.REFUSED:
-            self.refused += 1
-        else:  # a miss, or a call the budget refused: neither served nor sent
-            self.misses += 1
-        if not call.succeeded:
-            return
-        usage = call.usage
-        if usage is None:
-            self.calls_without_usage += 1
-        elif usage.free:
-            self.free_calls += 1
-        elif usage.estimated:
-            self._add_estimated(call, usage)
-        else:
-            self.input_tokens += usage.input_tokens
-            self.cached_input_tokens += usage.cached_input_tokens
-            self.cache_write_tokens += usage.cache_write_tokens
-            self.output_tokens += usage.output_tokens
-            if call.cost_usd is None:
-                self.unpriced_calls += 1
-            elif call.replayed:
-                self.saved_usd = add_usd(self.saved_usd, call.cost_usd)
-            else:
-                self.spent_usd = add_usd(self.spent_usd, call.cost_usd)
-            if call.cache_saved_usd:
-                self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
-
-    def _add_estimated(self, call: CallRecord, usage: TokenUsage) -> None:
-        est = self.estimated
-        est.calls += 1
-        est.input_tokens += usage.input_tokens
-        est.output_tokens += usage.output_tokens
-        if call.cost_usd is None:
-            est.unpriced_calls += 1
-        elif call.replayed:
-            est.saved_usd = add_usd(est.saved_usd, call.cost_usd)
-        else:
-            est.spent_usd = add_usd(est.spent_usd, call.cost_usd)
+        _tally(self, call)
 
     @property
     def cost_usd(self) -> float:
@@ -255,6 +224,93 @@ class Bucket(BaseModel):
         return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
+class _Tally:
+    """A Bucket's sums as plain attributes: a pydantic model's ``__setattr__`` made summing a few
+    thousand calls (three buckets each) the largest part of a session's end."""
+
+    # Bucket's fields (tests/unit/test_summarize.py holds them equal).
+    __slots__ = (
+        "cache_saved_usd",
+        "cache_write_tokens",
+        "cached_input_tokens",
+        "calls",
+        "calls_without_usage",
+        "errors",
+        "estimated",
+        "free_calls",
+        "input_tokens",
+        "live",
+        "misses",
+        "output_tokens",
+        "recorded",
+        "refused",
+        "replayed",
+        "saved_usd",
+        "spent_usd",
+        "unpriced_calls",
+    )
+
+    def __init__(self) -> None:
+        self.calls = self.replayed = self.live = self.recorded = self.misses = self.refused = 0
+        self.errors = self.input_tokens = self.cached_input_tokens = self.cache_write_tokens = 0
+        self.output_tokens = self.calls_without_usage = self.unpriced_calls = self.free_calls = 0
+        self.spent_usd = self.saved_usd = self.cache_saved_usd = 0.0
+        # A model, but only estimated calls (few) are added to it.
+        self.estimated = Estimated()
+
+    def bucket(self) -> Bucket:
+        return Bucket(**{name: getattr(self, name) for name in self.__slots__})
+
+
+def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
+    """Count ``call`` into a bucket's sums (a Bucket, or the plain _Tally summarize uses)."""
+    self.calls += 1
+    if call.replayed:
+        self.replayed += 1
+    elif call.live:
+        self.live += 1
+        self.recorded += call.outcome is Outcome.RECORDED
+        self.errors += call.outcome is Outcome.ERROR
+    elif call.outcome is Outcome.REFUSED:
+        self.refused += 1
+    else:  # a miss, or a call the budget refused: neither served nor sent
+        self.misses += 1
+    if not call.succeeded:
+        return
+    usage = call.usage
+    if usage is None:
+        self.calls_without_usage += 1
+    elif usage.free:
+        self.free_calls += 1
+    elif usage.estimated:
+        _tally_estimated(self.estimated, call, usage)
+    else:
+        self.input_tokens += usage.input_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.output_tokens += usage.output_tokens
+        if call.cost_usd is None:
+            self.unpriced_calls += 1
+        elif call.replayed:
+            self.saved_usd = add_usd(self.saved_usd, call.cost_usd)
+        else:
+            self.spent_usd = add_usd(self.spent_usd, call.cost_usd)
+        if call.cache_saved_usd:
+            self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
+
+
+def _tally_estimated(est: Estimated, call: CallRecord, usage: TokenUsage) -> None:
+    est.calls += 1
+    est.input_tokens += usage.input_tokens
+    est.output_tokens += usage.output_tokens
+    if call.cost_usd is None:
+        est.unpriced_calls += 1
+    elif call.replayed:
+        est.saved_usd = add_usd(est.saved_usd, call.cost_usd)
+    else:
+        est.spent_usd = add_usd(est.spent_usd, call.cost_usd)
+
+
 @dataclass
 class Buckets:
     totals: Bucket
@@ -263,14 +319,21 @@ class Buckets:
 
 
 def summarize(calls: Iterable[CallRecord]) -> Buckets:
-    totals = Bucket()
-    by_model: dict[str, Bucket] = {}
-    by_test: dict[str, Bucket] = {}
+    totals = _Tally()
+    by_model: dict[str, _Tally] = {}
+    by_test: dict[str, _Tally] = {}
     for call in calls:
-        totals.add(call)
-        by_model.setdefault(call.model or NO_MODEL, Bucket()).add(call)
-        by_test.setdefault(call.test or NO_TEST, Bucket()).add(call)
-    return Buckets(totals, dict(sorted(by_model.items())), dict(sorted(by_test.items())))
+        _tally(totals, call)
+        for groups, name in ((by_model, call.model or NO_MODEL), (by_test, call.test or NO_TEST)):
+            tally = groups.get(name)
+            if tally is None:
+                tally = groups[name] = _Tally()
+            _tally(tally, call)
+    return Buckets(
+        totals.bucket(),
+        {name: tally.bucket() for name, tally in sorted(by_model.items())},
+        {name: tally.bucket() for name, tally in sorted(by_test.items())},
+    )
 
 
 class Ledger:
@@ -309,69 +372,15 @@ class Ledger:
 
     def replay_price(self, recording: Recording) -> Measured:
         """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
-        price = self._replay_prices.get(recording.key)
+        return self.price_replay(PriceFacts.of(recording), lambda: recording)
+
+    def price_replay(self, facts: PriceFacts, recording: Callable[[], Recording]) -> Measured:
+        """The same from what the recording says of itself; ``recording`` builds the whole of it, which
+        only pricing one that carries no price (or whose model the user prices) needs."""
+        price = self._replay_prices.get(facts.key)
         if price is None:
-            price = self._replay_prices[recording.key] = recording_price(recording, self.prices)
+            price = carried_price(facts, self.prices)
+            if price is None:
+                price = recording_price(recording(), self.prices)
+            self._replay_prices[facts.key] = price
         return price
-
-
-def recording_price(recording: Recording, prices: PriceBook) -> Measured:
-    """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
-    unless the user set their own price for its model, else measured from its response."""
-    request, meta = recording.request, recording.meta
-
-    def measured() -> Measured:
-        return measure(
-            recording.response,
-            request.path,
-            request.model,
-            meta.url,
-            meta.recorded_at,
-            prices,
-            body=request.body,
-            method=request.method,
-        )
-
-    usage = meta.usage
-    # A schema 2 file without usage either had none to carry (measuring finds none again, or counts an
-    # estimate) or was not written by a recording run: its response is then the only truth.
-    if recording.schema_version < 2 or usage is None or prices.has_override((request.model,)):
-        return measured()
-    if meta.cost_usd is None:
-        return Measured(usage)
-    saved = meta.cache_saved_usd
-    if saved is None:
-        # Written before cache savings were kept: only a call that used the cache needs them measured.
-        cached = usage.cached_input_tokens or usage.cache_write_tokens
-        saved = (measured().cache_saved_usd or 0.0) if cached else 0.0
-    return Measured(usage, meta.cost_usd, saved)
-
-
-@dataclass
-class TestCalls:
-    """What the ``promptcache`` fixture gives a test: its own calls so far, with usage and cost."""
-
-    __test__ = False
-
-    _events: Callable[[], Iterable[CallEvent]]
-
-    @property
-    def calls(self) -> list[CallRecord]:
-        return [event.record() for event in self._events()]
-
-    @property
-    def input_tokens(self) -> int:
-        return sum(c.usage.input_tokens for c in self.calls if c.usage)
-
-    @property
-    def output_tokens(self) -> int:
-        return sum(c.usage.output_tokens for c in self.calls if c.usage)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def cost_usd(self) -> float:
-        """Every call's cost, estimated ones included (``call.usage.source`` tells them apart)."""
-        return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))

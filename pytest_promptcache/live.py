@@ -9,15 +9,15 @@ pacing, and the saver.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from . import __version__, eventstream
 from .context import TestContext
+from .coordination.backend import Coordination
 from .coordination.flight import Flight, Flights
 from .coordination.pacing import Pacing
-from .coordination.state import SharedState
 from .ledger import NOT_SAVED, CallEvent, Ledger, Outcome
 from .models import (
     CanonicalRequest,
@@ -27,11 +27,12 @@ from .models import (
     SSEEvent,
     schema_version_for,
 )
+from .replay import WIRE_HEADERS, Replay, build_replay
 from .scrub import Scrubber
 from .settings import Mode
 from .store.cassettes import CassetteStore
 from .stream_secrets import redact_events, redact_stream
-from .streams import WIRE_HEADERS, BodyRecorder, build_replay
+from .streams import BodyRecorder
 
 # Outcomes that depend on when or how often you ask: recording them would replay a bad day forever.
 NOT_RECORDED_STATUSES = frozenset({401, 403, 408, 409, 429})
@@ -52,11 +53,20 @@ class CallLog(Protocol):
 class Saver:
     """Turns a complete live response into a recording on disk: scrubbed, priced, stored."""
 
-    def __init__(self, store: CassetteStore, scrubber: Scrubber, ledger: Ledger, state: SharedState) -> None:
+    def __init__(
+        self,
+        store: CassetteStore,
+        scrubber: Scrubber,
+        ledger: Ledger,
+        state: Coordination,
+        machine: str | None = None,
+    ) -> None:
+        """``machine``: this machine's name, with a shared tier (its recordings are named after it)."""
         self.store = store
         self.scrubber = scrubber
         self.ledger = ledger
         self.state = state
+        self.machine = machine
 
     def save(
         self,
@@ -73,7 +83,7 @@ class Saver:
         )
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
-            schema_version=schema_version_for(response),
+            schema_version=schema_version_for(response, request),
             key=key,
             request=request,
             response=scrubbed(response, self.scrubber),
@@ -88,10 +98,23 @@ class Saver:
                 cache_saved_usd=price.cache_saved_usd,
             ),
         )
-        self.store.put(recording)
+        self.store.put(recording, self.machine)
         if ctx.mode is Mode.REWRITE:
             self.state.mark_rewritten(key)
         return recording
+
+    def adopt(self, ctx: TestContext, recording: Recording) -> bool:
+        """A recording found in the shared tier, written to this cassette directory so it can be
+        committed; scrubbed with this machine's secrets too, since Redis content is not trusted. False,
+        and a problem for the test, when the file cannot be written."""
+        clean = recording.model_copy(update={"response": scrubbed(recording.response, self.scrubber)})
+        try:
+            self.store.put(clean, shared=False)
+        except OSError as exc:
+            path = self.store.path_for(recording.key)
+            ctx.add_problem(f"promptcache: could not copy the shared tier's recording to {path}: {exc}")
+            return False
+        return True
 
 
 def scrubbed(response: RecordedResponse, scrub: Scrubber) -> RecordedResponse:
@@ -131,7 +154,8 @@ class LiveCall:
     """A call that goes to the network; the client adapter reports what came back.
 
     ``saver`` is None when nothing is to be saved (mode off): then the call is neither paced nor retried.
-    ``delay``: seconds pacing holds it before it is sent.
+    ``delay``: seconds pacing holds it before it is sent. ``on_response``: told the complete response
+    (a vcr cassette lists it, as vcr lists what it records).
     """
 
     def __init__(
@@ -149,8 +173,10 @@ class LiveCall:
         flights: Flights | None = None,
         saver: Saver | None = None,
         delay: float = 0.0,
+        on_response: Callable[[Replay], None] | None = None,
     ) -> None:
         self._ctx = ctx
+        self._on_response = on_response
         self._log = log
         self._ledger = ledger
         self._pacing = pacing
@@ -233,6 +259,8 @@ class LiveCall:
         )
 
     def _complete(self, status: int, response: RecordedResponse, latency_ms: float) -> None:
+        if self._on_response is not None:
+            self._on_response(build_replay(response))
         saver, key, canonical = self._saver, self.key, self.canonical
         if saver is None or key is None or canonical is None:
             self._record_unsaved(status, response)
@@ -252,6 +280,7 @@ class LiveCall:
             usage=meta.usage,
             cost_usd=meta.cost_usd,
             cache_saved_usd=meta.cache_saved_usd,
+            machine=saver.machine,
         )
         self._finish()
         if event.usage is not None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .choices import SCOPES, ChoiceError, parse_choice
 from .rules import KeyRules, RuleError
 from .settings import Mode, SettingsError, parse_mode
 
@@ -19,6 +20,8 @@ class TestOptions:
     mode: Mode | None = None
     normalize: tuple[str, ...] = ()
     ignore_fields: tuple[str, ...] = ()
+    # "session" or "test" (ordered.py); None: the ini's.
+    scope: str | None = None
 
     @classmethod
     def from_marker(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> TestOptions:
@@ -37,6 +40,12 @@ class TestOptions:
         mode = kwargs.get("mode")
         if mode is not None and not isinstance(mode, Mode):
             mode = parse_mode(str(mode), f"{where}: @pytest.mark.promptcache(mode=...)")
+        scope = kwargs.get("scope")
+        if scope is not None:
+            try:
+                scope = parse_choice(scope, f"{where}: @pytest.mark.promptcache(scope=...)", SCOPES)
+            except ChoiceError as exc:
+                raise SettingsError(str(exc)) from None
         lists: dict[str, tuple[str, ...]] = {}
         for name in ("normalize", "ignore_fields"):
             value = kwargs.get(name, ())
@@ -49,4 +58,4 @@ class TestOptions:
             KeyRules.build(lists["ignore_fields"], lists["normalize"])
         except RuleError as exc:
             raise SettingsError(f"{where}: @pytest.mark.promptcache: {exc}") from None
-        return cls(mode=mode, **lists)
+        return cls(mode=mode, scope=scope, **lists)

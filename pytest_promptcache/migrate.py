@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ledger import recording_price
 from .models import KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION, Recording
+from .pricing import recording_price
 from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_json, read_recording, write_atomic
 from .usage import PriceBook
 

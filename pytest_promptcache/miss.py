@@ -12,15 +12,29 @@ import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .models import CanonicalRequest
+from .keys import key_of
+from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
-from .store.cassettes import CassetteStore
+from .store.cassettes import CassetteStore, CorruptRecording
 from .store.index import group_of
 from .store.packed import GroupKey
+from .streams import Replay, build_replay
 from .textdiff import unified
 
-__all__ = ["miss_message", "most_similar", "nearest", "pretty_request", "record_command", "similarity"]
+__all__ = [
+    "describe_miss",
+    "drift_message",
+    "elsewhere",
+    "miss_message",
+    "miss_response",
+    "most_similar",
+    "nearest",
+    "pretty_request",
+    "record_command",
+    "similarity",
+]
 
 # A miss message needs one near recording, not the exact best of 100,000: this many are read and scored.
 NEAREST_READS = 8
@@ -28,6 +42,9 @@ NEAREST_READS = 8
 SIMILAR_READS = 16
 # Candidates looked at, read or not (one whose length alone rules it out is passed over unread).
 MAX_LOOKED_AT = 4096
+# Other hosts checked for this very request (staging, production, a test server or two): each costs
+# one recording's head read.
+MAX_OTHER_HOSTS = 16
 
 
 def _search(
@@ -91,6 +108,45 @@ def most_similar(
     return found[1], found[0]
 
 
+def elsewhere(request: CanonicalRequest, store: CassetteStore) -> tuple[str, str | None] | None:
+    """Another host with recordings of this endpoint: (host, the key of this very request there), an
+    exact match first; (host, None) when only the endpoint is recorded there; None when no other is."""
+
+    def other_host(group: GroupKey) -> bool:
+        return group[0] == request.method and group[2] == request.path and group[1] != request.host
+
+    hosts = sorted(store.index.hosts(other_host))
+    for host in hosts[:MAX_OTHER_HOSTS]:
+        key = key_of(request.model_copy(update={"host": host}))
+        if store.request_of(key) is not None:
+            return host, key
+    return (hosts[0], None) if hosts else None
+
+
+def _alias(netloc: str, recorded: str) -> str:
+    """An alias line that keys this request's host as the recorded one: ``HOST:*`` when only the ports
+    differ (a test server on a random port), else this exact host."""
+    name, colon, _ = netloc.rpartition(":")
+    other = recorded.rpartition(":")[0]
+    if colon and name and name == other and "[" not in name:
+        return f"{name}:* = {recorded}"
+    return f"{netloc} = {recorded}"
+
+
+def _elsewhere_lines(url: str, request: CanonicalRequest, found: tuple[str, str | None]) -> list[str]:
+    host, key = found
+    if key is not None:
+        said = f"this very request is recorded for host {host}: {key}.json"
+    else:
+        said = f"{request.method} {request.path} has recordings for host {host}, none for this one"
+    return [
+        f"  elsewhere: {said}",
+        "             if both hosts are one service, alias them in the ini and those recordings replay here:",
+        "               promptcache_host_aliases =",
+        f"                   {_alias(urlsplit(url).netloc, host)}",
+    ]
+
+
 def pretty_request(request: CanonicalRequest) -> list[str]:
     data = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
@@ -112,7 +168,12 @@ def miss_message(
     near: tuple[str, CanonicalRequest, float] | None,
     recorded_by: str | None = None,
     max_diff_lines: int = 80,
+    other_host: tuple[str, str | None] | None = None,
+    also: list[str] | None = None,
 ) -> str:
+    """``other_host``: what ``elsewhere`` found; shown when it is this very request, or when this host
+    has no recording of the endpoint at all. ``also``: lines about where else the request was looked for
+    (a vcr cassette)."""
     lines = [
         "promptcache: no recording for this request (mode: replay)",
         f"  request:   {request.method} {url}",
@@ -120,6 +181,11 @@ def miss_message(
         f"  key:       {key}",
         f"  cassettes: {directory}",
     ]
+    if other_host is not None and (other_host[1] is not None or near is None):
+        lines.extend(_elsewhere_lines(url, request, other_host))
+    if request.scope is not None:
+        occurrence = request.scope.index + 1
+        lines.insert(4, f"  scope:     {request.scope.name}, the request's occurrence {occurrence} there")
     if near is None:
         lines.append(f"  nearest:   none (no recording of {request.method} {request.host}{request.path})")
     else:
@@ -135,5 +201,103 @@ def miss_message(
         )
         lines.append("")
         lines.extend(diff)
+    if also:
+        lines += ["", *also]
     lines += ["", "To record it, run with the API reachable and its key set:", f"  {record_command(target)}"]
     return "\n".join(lines)
+
+
+def describe_miss(
+    request: CanonicalRequest,
+    store: CassetteStore,
+    scrub: Callable[[str], str],
+    *,
+    key: str,
+    url: str,
+    target: str | None,
+    also: list[str],
+) -> str:
+    """The miss message for a request, with what the store knows: the nearest recording (and the test
+    that made it) and the same request recorded for another host."""
+    near = nearest(request, store)
+    recorded_by = None
+    if near is not None:
+        try:
+            stored = store.get(near[0])
+        except CorruptRecording:
+            stored = None
+        # Made by an older version, a recording's test id may still hold a secret.
+        recorded_by = stored.test if stored is not None else None
+        recorded_by = scrub(recorded_by) if recorded_by else None
+    return miss_message(
+        request=request,
+        key=key,
+        url=url,
+        directory=store.directory,
+        target=target,
+        near=near,
+        recorded_by=recorded_by,
+        other_host=elsewhere(request, store),
+        also=also,
+    )
+
+
+def drift_message(
+    *,
+    recorded: CanonicalRequest,
+    request: CanonicalRequest,
+    url: str,
+    where: str,
+    failing: bool,
+    target: str | None,
+    max_diff_lines: int = 80,
+) -> str:
+    """A vcr interaction served although the body the code sends now differs from the recorded one: vcr
+    matched on method and URI, so nobody saw the prompt change."""
+    verdict = "so the test fails" if failing else "served anyway"
+    lines = [
+        f"promptcache: the request body differs from the one the cassette recorded ({verdict})",
+        f"  request:   {request.method} {url}",
+        f"  model:     {request.model or '-'}",
+        f"  cassette:  {where}",
+        "",
+        *unified(
+            pretty_request(recorded),
+            pretty_request(request),
+            "recorded",
+            "this request",
+            max_lines=max_diff_lines,
+        ),
+        "",
+        "To record the request as it is now (saved as this test's own recording, served before the",
+        f"cassette from then on): {record_command(target, mode='rewrite')}",
+    ]
+    if not failing:
+        lines.append("To fail tests whose bodies drifted: promptcache_vcr_drift = fail (ini).")
+    return "\n".join(lines)
+
+
+def miss_response(message: str) -> Replay:
+    """How a miss answers the client: a 404 with ``x-should-retry: false``, which SDKs neither retry nor
+    hide. Raising in the transport would be retried with backoff and rewrapped by the SDKs (openai turns
+    it into APIConnectionError after ~2.5 s); this reaches the caller at once as NotFoundError carrying
+    the message, and the plugin fails the test even if that is caught."""
+    return build_replay(
+        RecordedResponse(
+            status=404,
+            headers={
+                "content-type": "application/json",
+                "x-should-retry": "false",
+                "x-promptcache": "miss",
+                # botocore names its ClientError after this header.
+                "x-amzn-errortype": "PromptcacheMiss",
+            },
+            # The OpenAI and Anthropic SDKs find "message" in "error" and put it in their error;
+            # botocore finds it at the top.
+            body={
+                "type": "error",
+                "error": {"type": "promptcache_miss", "code": "promptcache_miss", "message": message},
+                "message": message,
+            },
+        )
+    )

@@ -24,7 +24,9 @@ BUILTIN_NORMALIZERS: dict[str, tuple[str, str]] = {
     "iso-date": (r"\b\d{4}-\d{2}-\d{2}\b", "<DATE>"),
     "uuid": (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
     "unix-time": (r"\b1[5-9]\d{8}(?:\.\d+)?\b", "<UNIX_TIME>"),
-    "hex-id": (r"\b[0-9a-f]{24,}\b", "<HEX_ID>"),
+    # Not inside a word, but after "_" or "-" (a regex \b would not see those as boundaries): provider
+    # and framework ids are "<prefix>_<hex>" (call_, msg_, tool_<prefix>_...).
+    "hex-id": (r"(?<![0-9A-Za-z])[0-9a-f]{24,}(?![0-9A-Za-z])", "<HEX_ID>"),
 }
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .defaults import SECRET_PATTERN_NAMES
+from .defaults import SECRET_PATTERN_LITERALS, SECRET_PATTERN_NAMES
 
 # Names ending so hold credentials by convention (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, DB_PASSWORD,
 # DJANGO_SECRET_KEY, AZURE_STORAGE_CONNECTION_STRING...). Not a bare "_KEY": PRIMARY_KEY or SORT_KEY hold
@@ -46,6 +46,11 @@ SENT = "a credential the client sent"
 MAX_LEARNED = 256
 # Scrubbed URL paths remembered: a suite sends a handful of paths, and this runs on every call.
 MAX_PATHS = 1024
+# Scrubbed strings remembered: a suite resends its system prompts, tool definitions, roles and field names
+# with every request, and each string would otherwise cost a search per secret pattern. Only strings up to
+# MEMO_MAX_CHARS are kept, and the memo starts over past MEMO_BUDGET characters in all.
+MEMO_MAX_CHARS = 16_384
+MEMO_BUDGET = 4_000_000
 
 # Fields of a request body that hold credentials for some OpenAI-compatible hosts. Names only, and only
 # in requests: response fields such as logprobs' "token" are content.
@@ -141,6 +146,8 @@ class Scrubber:
         self._patterns = [
             (re.compile(p), SECRET_PATTERN_NAMES.get(p, f"the pattern {p!r}")) for p in patterns
         ]
+        # (pattern, the literals a match starts with, or None when unknown: a user's pattern)
+        self._searches = [(re.compile(p), SECRET_PATTERN_LITERALS.get(p)) for p in patterns]
         self._env = secret_env_values(env)
         self._learned: dict[str, None] = {}
         # Raw header and parameter values already learned from: most calls resend the same credential.
@@ -151,6 +158,9 @@ class Scrubber:
         self.generation = 0
         self._ordered = self._order()
         self._paths: dict[str, str] = {}
+        # What ``text`` gave each string since the secrets last changed, and the characters held.
+        self._memo: dict[str, str] = {}
+        self._memo_chars = 0
 
     def _order(self) -> list[tuple[str, str, str]]:
         values = dict.fromkeys(self._learned, (REDACTED, SENT))
@@ -204,6 +214,9 @@ class Scrubber:
             self._learned = learned
             self._ordered = self._order()
             self._paths = {}
+            # After _ordered: a reader that still took the old memo only writes into a discarded dict.
+            self._memo = {}
+            self._memo_chars = 0
             self.generation += 1
         return True
 
@@ -214,11 +227,27 @@ class Scrubber:
         return name.lower() in self.secret_params
 
     def text(self, value: str) -> str:
+        memo = self._memo
+        clean = memo.get(value)
+        if clean is not None:
+            return clean
+        clean = self._scrub_text(value)
+        size = len(value)
+        if size <= MEMO_MAX_CHARS:
+            if self._memo_chars + size > MEMO_BUDGET:
+                memo.clear()
+                self._memo_chars = 0
+            memo[value] = clean
+            self._memo_chars += size
+        return clean
+
+    def _scrub_text(self, value: str) -> str:
         for secret, placeholder, _ in self._ordered:
             if secret in value:
                 value = value.replace(secret, placeholder)
-        for pattern, _ in self._patterns:
-            value = pattern.sub(REDACTED, value)
+        for pattern, literals in self._searches:
+            if literals is None or any(literal in value for literal in literals):
+                value = pattern.sub(REDACTED, value)
         return value
 
     def path(self, path: str) -> str:

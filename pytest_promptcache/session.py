@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .context import TestContext
 from .guard import Guard, calling_client, refusal_message
+from .ordered import OrderedScope
 from .rules import KeyRules
 from .settings import Mode, Settings
 
@@ -50,13 +51,22 @@ class CacheSession:
                 engine = self._engine
         return engine
 
+    def close(self) -> None:
+        """Let go of what the engine holds beyond the session (the shared tier's connections)."""
+        if self._engine is not None:
+            self._engine.close()
+
     @property
     def started_engine(self) -> Engine | None:
         """The engine if any LLM call built it; None for a session that made none."""
         return self._engine
 
     def handles(self, host: str, path: str) -> bool:
-        return self.settings.is_llm_endpoint(host.lower(), path)
+        if self.settings.is_llm_endpoint(host.lower(), path):
+            return True
+        # A vcr cassette also answers what is not an LLM call (downloads the test needs).
+        scope = self._context.scope
+        return scope is not None and scope.player is not None and scope.player.handles(host.lower(), path)
 
     def refuse_connection(self, host: str, port: int | None, *, may_wait: bool) -> str | None:
         """In replay, the message a connection no adapter handled is refused with, or None: the test
@@ -82,10 +92,21 @@ class CacheSession:
     # -- test lifecycle ---------------------------------------------------------------------------------
 
     def begin_test(
-        self, nodeid: str, mode: Mode | None = None, target: str | None = None, rules: KeyRules | None = None
+        self,
+        nodeid: str,
+        mode: Mode | None = None,
+        target: str | None = None,
+        rules: KeyRules | None = None,
+        test_scope: bool | None = None,
     ) -> TestContext:
+        """``test_scope``: the test gets recordings of its own, in order; None: as the settings say."""
+        ordered = self.settings.test_scope if test_scope is None else test_scope
         self._context = TestContext(
-            nodeid=nodeid, mode=mode or self.settings.mode, target=target or nodeid, rules=rules
+            nodeid=nodeid,
+            mode=mode or self.settings.mode,
+            target=target or nodeid,
+            rules=rules,
+            scope=OrderedScope(names=(nodeid,)) if ordered else None,
         )
         return self._context
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .choices import SCOPES, VCR_MODES, ChoiceError, Drift, parse_choice
 from .defaults import (
     AWS_ACCESS_KEY_ID_PATTERN,
     DEFAULT_ENDPOINTS,
@@ -24,9 +25,12 @@ from .defaults import (
     DEFAULT_SECRET_PATTERNS,
     SECRET_PATTERN_NAMES,
 )
+from .endpoints import EndpointPattern, default_endpoints, parse_endpoints
+from .errors import SettingsError
 from .limits import LimitError, Limits
 from .prices import ModelPrice, PriceError, parse_prices
 from .rules import KeyRules, RuleError
+from .sharedconf import SharedConfig, SharedConfigError, parse_shared
 
 __all__ = [
     "AWS_ACCESS_KEY_ID_PATTERN",
@@ -43,6 +47,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "build_settings",
+    "parse_endpoints",
 ]
 
 
@@ -62,72 +67,6 @@ class Expiry(StrEnum):
     RERECORD = "rerecord"
 
 
-class SettingsError(ValueError):
-    """A bad option value; the message says which option and what would be accepted."""
-
-
-@dataclass(frozen=True)
-class EndpointPattern:
-    """A path suffix on any host, or on one host when written as ``host[:port]/suffix``. A ``*`` in the
-    suffix stands for any text (``/model/*/converse``: Bedrock's model id, an ARN's slashes included)."""
-
-    host: str | None
-    suffix: str
-    # The suffix as a regex when it has wildcards; derived, so not part of equality.
-    _wild: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-    # The literal text after the last wildcard: a cheap test before the regex, since this runs for every
-    # request any client sends.
-    _tail: str = field(default="", init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if "*" in self.suffix:
-            parts = self.suffix.split("*")
-            if "**" in self.suffix:
-                raise SettingsError(
-                    f"promptcache_endpoints: {self.suffix!r} has adjacent wildcards; use one *"
-                )
-            regex = re.compile(".+".join(re.escape(part) for part in parts) + r"\Z")
-            object.__setattr__(self, "_wild", regex)
-            object.__setattr__(self, "_tail", parts[-1])
-
-    @classmethod
-    def parse(cls, text: str) -> EndpointPattern:
-        text = text.strip()
-        if not text:
-            raise SettingsError("promptcache_endpoints: empty pattern")
-        if text[0] in "/:":
-            return cls(host=None, suffix=text)
-        host, sep, rest = text.partition("/")
-        if not sep or not host:
-            raise SettingsError(
-                f"promptcache_endpoints: {text!r} is not a pattern; write a path suffix such as "
-                "'/v1/rerank', '/model/*/converse' or ':generateContent', or 'host[:port]/path-suffix' "
-                "for one host"
-            )
-        return cls(host=host.lower(), suffix="/" + rest)
-
-    def matches(self, host: str, path: str) -> bool:
-        if self.host is not None and self.host != host:
-            return False
-        if self._wild is None:
-            return path.endswith(self.suffix)
-        return path.endswith(self._tail) and self._wild.search(path) is not None
-
-
-def parse_endpoints(lines: Iterable[str]) -> tuple[EndpointPattern, ...]:
-    """ini lines replace the default list, unless one of them is the word ``defaults``."""
-    entries = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    if not entries:
-        entries = ["defaults"]
-    patterns: list[EndpointPattern] = []
-    for entry in entries:
-        if entry == "defaults":
-            patterns.extend(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
-        else:
-            patterns.append(EndpointPattern.parse(entry))
-    return tuple(dict.fromkeys(patterns))
-
-
 def parse_mode(value: str, source: str) -> Mode:
     try:
         return Mode(value.strip().lower())
@@ -145,10 +84,6 @@ def parse_count(value: str, source: str, minimum: int = 0) -> int:
     return number
 
 
-def _default_endpoints() -> tuple[EndpointPattern, ...]:
-    return tuple(EndpointPattern.parse(e) for e in DEFAULT_ENDPOINTS)
-
-
 @dataclass(frozen=True)
 class Settings:
     """A plain dataclass, not a pydantic model: settings are built at every pytest start-up, also for
@@ -161,7 +96,7 @@ class Settings:
     on_expiry: Expiry = Expiry.WARN
     # None: exact matching only. A threshold in (0, 1]: replay may serve the most similar recording.
     similar_threshold: float | None = None
-    endpoints: tuple[EndpointPattern, ...] = field(default_factory=_default_endpoints)
+    endpoints: tuple[EndpointPattern, ...] = field(default_factory=default_endpoints)
     ignore_fields: tuple[str, ...] = ()
     key_headers: tuple[str, ...] = DEFAULT_KEY_HEADERS
     # (pattern, name): a request to a host:port matching the pattern is keyed as sent to ``name``.
@@ -185,6 +120,14 @@ class Settings:
     placeholder_keys: bool = True
     # File sizes and waits: promptcache_max_recording_size, _flight_timeout, _record_max_wait.
     limits: Limits = field(default_factory=Limits)
+    # promptcache_shared: the Redis tier the machines of a fleet share; None: this machine alone.
+    shared: SharedConfig | None = None
+    # promptcache_scope = test: every test gets recordings of its own, in order (ordered.py).
+    test_scope: bool = False
+    # @pytest.mark.vcr tests: served from their cassettes first ("cassettes"), from recordings only
+    # ("native"), or left alone ("off"); and what a body that drifted from its cassette's does.
+    vcr: str = "cassettes"
+    vcr_drift: Drift = Drift.WARN
 
     def is_llm_endpoint(self, host: str, path: str) -> bool:
         return any(p.matches(host, path) for p in self.endpoints)
@@ -267,6 +210,20 @@ def parse_host_aliases(lines: Iterable[str]) -> tuple[tuple[str, str], ...]:
     return tuple(aliases)
 
 
+def parse_key_headers(lines: Iterable[str]) -> tuple[str, ...]:
+    """ini ``promptcache_key_headers``: a name adds a header to the defaults, ``-name`` removes one."""
+    entries = [h.strip().lower() for h in lines]
+    added = [h for h in entries if not h.startswith("-")]
+    removed = {h[1:].strip() for h in entries if h.startswith("-")}
+    for name in sorted(removed):
+        if name not in DEFAULT_KEY_HEADERS or name in added:
+            raise SettingsError(
+                f"promptcache_key_headers: '-{name}' removes only a default key header that is not also "
+                f"added; the defaults are {', '.join(DEFAULT_KEY_HEADERS)}"
+            )
+    return tuple(h for h in dict.fromkeys([*DEFAULT_KEY_HEADERS, *added]) if h not in removed)
+
+
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
     raw = str(ini.get(name) or "").strip()
     return parse_count(raw, name, minimum) if raw else None
@@ -300,7 +257,7 @@ def build_settings(
 
     extra_secret_headers = [h.lower() for h in _lines(ini.get("promptcache_secret_headers"))]
     extra_secret_params = [p.lower() for p in _lines(ini.get("promptcache_secret_params"))]
-    key_headers = [h.lower() for h in _lines(ini.get("promptcache_key_headers"))]
+    key_headers = parse_key_headers(_lines(ini.get("promptcache_key_headers")))
     secret_headers = tuple(dict.fromkeys([*DEFAULT_SECRET_HEADERS, *extra_secret_headers]))
     clash = sorted(set(key_headers) & set(secret_headers))
     if clash:
@@ -345,7 +302,19 @@ def build_settings(
             raise SettingsError(f"promptcache_secret_patterns: {pattern!r} is not a regex: {exc}") from None
     try:
         limits = Limits.from_ini(ini)
-    except LimitError as exc:
+        words = [
+            parse_choice(ini.get(name), name, choices)
+            for name, choices in (
+                ("promptcache_scope", SCOPES),
+                ("promptcache_vcr", VCR_MODES),
+                ("promptcache_vcr_drift", Drift),
+            )
+        ]
+    except (LimitError, ChoiceError) as exc:
+        raise SettingsError(str(exc)) from None
+    try:
+        shared = parse_shared(env, ini)
+    except SharedConfigError as exc:
         raise SettingsError(str(exc)) from None
     return Settings(
         mode=mode,
@@ -356,7 +325,7 @@ def build_settings(
         max_age=max_age,
         on_expiry=on_expiry,
         similar_threshold=similar,
-        key_headers=tuple(dict.fromkeys([*DEFAULT_KEY_HEADERS, *key_headers])),
+        key_headers=key_headers,
         host_aliases=parse_host_aliases(_lines(ini.get("promptcache_host_aliases"))),
         secret_headers=secret_headers,
         secret_params=tuple(dict.fromkeys([*DEFAULT_SECRET_PARAMS, *extra_secret_params])),
@@ -377,4 +346,8 @@ def build_settings(
             ini.get("promptcache_placeholder_keys"), "promptcache_placeholder_keys", True
         ),
         limits=limits,
+        shared=shared,
+        test_scope=words[0] == "test",
+        vcr=words[1],
+        vcr_drift=Drift(words[2]),
     )

@@ -14,9 +14,29 @@ from typing import Any
 from . import eventstream
 from .decoding import BodyDecoder, UnsupportedEncoding
 from .models import EventStreamMessage, RecordedResponse, SSEEvent
+from .replay import WIRE_HEADERS, Replay, build_replay, encode_event
 
-# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]).
-TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete"})
+# The replay names are also here, where they were before replay.py, for code that imports them so.
+__all__ = [
+    "ERROR_EVENTS",
+    "TERMINAL_EVENTS",
+    "WIRE_HEADERS",
+    "BodyRecorder",
+    "Replay",
+    "SSEParser",
+    "build_replay",
+    "encode_event",
+    "event_type",
+    "is_error",
+    "is_event_stream",
+    "is_json_type",
+    "is_terminal",
+    "parse_event",
+]
+
+# Events after which a stream is complete even if the client never reads on (openai stops at [DONE]);
+# Cohere v2 ends with message-end.
+TERMINAL_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete", "message-end"})
 # Events that mean the provider failed mid-stream: such a stream is never recorded.
 ERROR_EVENTS = frozenset({"error", "response.failed"})
 
@@ -150,21 +170,6 @@ def is_error(ev: SSEEvent) -> bool:
     return event_type(ev) in ERROR_EVENTS
 
 
-def encode_event(ev: SSEEvent) -> bytes:
-    lines: list[str] = []
-    if ev.event is not None:
-        lines.append(f"event: {ev.event}")
-    if ev.id is not None:
-        lines.append(f"id: {ev.id}")
-    if ev.retry is not None:
-        lines.append(f"retry: {ev.retry}")
-    if ev.text is not None:
-        lines.extend(f"data: {line}" for line in ev.text.split("\n"))
-    elif ev.data is not None:
-        lines.append("data: " + json.dumps(ev.data, ensure_ascii=False, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
 def is_event_stream(content_type: str | None) -> bool:
     return (content_type or "").split(";", 1)[0].strip().lower() == "text/event-stream"
 
@@ -172,53 +177,6 @@ def is_event_stream(content_type: str | None) -> bool:
 def is_json_type(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
-
-
-@dataclass
-class Replay:
-    """A recorded response ready to serve many times: built once, then only copied into a Response."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    chunks: list[bytes]
-
-
-# Headers that describe the wire, not the answer: a replay has no wire, and its body is stored decoded.
-WIRE_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-connection",
-        "proxy-authenticate",
-        "content-encoding",
-        "content-length",
-    }
-)
-
-
-def build_replay(response: RecordedResponse) -> Replay:
-    """Streams replay one chunk per event (or event-stream message) and without a content-length."""
-    headers = [(k, v) for k, v in response.headers.items() if k not in WIRE_HEADERS]
-    stream = response.events is not None or response.event_stream is not None
-    if response.events is not None:
-        chunks = [encode_event(ev) for ev in response.events]
-    elif response.event_stream is not None:
-        chunks = [eventstream.raw_bytes(message) for message in response.event_stream]
-    elif response.base64 is not None:
-        chunks = [base64.b64decode(response.base64)]
-    elif response.text is not None:
-        chunks = [response.text.encode("utf-8")]
-    elif response.body is not None:
-        chunks = [json.dumps(response.body, ensure_ascii=False).encode("utf-8")]
-    else:
-        chunks = []
-    if not stream:
-        headers.append(("content-length", str(sum(len(c) for c in chunks))))
-    return Replay(status=response.status, headers=headers, chunks=chunks)
 
 
 @dataclass

@@ -8,14 +8,14 @@ does not know still has its tokens counted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from .estimate import FREE, estimate, is_free
+from . import usage_cohere_ollama
+from .estimate import FREE, estimate, is_free, is_free_endpoint
 from .eventstream import event_type
-from .models import RecordedResponse, TokenUsage
+from .models import Measured, RecordedResponse, TokenUsage
 from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "PriceError",
     "api_family",
     "extract",
+    "is_free",
     "measure",
     "parse_prices",
 ]
@@ -37,10 +38,16 @@ def api_family(path: str) -> str | None:
             return "bedrock-converse"
         if path.endswith(("/invoke", "/invoke-with-response-stream")):
             return "bedrock-invoke"
-    if path.endswith("/messages"):
+    if path.endswith("/messages") or (
+        "/publishers/anthropic/" in path and path.endswith((":rawPredict", ":streamRawPredict"))
+    ):
         return "anthropic"
-    if path.endswith((":generateContent", ":streamGenerateContent")):
+    if path.endswith((":generateContent", ":streamGenerateContent", ":embedContent", ":batchEmbedContents")):
         return "gemini"
+    if path.endswith(("/v2/chat", "/v2/embed")):
+        return "cohere"
+    if path.endswith(("/api/chat", "/api/generate", "/api/embed")):
+        return "ollama"
     if path.endswith("/responses"):
         return "openai-responses"
     if path.endswith("/embeddings"):
@@ -59,7 +66,11 @@ PROVIDER_OF_FAMILY = {
     "openai-responses": "openai",
     "openai-embeddings": "openai",
     "openai-chat": "openai",
+    "cohere": "cohere",
 }
+# Models the user runs themselves (Ollama): genai-prices has no provider for them, and a model name
+# alike one it prices elsewhere ("deepseek-r1:8b", DeepSeek's API) would be a wrong price.
+OWN_MODEL_FAMILIES = frozenset({"ollama"})
 
 
 def _int(mapping: Any, *path: str) -> int:
@@ -193,6 +204,10 @@ def extract(response: RecordedResponse, family: str | None) -> tuple[TokenUsage 
     """Usage and the model the provider says it used, from a JSON body or a stream's events."""
     if family in BEDROCK_FAMILIES:
         return _bedrock(response, family)
+    if family == "cohere":
+        return usage_cohere_ollama.cohere(response), None
+    if family == "ollama":
+        return usage_cohere_ollama.ollama(response)
     if response.is_stream:
         return _from_stream(response, family)
     body = response.body
@@ -233,17 +248,6 @@ def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenU
     return usage, model
 
 
-@dataclass(frozen=True, slots=True)
-class Measured:
-    """What one response used and cost: ``usage`` None when it carried none and nothing could be
-    counted (or the call failed); ``cost_usd`` None when nobody could price it; ``cache_saved_usd``
-    what the provider's prompt cache saved against uncached prices (None when unpriced)."""
-
-    usage: TokenUsage | None = None
-    cost_usd: float | None = None
-    cache_saved_usd: float | None = None
-
-
 def measure(
     response: RecordedResponse,
     path: str,
@@ -259,11 +263,15 @@ def measure(
     in the response, its tokens are estimated from ``body`` and the response's text."""
     if response.status >= 400:
         return Measured()
-    if is_free(method, path):
+    if method.upper() == "GET":  # a retrieval: what it returns may report the usage of another call
         return Measured(FREE, 0.0, 0.0)
     family = api_family(path)
     usage, response_model = extract(response, family)
     if usage is None:
+        # A counting or moderation endpoint is free unless the response itself reports tokens used
+        # (another provider's /moderations, priced as it says).
+        if is_free_endpoint(path):
+            return Measured(FREE, 0.0, 0.0)
         usage = estimate(body, family, response)
         if usage is None:
             return Measured()
@@ -323,7 +331,8 @@ def _genai_price(usage: TokenUsage, model: str, family: str | None, url: str, at
     attempts: list[dict[str, Any]] = [{"provider_api_url": url}]
     if family in PROVIDER_OF_FAMILY:
         attempts.append({"provider_id": PROVIDER_OF_FAMILY[family]})
-    attempts.append({})
+    if family not in OWN_MODEL_FAMILIES:
+        attempts.append({})
     for kwargs in attempts:
         try:
             result = genai_prices.calc_price(gp_usage, model, genai_request_timestamp=at, **kwargs)

@@ -1,9 +1,10 @@
 """A fake LLM provider server for tests, built on the standard library only.
 
 It speaks just enough of the OpenAI (chat completions, responses, embeddings),
-Anthropic (messages), Gemini (generateContent / streamGenerateContent) and Bedrock
-Runtime (``bedrock_server``) wire formats for the real SDKs to work against it, so record/replay can be tested
-end to end over real sockets instead of through transport mocks.
+Anthropic (messages), Gemini (generateContent / streamGenerateContent), Bedrock
+Runtime (``bedrock_server``), Cohere v2 and Ollama (``more_routes``) wire formats
+for the real SDKs to work against it, so record/replay can be tested end to end
+over real sockets instead of through transport mocks.
 
 Design notes:
 
@@ -494,6 +495,22 @@ class _Handler(BaseHTTPRequestHandler):
             import bedrock_server
 
             bedrock_server.handle(self, route, parsed)
+            return
+        if self.command == "POST" and isinstance(parsed, dict):
+            # Cohere, Ollama, Anthropic on Vertex, token counting, embeddings and moderation: beside this
+            # file too.
+            import more_routes
+
+            if more_routes.handle(self, route, parsed):
+                return
+
+        if self.command == "GET" and route.startswith("/files/"):
+            # A file an LLM app downloads (an image to describe): bytes that are not text, not an LLM call.
+            data = hashlib.sha256(route.encode()).digest() * 8
+            self._start(
+                200, [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(data)))]
+            )
+            self._write(data)
             return
 
         endpoint: Callable[[Json, str, bool, str | None], None] | None = None

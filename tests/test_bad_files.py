@@ -39,7 +39,7 @@ def _break_first(suite: Suite, how: str) -> tuple[str, str]:
     ("how", "reason"),
     [
         ("truncated", "not valid JSON*"),
-        ("future", "schema_version 99 is not one this version of * knows (1, 2, 3); upgrade*"),
+        ("future", "schema_version 99 is not one this version of * knows (1, 2, 3, 4); upgrade*"),
         ("schema", "does not match the recording schema at response.status: Field required*"),
     ],
 )

@@ -125,8 +125,14 @@ def test_bad_settings_are_usage_errors_that_say_what_is_valid(
             'mode="sometimes"',
             "*@pytest.mark.promptcache(mode=...): unknown mode 'sometimes'; valid modes are *",
         ),
-        ("modes='record'", "*got unknown argument(s) modes; valid ones are: mode, normalize, ignore_fields"),
-        ("'record'", "*takes keyword arguments only (mode, normalize, ignore_fields), got ('record',)"),
+        (
+            "modes='record'",
+            "*got unknown argument(s) modes; valid ones are: mode, normalize, ignore_fields, scope",
+        ),
+        (
+            "'record'",
+            "*takes keyword arguments only (mode, normalize, ignore_fields, scope), got ('record',)",
+        ),
     ],
 )
 def test_bad_marker_arguments_are_usage_errors(clients: Suite, marker: str, expected: str) -> None:

@@ -10,6 +10,7 @@ from .. import __version__
 from ..advice import MAX_RECORDINGS
 from ..settings import SettingsError, parse_age
 from .advise import cmd_advise
+from .importvcr import add_parser as add_import
 from .listing import cmd_diff, cmd_ls, cmd_show
 from .project import Project
 from .prune import cmd_prune
@@ -34,7 +35,8 @@ def age(text: str) -> timedelta:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptcache",
-        description="Look at, compare, prune and check the LLM recordings pytest-promptcache made.",
+        description="Look at, compare, prune and check the LLM recordings pytest-promptcache made; import "
+        "vcrpy cassettes.",
         epilog="The directory is the one the pytest configuration of the current directory names "
         "(ini promptcache_dir, default cassettes, relative to the rootdir) unless --dir is given. "
         "Exit status: 0 fine, 1 problems found, 2 usage error.",
@@ -120,4 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = command("stats", cmd_stats, "recordings, size, tokens and cost when recorded, by model")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
+
+    add_import(command)
     return parser

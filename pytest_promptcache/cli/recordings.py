@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..ledger import recording_price
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import Recording, TokenUsage
 from ..prices import usd
+from ..pricing import recording_price
 from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from ..usage import PriceBook, api_family, extract
 from .project import CliError

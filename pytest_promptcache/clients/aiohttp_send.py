@@ -24,7 +24,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..keys import RawRequest
 from ..live import LiveCall
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .drive import decide_async, send_async, tee_chunk, tee_ended, tee_failed
 from .registry import Source
 

@@ -18,7 +18,9 @@ from ..coordination.flight import Wait, current_owner
 from ..engine import Engine
 from ..keys import RawRequest
 from ..live import LiveCall
-from ..streams import BodyRecorder, Replay
+from ..ordered import Turn
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .registry import Source
 
 R = TypeVar("R")
@@ -27,8 +29,9 @@ Head = Callable[[R], tuple[int, Sequence[tuple[str, str]]]]
 
 def decide_sync(engine: Engine, raw: RawRequest) -> Replay | LiveCall:
     """The recorded (or failing) response to serve, or a live call to send."""
+    turn = Turn()  # asking again after a wait is the same call: an ordered scope counts it once
     while True:
-        decision = engine.start(raw)
+        decision = engine.start(raw, turn=turn)
         if not isinstance(decision, Wait):
             return decision
         decision.wait_sync()
@@ -46,8 +49,9 @@ async def decide_async(source: Source, raw: RawRequest) -> Replay | LiveCall:
     if served is not None:
         return served
     owner = current_owner()
+    turn = Turn()
     while True:
-        decision = await asyncio.to_thread(engine.start, raw, owner)
+        decision = await asyncio.to_thread(engine.start, raw, owner, turn)
         if not isinstance(decision, Wait):
             return decision
         await decision.wait_async()

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..keys import RawRequest
 from ..live import LiveCall
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .drive import decide_async, decide_sync, send_async, send_sync, tee_chunk, tee_ended, tee_failed
 from .registry import Source
 

@@ -19,7 +19,8 @@ from urllib3.util.response import is_fp_closed
 from urllib3.util.retry import Retry
 
 from ..keys import RawRequest
-from ..streams import BodyRecorder, Replay
+from ..replay import Replay
+from ..streams import BodyRecorder
 from .drive import decide_sync, send_sync
 from .registry import Source
 
@@ -122,6 +123,7 @@ def raw_request(pool: Any, method: str, url: str, headers: Mapping[Any, Any], bo
         query=tuple(parse_qsl(query, keep_blank_values=True)) if query else (),
         headers=tuple([(_text(k).lower(), _text(v)) for k, v in _header_items(headers)]),
         body=body,
+        target=path + ("?" + query if query else ""),
     )
 
 

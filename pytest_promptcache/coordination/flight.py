@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..limits import DEFAULT_FLIGHT_TIMEOUT
-from ..streams import Replay
-from .state import FileLock, SharedState
+from ..replay import Replay
+from .backend import Coordination, KeyLock
 
 Owner = tuple[int, int | None]
 
@@ -35,7 +35,7 @@ def current_owner() -> Owner:
 class Flight:
     key: str
     owner: Owner
-    lock: FileLock | None
+    lock: KeyLock | None
     done: threading.Event = field(default_factory=threading.Event)
     # What waiters get: nothing (retry: the recording is there, or nobody has it and they go live),
     # the leader's exception, or the leader's error response.
@@ -49,7 +49,7 @@ class Wait:
     block, async callers yield the loop. ``timed_out`` says the wait ended without an outcome."""
 
     def __init__(
-        self, key: str, timeout: float, flight: Flight | None = None, lock: FileLock | None = None
+        self, key: str, timeout: float, flight: Flight | None = None, lock: KeyLock | None = None
     ) -> None:
         self.key = key
         self.timeout = timeout
@@ -98,8 +98,7 @@ class Wait:
         """Who holds the call waited for, as a person looking for it needs to know."""
         if self.flight is not None:
             return f"this process (pid {os.getpid()}), another thread or task"
-        pid = self.lock.holder() if self.lock is not None else None
-        return f"pid {pid}, another process" if pid is not None else "another process (its pid is unknown)"
+        return self.lock.describe_holder() if self.lock is not None else "another process"
 
     @property
     def failure(self) -> Flight | None:
@@ -111,7 +110,7 @@ class Wait:
 
 
 class Flights:
-    def __init__(self, state: SharedState, timeout: float = DEFAULT_FLIGHT_TIMEOUT) -> None:
+    def __init__(self, state: Coordination, timeout: float = DEFAULT_FLIGHT_TIMEOUT) -> None:
         self._state = state
         self._timeout = timeout
         self._lock = threading.Lock()

@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from ..limits import DEFAULT_RECORD_MAX_WAIT
-from .state import SharedState, Slot
+from .backend import Coordination
+from .state import Slot
 
 MAX_RETRY_WAIT = 120.0
 
 
 @dataclass(frozen=True)
 class Pacing:
-    state: SharedState
+    state: Coordination
     rpm: int | None = None
     tpm: int | None = None
     retries: int = 0

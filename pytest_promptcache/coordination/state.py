@@ -144,6 +144,10 @@ class FileLock:
         pid = int(raw)
         return pid if 0 < pid <= MAX_PID else None
 
+    def describe_holder(self) -> str:
+        pid = self.holder()
+        return f"pid {pid}, another process" if pid is not None else "another process (its pid is unknown)"
+
     def acquire(self, timeout: float | None = None) -> bool:
         """Blocks by polling (a kernel wait cannot time out from a thread); for sync code only."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -7,6 +7,7 @@ asked for, so installing the plugin costs a suite that makes no LLM call almost 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .. import placeholders
-from ..clients import install, uninstall
+from ..clients import install, preload, uninstall
 from ..coordination.statedir import UnsafeStateDir, check_state_dirs, state_dirs
 from ..marker import TestOptions
 from ..rules import KeyRules
@@ -34,24 +35,38 @@ from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
     DESELECTED_KEY,
+    NOTICES_KEY,
     OPTIONS_KEY,
     PRUNE_KEY,
+    RECORDING_KEY,
     REPORT_KEY,
     SCOPE_KEY,
     SESSION_KEY,
     UNWRITTEN_KEY,
     WORKER_CALLS_KEY,
+    WORKER_NOTICES_KEY,
     WORKEROUTPUT_KEY,
 )
+from .vcr_compat import LEFT_TO_RECORDING, left_to_recording
+from .vcr_compat import add_options as add_vcr_options
+from .vcr_compat import cli_mode as record_mode_option
+from .vcr_compat import configure as configure_vcr
 from .xdist import XdistMerge
 
 if TYPE_CHECKING:
-    from ..ledger import CallRecord, TestCalls
+    from ..ledger import CallRecord
     from ..report.model import Report
+    from ..testcalls import TestCalls
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+class PromptcacheWarning(pytest.PytestWarning):
+    """Something a test should know about its LLM calls that does not fail it (a request body that
+    drifted from the one its vcr cassette recorded)."""
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    add_vcr_options(parser, pluginmanager)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -65,7 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = build_settings(
             rootdir=Path(config.rootpath),
-            cli_mode=config.getoption("promptcache_mode"),
+            cli_mode=config.getoption("promptcache_mode") or record_mode_option(config),
             cli_dir=config.getoption("promptcache_dir"),
             cli_budget=config.getoption("promptcache_budget"),
             cli_max_age=config.getoption("promptcache_max_age"),
@@ -85,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.mode is Mode.REPLAY and settings.placeholder_keys:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
+    config.stash[RECORDING_KEY] = configure_vcr(config, settings.vcr)
     session = CacheSession(settings)
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()
@@ -95,13 +111,22 @@ def pytest_configure(config: pytest.Config) -> None:
         # A recording that needs an estimate must not wait for the tokenizer: it loads meanwhile.
         preload_tokenizer()
     config.stash[WORKER_CALLS_KEY] = []
+    config.stash[WORKER_NOTICES_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
     config.pluginmanager.register(ScopeTracker(config.stash[SCOPE_KEY]), "promptcache-scope")
     install(session)
+    config.add_cleanup(session.close)
     config.add_cleanup(lambda: uninstall(session))
     if config.pluginmanager.hasplugin("xdist"):
         # pytest_testnodedown is xdist's hook: declaring it without xdist is an unknown-hook error.
         config.pluginmanager.register(XdistMerge(config), "promptcache-xdist")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    # Once, and only for a suite that has tests pytest-recording takes over.
+    if config.stash.get(RECORDING_KEY, False) and any(left_to_recording(item) for item in items):
+        return LEFT_TO_RECORDING
+    return None
 
 
 def _options(item: pytest.Item) -> TestOptions:
@@ -145,13 +170,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Bad marker arguments are usage errors before anything runs, not failures halfway through.
     for item in items:
         _options(item)
+    # The test modules are imported now, and with them the client libraries they use.
+    preload()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[SESSION_KEY]
     options = _options(item)
-    session.begin_test(item.nodeid, options.mode, _command_target(item), _rules(item, session, options))
+    test_scope = None if options.scope is None else options.scope == "test"
+    rules = _rules(item, session, options)
+    mode = options.mode
+    if mode is None and item.config.stash[RECORDING_KEY] and left_to_recording(item):
+        mode = Mode.OFF  # what pytest-recording records must reach the network
+    session.begin_test(item.nodeid, mode, _command_target(item), rules, test_scope)
     try:
         return (yield)
     finally:
@@ -167,6 +199,8 @@ def pytest_runtest_makereport(
         # The last report of the test carries its properties into JUnit XML, fixtures' calls included.
         add_junit_properties(item, list(context.calls))
     report = yield
+    for warning in context.take_warnings():
+        item.warn(PromptcacheWarning(warning))
     problems = context.take_problems()
     if problems:
         # Fail even when the code under test caught the SDK error that carried the miss.
@@ -189,7 +223,7 @@ def promptcache(request: pytest.FixtureRequest) -> TestCalls:
 
     ``promptcache.calls``, ``.total_tokens``, ``.input_tokens``, ``.output_tokens``, ``.cost_usd``.
     """
-    from ..ledger import TestCalls
+    from ..testcalls import TestCalls
 
     ctx = request.config.stash[SESSION_KEY].context
     return TestCalls(lambda: list(ctx.calls))
@@ -215,15 +249,31 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from ..report.model import Report
     from ..store.files import recording_keys
 
+    if engine is not None and engine.settings.mode is not Mode.REPLAY:
+        # A live response the client dropped unclosed ends its call when it is collected (a weakref
+        # finalizer); one held in a reference cycle waits for the cyclic collector, which may not have
+        # run yet. Replay sessions have no live bodies: they skip the collection's cost.
+        gc.collect()
     calls = engine.ledger.records() if engine is not None else []
     calls += [event.record() for event in psession.refusals]
+    notices = list(engine.link.notices) if engine is not None and engine.link is not None else []
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
         workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
         workeroutput[DESELECTED_KEY] = config.stash[SCOPE_KEY].deselected
+        workeroutput[NOTICES_KEY] = notices
         return
     calls.extend(merged)
     settings = psession.settings
+    shared = None
+    if settings.shared is not None:
+        from ..report.fleet import SharedReport
+
+        from_workers: list[str] = config.stash[WORKER_NOTICES_KEY]
+        notices.extend(from_workers)
+        # The run's spend across its machines: one bounded read, only when machines share a run.
+        run_spent = engine.state.spent() if engine is not None and settings.shared.run_id else None
+        shared = SharedReport.build(settings.shared, calls, notices, run_spent)
     report = Report.build(
         settings.mode.value,
         calls,
@@ -231,6 +281,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         cassette_dir=str(settings.cassette_dir),
         recorded_keys=recording_keys(settings.cassette_dir),
         incomplete_because=incomplete_because(session, settings.mode, config.stash[SCOPE_KEY]),
+        shared=shared,
     )
     add_cost_sections(config, psession, report, calls)
     config.stash[REPORT_KEY] = report

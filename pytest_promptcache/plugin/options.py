@@ -30,11 +30,27 @@ INI_STRINGS = {
     "fails (default 300)",
     "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
     "seconds fails unsent (default 300)",
+    "promptcache_shared": "redis://[:PASSWORD@]HOST[:PORT][/DB] (or rediss://): recordings, single flight, "
+    "pacing and the run's budget shared by every machine using it; env PROMPTCACHE_SHARED",
+    "promptcache_shared_prefix": "namespace of the shared tier's Redis keys (default promptcache)",
+    "promptcache_shared_ttl": "recordings in the shared tier expire this long after they were written "
+    "(12h, 30d, 2w; default never)",
+    "promptcache_shared_timeout": "seconds any one Redis operation may take before the session goes on "
+    "without the shared tier (default 2)",
+    "promptcache_machine": "this machine's name in reports (default the host name); env PROMPTCACHE_MACHINE",
+    "promptcache_run_id": "machines with the same run id share one budget (e.g. the CI run number); env "
+    "PROMPTCACHE_RUN_ID",
+    "promptcache_scope": "session (default: one recording per request, for every test) or test (each test "
+    "its own recordings, the N-th identical request answered by the N-th)",
+    "promptcache_vcr": "@pytest.mark.vcr tests: cassettes (default: served from their vcrpy cassettes, "
+    "then recordings), native (from recordings only) or off (left alone)",
+    "promptcache_vcr_drift": "a request body that differs from the one its vcr cassette recorded: warn "
+    "(default), fail, or ignore",
 }
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
-    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'",
+    "'host[:port]/suffix'; replaces the defaults unless a line says 'defaults'; '-PATTERN' takes one out",
     "promptcache_ignore_fields": "JSON body fields left out of the key and the recording (JSON paths: "
     "'user', 'metadata.user_id', 'messages[*].id')",
     "promptcache_normalize": "text normalised before hashing: a built-in (uuid, iso-date, iso-datetime, "
@@ -42,7 +58,7 @@ INI_LINELISTS = {
     "promptcache_host_aliases": "'HOST[:PORT] = NAME' lines (HOST may use *): requests to matching hosts "
     "are keyed as sent to NAME, so recordings match across hosts and ports ('* = any' ignores the host)",
     "promptcache_key_headers": "request headers that take part in the key, besides anthropic-version, "
-    "anthropic-beta and openai-beta",
+    "anthropic-beta and openai-beta; -NAME takes a default out",
     "promptcache_secret_headers": "more header names never written to disk",
     "promptcache_secret_params": "more query parameter names never written to disk",
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
@@ -55,7 +71,8 @@ INI_LINELISTS = {
 
 def marker_lines() -> list[str]:
     return [
-        "promptcache(mode=...): per-test pytest-promptcache options; mode is one of " + MODES_HELP,
+        "promptcache(mode=..., scope=..., normalize=[...], ignore_fields=[...]): per-test pytest-promptcache "
+        "options; mode is one of " + MODES_HELP + "; scope is session or test",
     ]
 
 

@@ -22,9 +22,14 @@ REPORT_KEY: pytest.StashKey[Report] = pytest.StashKey()
 SCOPE_KEY: pytest.StashKey[RunScope] = pytest.StashKey()
 PRUNE_KEY: pytest.StashKey[PruneResult] = pytest.StashKey()
 WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
+# The shared tier's notices (Redis gone, an entry ignored) that xdist workers handed over.
+WORKER_NOTICES_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 # --promptcache-compare's path as given and the report it names, read at configure.
 BASELINE_KEY: pytest.StashKey[tuple[str, Baseline]] = pytest.StashKey()
+# True when pytest-recording is active and owns the @pytest.mark.vcr tests.
+RECORDING_KEY = pytest.StashKey[bool]()
 WORKEROUTPUT_KEY = "promptcache_calls"
 DESELECTED_KEY = "promptcache_deselected"
+NOTICES_KEY = "promptcache_notices"

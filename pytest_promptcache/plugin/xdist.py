@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from .stash import DESELECTED_KEY, SCOPE_KEY, WORKER_CALLS_KEY, WORKEROUTPUT_KEY
+from .stash import (
+    DESELECTED_KEY,
+    NOTICES_KEY,
+    SCOPE_KEY,
+    WORKER_CALLS_KEY,
+    WORKER_NOTICES_KEY,
+    WORKEROUTPUT_KEY,
+)
 
 
 class XdistMerge:
@@ -24,6 +31,8 @@ class XdistMerge:
 
             calls = TypeAdapter(list[CallRecord]).validate_json(payload)
             self.config.stash[WORKER_CALLS_KEY].extend(calls)
+        notices = getattr(node, "workeroutput", {}).get(NOTICES_KEY, [])
+        self.config.stash[WORKER_NOTICES_KEY].extend(str(n) for n in notices)
         deselected = getattr(node, "workeroutput", {}).get(DESELECTED_KEY, 0)
         # Every worker collects and deselects the same items: one worker's count is the run's.
         scope = self.config.stash[SCOPE_KEY]

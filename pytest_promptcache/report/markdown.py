@@ -70,6 +70,14 @@ def markdown(report: Report) -> str:
         ]
     if t.cached_input_tokens:
         lines += ["", f"Provider cache: {cache_text(t)}."]
+    shared = report.shared
+    if shared is not None:
+        hits = ", ".join(f"{n} {tier}" for tier, n in shared.hits_by_tier.items())
+        lines += ["", f"Shared tier `{shared.url}` (machine `{shared.machine}`): replayed from {hits}."]
+        if shared.not_in_cassettes:
+            missing = len(shared.not_in_cassettes)
+            lines.append(f"**{missing} recordings served from the shared tier are not in cassettes/.**")
+        lines += [f"> {notice}" for notice in shared.notices[:1]]
     if report.comparison is not None:
         lines += ["", *comparison_markdown(report.comparison)]
     if report.advice is not None and not report.advice.empty:

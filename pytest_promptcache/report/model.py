@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from ..advice import Advice
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
 from .compare import Comparison
+from .fleet import SharedReport
 
 # 2: calls to free endpoints are ``free_calls``, no longer ``calls_without_usage``; responses without
 # usage are estimated (``estimated`` in every bucket) and so leave ``calls_without_usage`` too; buckets
@@ -64,6 +65,8 @@ class Report(BaseModel):
     # the cost against --promptcache-compare's baseline.
     advice: Advice | None = None
     comparison: Comparison | None = None
+    # With promptcache_shared: hits per tier, machines, and the shared tier's notices.
+    shared: SharedReport | None = None
 
     @classmethod
     def build(
@@ -75,6 +78,7 @@ class Report(BaseModel):
         cassette_dir: str | None = None,
         recorded_keys: Iterable[str] | None = None,
         incomplete_because: str | None = "not checked",
+        shared: SharedReport | None = None,
     ) -> Report:
         calls = list(calls)
         buckets = summarize(calls)
@@ -125,6 +129,7 @@ class Report(BaseModel):
             unpriced_models=sorted(unpriced),
             not_saved=sorted(not_saved, key=lambda u: (u.test or "", u.url, u.reason)),
             budget=budget,
+            shared=shared,
         )
 
     @property

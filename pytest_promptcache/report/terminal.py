@@ -9,6 +9,7 @@ from ..prices import usd
 from ..tokens import ENCODING
 from .advice import advice_lines
 from .compare import comparison_lines
+from .fleet import shared_lines
 from .model import Report
 
 
@@ -117,6 +118,8 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     if report.budget is not None and report.budget_exceeded:
         limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
         yield f"budget of {limit} reached: {blocked} live calls refused", "red"
+    if report.shared is not None:
+        yield from shared_lines(report.shared, verbose)
     if report.comparison is not None:
         colour = "yellow" if report.comparison.delta_usd > 0 else None
         for text in comparison_lines(report.comparison):

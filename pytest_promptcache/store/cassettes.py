@@ -7,43 +7,49 @@ state directory and reads only a handful.
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..lru import LRU
 from ..models import CanonicalRequest, Recording
-from ..streams import Replay, build_replay
 from .files import (
     SUFFIX,
     CorruptRecording,
     dumps_recording,
-    read_recording,
     recording_keys,
     sweep_temp_files,
     write_atomic,
 )
-from .index import RecordingIndex
-from .scan import Unusable, scan_request
+from .redis import SharedRecordings
+from .served import Pricer, StoredRecording, carried_price, load
 
-__all__ = ["CassetteStore", "CorruptRecording", "StoredRecording"]
+if TYPE_CHECKING:
+    from .index import RecordingIndex
+
+__all__ = ["CassetteStore", "CorruptRecording", "Found", "StoredRecording", "Tier"]
+
+
+class Tier(StrEnum):
+    """Where a served recording was found: the lookup order."""
+
+    MEMORY = "memory"
+    CASSETTES = "cassettes"
+    SHARED = "shared"
 
 
 @dataclass(frozen=True)
-class StoredRecording:
-    """A recording and its response, built once (when first served), ready to serve many times.
-
-    Built on first use, not when a live call is saved: that happens while the client reads the stream's
-    last chunk, and a response is seldom asked for again in the session that recorded it.
-    """
-
-    recording: Recording
-
-    @functools.cached_property
-    def replay(self) -> Replay:
-        return build_replay(self.recording.response)
+class Found:
+    stored: StoredRecording
+    tier: Tier
+    # The machine that recorded it, when the shared tier says.
+    machine: str | None = None
+    # The whole recording, for a shared hit only: record modes copy it into the cassette directory.
+    recording: Recording | None = None
 
 
 class CassetteStore:
@@ -53,12 +59,34 @@ class CassetteStore:
         memory_size: int = 4096,
         max_file_size: int = DEFAULT_MAX_RECORDING_SIZE,
         index_dir: Path | None = None,
+        shared: SharedRecordings | None = None,
+        pricer: Pricer = carried_price,
     ) -> None:
-        """``index_dir``: where the miss index is kept between sessions (in memory only without one)."""
+        """``index_dir``: where the miss index is kept between sessions (in memory only without one).
+        ``shared``: the Redis tier behind the files, if the fleet has one. ``pricer``: a recording's
+        price, asked once per recording read or saved."""
         self.directory = directory
+        self.shared = shared
         self.max_file_size = max_file_size
+        self._pricer = pricer
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
-        self.index = RecordingIndex(directory, index_dir)
+        self._index_dir = index_dir
+        self._index: RecordingIndex | None = None
+        self._index_lock = threading.Lock()
+
+    @property
+    def index(self) -> RecordingIndex:
+        """The miss index, built (and its modules imported) on first use: a session that never misses
+        nor records never pays for either."""
+        index = self._index
+        if index is None:
+            with self._index_lock:
+                if self._index is None:
+                    from .index import RecordingIndex
+
+                    self._index = RecordingIndex(self.directory, self._index_dir)
+                index = self._index
+        return index
 
     def path_for(self, key: str) -> Path:
         return self.directory / f"{key}{SUFFIX}"
@@ -73,18 +101,45 @@ class CassetteStore:
         if stored is not None:
             return stored
         try:
-            recording = read_recording(self.path_for(key), self.max_file_size)
+            stored = load(self.path_for(key), self._pricer, self.max_file_size)
         except FileNotFoundError:
             return None
-        stored = StoredRecording(recording)
         self._memory.put(key, stored)
         return stored
 
-    def put(self, recording: Recording) -> StoredRecording:
-        write_atomic(self.path_for(recording.key), dumps_recording(recording.to_json_data()))
-        stored = StoredRecording(recording)
+    def lookup(self, key: str) -> Found | None:
+        """The recording for a key and the tier it came from: memory, the files, then the shared tier
+        (a hit there is kept in memory, not written: ``put(..., shared=False)`` copies it to a file).
+        Raises CorruptRecording for an unusable file."""
+        stored = self._memory.get(key)
+        if stored is not None:
+            return Found(stored, Tier.MEMORY)
+        stored = self.get(key)
+        if stored is not None:
+            return Found(stored, Tier.CASSETTES)
+        if self.shared is None:
+            return None
+        hit = self.shared.get(key)
+        if hit is None:
+            return None
+        stored = StoredRecording.of(hit.recording, self._pricer)
+        self._memory.put(key, stored)
+        return Found(stored, Tier.SHARED, hit.machine, hit.recording)
+
+    def put(
+        self, recording: Recording, machine: str | None = None, *, shared: bool = True
+    ) -> StoredRecording:
+        """Write the recording's file (and, with ``shared`` and a shared tier, its Redis entry, named
+        after ``machine``). Raises OSError when the file cannot be written; Redis failing is not fatal:
+        the file holds it."""
+        path = self.path_for(recording.key)
+        text = dumps_recording(recording.to_json_data())
+        write_atomic(path, text)
+        stored = StoredRecording.of(recording, self._pricer, lazy=True)
         self._memory.put(recording.key, stored)
-        self.index.added(recording.key, recording.request, self.path_for(recording.key))
+        self.index.added(recording.key, recording.request, path)
+        if shared and self.shared is not None:
+            self.shared.put(recording.key, text, machine or "unknown-machine")
         return stored
 
     def sweep_temp_files(self) -> list[Path]:
@@ -96,6 +151,8 @@ class CassetteStore:
     def request_of(self, key: str) -> CanonicalRequest | None:
         """Only the request of a recording, verified; None if its file is missing or unusable (that
         fails the tests that need it, never someone else's miss)."""
+        from .scan import Unusable, scan_request
+
         try:
             return scan_request(self.path_for(key)).request
         except Unusable:

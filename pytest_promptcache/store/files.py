@@ -78,6 +78,14 @@ def _pretty(
     out.append("\n" + "  " * depth + "}")
 
 
+class BadRecording(ValueError):
+    """A recording that does not hold up, wherever it came from; ``reason`` says why, as a clause."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> str:
     """The text of a file in the recordings directory, read as every reader of it must read it.
 
@@ -95,40 +103,52 @@ def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) 
     except OSError as exc:
         raise CorruptRecording(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
+        return _text(raw)
+    except BadRecording as exc:
+        raise CorruptRecording(path, exc.reason) from None
+
+
+def _text(raw: bytes) -> str:
+    try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorruptRecording(path, f"not UTF-8 text ({exc})") from None
+        raise BadRecording(f"not UTF-8 text ({exc})") from None
 
 
-def read_json(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> dict[str, Any]:
-    """The JSON object in a recording file (read_recording_text), parsed with a nesting limit:
-    pydantic-core's parser refuses depth beyond 200 with an error instead of recursing, so nothing that
-    walks the result afterwards (validation, hashing, scrubbing) can raise RecursionError.
-
-    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a JSON object.
-    """
-    text = read_recording_text(path, max_size)
+def _object(text: str) -> dict[str, Any]:
+    """Parsed with a nesting limit: pydantic-core's parser refuses depth beyond 200 with an error
+    instead of recursing, so nothing that walks the result afterwards (validation, hashing, scrubbing)
+    can raise RecursionError."""
     try:
         data = from_json(text)
     except ValueError as exc:
         if "recursion limit" in str(exc):
-            raise CorruptRecording(path, f"it is nested too deeply to be a recording ({exc})") from None
-        raise CorruptRecording(path, f"not valid JSON ({exc})") from None
+            raise BadRecording(f"it is nested too deeply to be a recording ({exc})") from None
+        raise BadRecording(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise CorruptRecording(path, "not a JSON object")
+        raise BadRecording("not a JSON object")
     return data
 
 
-def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Recording:
-    """The recording in ``path``, validated: schema, and key = file name = hash of the request.
+def read_json(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> dict[str, Any]:
+    """The JSON object in a recording file (read_recording_text), parsed with a nesting limit.
 
-    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
+    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a JSON object.
     """
-    data = read_json(path, max_size)
+    return _parse(path, read_recording_text(path, max_size))
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return _object(text)
+    except BadRecording as exc:
+        raise CorruptRecording(path, exc.reason) from None
+
+
+def _validated(data: dict[str, Any], key: str, named_by: str) -> Recording:
     version = data.get("schema_version")
     if version not in KNOWN_SCHEMA_VERSIONS:
-        raise CorruptRecording(
-            path,
+        raise BadRecording(
             f"schema_version {version!r} is not one this version of pytest-promptcache knows "
             f"({', '.join(map(str, sorted(KNOWN_SCHEMA_VERSIONS)))}); upgrade pytest-promptcache",
         )
@@ -137,17 +157,44 @@ def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Re
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        reason = f"does not match the recording schema at {where}: {first['msg']}"
-        raise CorruptRecording(path, reason) from None
-    if recording.key != path.name.removesuffix(SUFFIX):
-        raise CorruptRecording(path, f"it holds key {recording.key}, not the key in its file name")
+        raise BadRecording(f"does not match the recording schema at {where}: {first['msg']}") from None
+    if recording.key != key:
+        raise BadRecording(f"it holds key {recording.key}, not the key in {named_by}")
     actual = key_of(recording.request)
     if actual != recording.key:
         # A hand-edited request would otherwise be served for a request it no longer describes.
-        raise CorruptRecording(
-            path, f"its request was edited after recording (it now hashes to {actual[:12]}, not to its key)"
+        raise BadRecording(
+            f"its request was edited after recording (it now hashes to {actual[:12]}, not to its key)"
         )
     return recording
+
+
+def read_recording(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> Recording:
+    """The recording in ``path``, validated: schema, and key = file name = hash of the request.
+
+    Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
+    """
+    return validated_recording(path, read_json(path, max_size))
+
+
+def parse_recording(raw: bytes, key: str, *, named_by: str) -> Recording:
+    """A recording from bytes read elsewhere (the shared tier), held to the rules of a file: UTF-8,
+    a JSON object within the nesting limit, a known schema, and a request that hashes to ``key``.
+    The caller bounds the size. Raises BadRecording."""
+    return _validated(_object(_text(raw)), key, named_by)
+
+
+def recording_from_text(path: Path, text: str) -> Recording:
+    """``read_recording`` of the text already read from ``path``."""
+    return validated_recording(path, _parse(path, text))
+
+
+def validated_recording(path: Path, data: dict[str, Any]) -> Recording:
+    """``read_recording`` of the JSON object already parsed from ``path``."""
+    try:
+        return _validated(data, path.name.removesuffix(SUFFIX), "its file name")
+    except BadRecording as exc:
+        raise CorruptRecording(path, exc.reason) from None
 
 
 def write_atomic(path: Path, text: str) -> None:

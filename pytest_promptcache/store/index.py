@@ -122,6 +122,14 @@ class RecordingIndex:
                 key = packed.keys[32 * position : 32 * position + 32].hex()
                 yield Candidate(key, packed.token_counts[position], distance)
 
+    def hosts(self, accept: Callable[[GroupKey], bool]) -> set[str]:
+        """The hosts of the accepted groups: which other hosts have recordings of a missed endpoint."""
+        with self._lock:
+            self._refresh()
+            groups = [*(self._packed.groups if self._packed is not None else ())]
+            groups += [e.group for e in self._extra.values()]
+        return {group[1] for group in groups if accept(group)}
+
     def added(self, key: str, request: CanonicalRequest, path: Path) -> None:
         """A recording this process just saved: known at once, without listing the directory again."""
         with self._lock:

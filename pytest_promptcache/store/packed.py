@@ -39,7 +39,7 @@ class Entry:
 
 
 class SkippedFile(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str
     inode: int
@@ -49,7 +49,7 @@ class SkippedFile(BaseModel):
 
 
 class IndexHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: Literal[1]
     directory: str

@@ -100,10 +100,10 @@ def test_not_json_and_not_an_object(tmp_path: Path) -> None:
     assert unusable(write(tmp_path, "[1, 2]")) == "not a JSON object"
 
 
-@pytest.mark.parametrize("version", [None, 0, 4, "2"])
+@pytest.mark.parametrize("version", [None, 0, 5, "2"])
 def test_unknown_schema_versions(tmp_path: Path, version: Any) -> None:
     assert unusable(write(tmp_path, recording_data(schema_version=version))) == (
-        f"schema_version {version!r} is not one this version of pytest-promptcache knows (1, 2, 3); "
+        f"schema_version {version!r} is not one this version of pytest-promptcache knows (1, 2, 3, 4); "
         "upgrade pytest-promptcache"
     )
 

@@ -16,12 +16,12 @@ from pytest_promptcache.ledger import (
     CallRecord,
     Ledger,
     Outcome,
-    TestCalls,
-    recording_price,
     summarize,
 )
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, TokenUsage
+from pytest_promptcache.pricing import recording_price
 from pytest_promptcache.settings import Mode
+from pytest_promptcache.testcalls import TestCalls
 from pytest_promptcache.usage import Measured, PriceBook, parse_prices
 
 URL = "http://127.0.0.1:8765/v1/chat/completions"

@@ -373,13 +373,13 @@ def test_marker_options() -> None:
             ("record",),
             {},
             f"{WHERE}: @pytest.mark.promptcache takes keyword arguments only "
-            "(mode, normalize, ignore_fields), got ('record',)",
+            "(mode, normalize, ignore_fields, scope), got ('record',)",
         ),
         (
             (),
             {"mdoe": "record", "match": "x"},
             f"{WHERE}: @pytest.mark.promptcache got unknown argument(s) match, mdoe; "
-            "valid ones are: mode, normalize, ignore_fields",
+            "valid ones are: mode, normalize, ignore_fields, scope",
         ),
         (
             (),

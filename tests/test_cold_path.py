@@ -1,0 +1,98 @@
+"""The cold path end to end: the call path imported before the first call (when the suite has already paid
+for pydantic, and only then), and recordings served from their files as written, in every form."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Suite
+
+PRELOADED = """
+import sys
+
+def test_preloaded(oai0):
+    # Collected and about to run: the engine is imported, the first call will not pay for it.
+    assert "pytest_promptcache.engine" in sys.modules
+    assert "pytest_promptcache.clients.httpx_send" in sys.modules
+"""
+
+
+def test_the_call_path_is_imported_before_the_first_call_once_an_sdk_is(clients: Suite) -> None:
+    clients.pytester.makepyfile(PRELOADED)
+    result = clients.run(subprocess=True)
+    result.assert_outcomes(passed=1)
+
+
+def preload_in_a_fresh_interpreter(imports: str) -> list[str]:
+    code = f"{imports}\nimport pytest_promptcache.clients as c\nprint(__import__('json').dumps(c.preload()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    loaded: list[str] = json.loads(out.stdout)
+    return loaded
+
+
+def test_preload_imports_the_path_of_each_imported_library_and_only_after_pydantic() -> None:
+    assert preload_in_a_fresh_interpreter("import httpx2") == []  # no pydantic yet: maybe no LLM call
+    assert preload_in_a_fresh_interpreter("import pydantic") == []  # no client library: nothing to call
+    assert preload_in_a_fresh_interpreter("import pydantic, httpx, urllib3") == [
+        "pytest_promptcache.clients.httpx_send",
+        "pytest_promptcache.clients.urllib3_send",
+    ]
+
+
+CALLS = """
+import json, os
+from conftest import ask
+
+def test_calls(oai0):
+    out = {}
+    out["json"] = ask(oai0, "cold one").choices[0].message.content
+    stream = ask(oai0, "cold two", stream=True)
+    out["stream"] = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    out["again"] = ask(oai0, "cold one").choices[0].message.content
+    with open(os.environ["OUT_FILE"], "a") as fh:
+        fh.write(json.dumps(out) + "\\n")
+"""
+
+
+def answers(clients: Suite, *args: str) -> dict[str, str]:
+    result = clients.run(*args)
+    result.assert_outcomes(passed=1)
+    lines = (clients.path / "out.jsonl").read_text().splitlines()
+    answer: dict[str, str] = json.loads(lines[-1])
+    return answer
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda data: data, id="as written"),
+        pytest.param(
+            lambda data: {**data, "schema_version": 1, "meta": {**data["meta"], "usage": None}},
+            id="schema 1, no usage",
+        ),
+        pytest.param(
+            lambda data: {**data, "meta": {**data["meta"], "recorded_at": "2026-01-15 10:30:05+00:00"}},
+            id="a date pydantic reads and the fast reading does not",
+        ),
+    ],
+)
+def test_recordings_replay_what_was_recorded_whatever_their_form(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch, rewrite: Callable[[Any], Any]
+) -> None:
+    monkeypatch.setenv("OUT_FILE", str(clients.path / "out.jsonl"))
+    clients.pytester.makepyfile(CALLS)
+    live = answers(clients, "--promptcache=record")
+    assert clients.server.count() == 2
+    for path in clients.cassettes.glob("*.json"):
+        data = json.loads(path.read_text())
+        assert data["schema_version"] == 2
+        path.write_text(json.dumps(rewrite(data), indent=1))
+    assert answers(clients) == live
+    assert clients.server.count() == 2  # replayed, not called
+    assert live["json"] == live["again"]
+    assert live["stream"]
