@@ -22,6 +22,7 @@ from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, build_settings
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
+from .proxy import configured_upstreams, promptcache_proxy
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
     DESELECTED_KEY,
@@ -31,6 +32,7 @@ from .stash import (
     SCOPE_KEY,
     SESSION_KEY,
     UNWRITTEN_KEY,
+    UPSTREAMS_KEY,
     WORKER_CALLS_KEY,
     WORKEROUTPUT_KEY,
 )
@@ -39,6 +41,8 @@ from .xdist import XdistMerge
 if TYPE_CHECKING:
     from ..ledger import CallRecord, TestCalls
     from ..report.model import Report
+
+__all__ = ["promptcache_proxy"]  # a fixture of the plugin, defined beside it
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.mode is Mode.REPLAY and settings.placeholder_keys:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
+    config.stash[UPSTREAMS_KEY] = configured_upstreams(ini["promptcache_upstreams"])
     session = CacheSession(settings)
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()

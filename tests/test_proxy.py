@@ -1,0 +1,430 @@
+"""The recording proxy (``promptcache_proxy``, ``promptcache serve``) for calls the session cannot intercept:
+curl and a client with its own socket code, each run as a subprocess pointed at the fixture's URLs,
+recorded, replayed offline, and failing with the miss diff when the prompt changed; recordings shared with
+in-process clients both ways; streams relayed as they arrive; and nothing forwarded that should not be."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CLIENTS_CONFTEST, FAKE_SECRETS, Suite
+from llm_server import LLMServer
+
+SOCKET_CLIENT = Path(__file__).parent / "proxy_socket_client.py"
+
+PROXY_CONFTEST = (
+    CLIENTS_CONFTEST
+    + """
+import json, os, subprocess, sys
+from pathlib import Path
+
+PROMPT = os.environ.get("PROMPT", "hello through the proxy")
+
+def chat_body(prompt, **extra):
+    request = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": prompt}]}
+    return json.dumps({**request, **extra})
+
+def curl(proxy, path, body, base="openai"):
+    command = ["curl", "-sS", "--max-time", "30", "-w", "\\n%{http_code}", proxy.base_urls[base] + path,
+               "-H", "content-type: application/json",
+               "-H", "authorization: Bearer " + os.environ["OPENAI_API_KEY"], "-d", body]
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **proxy.env},
+                         timeout=60, check=True).stdout
+    text, _, status = out.rpartition("\\n")
+    return int(status), text
+
+def socket_client(proxy, body, *flags):
+    command = [sys.executable, os.environ["SOCKET_CLIENT"], proxy.base_urls["openai"] + "/chat/completions",
+               body, *flags]
+    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **proxy.env},
+                         timeout=60, check=True).stdout
+    return json.loads(out)
+
+def seen(name, value):
+    with Path(os.environ["SEEN_FILE"]).open("a") as fh:
+        fh.write(json.dumps({"test": name, "seen": value}) + "\\n")
+"""
+)
+
+CURL_TESTS = """
+import json
+from conftest import PROMPT, chat_body, curl
+
+def test_curl_chat(promptcache_proxy):
+    status, text = curl(promptcache_proxy, "/chat/completions", chat_body(PROMPT))
+    assert status == 200, text
+    assert json.loads(text)["choices"][0]["message"]["content"] == "echo: " + PROMPT
+
+def test_curl_stream(promptcache_proxy):
+    body = chat_body(PROMPT, stream=True, stream_options={"include_usage": True})
+    status, text = curl(promptcache_proxy, "/chat/completions", body)
+    assert status == 200, text
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    deltas = [e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"]]
+    assert "".join(deltas) == "echo: " + PROMPT
+    assert events[-1]["usage"]["completion_tokens"] > 0
+    assert text.rstrip().endswith("data: [DONE]")
+"""
+
+SOCKET_TESTS = """
+from conftest import PROMPT, chat_body, seen, socket_client
+
+def test_socket_chat(promptcache_proxy):
+    reply = socket_client(promptcache_proxy, chat_body(PROMPT))
+    assert reply["status"] == 200, reply
+    assert reply["body"]["choices"][0]["message"]["content"] == "echo: " + PROMPT
+
+def test_socket_stream(promptcache_proxy):
+    reply = socket_client(promptcache_proxy, chat_body(PROMPT + ", streamed", stream=True))
+    assert reply["status"] == 200, reply
+    assert reply["chunks"][-1] == "data: [DONE]\\n\\n"
+    seen("stream", reply["chunks"])
+"""
+
+
+@pytest.fixture
+def proxied(clients: Suite, monkeypatch: pytest.MonkeyPatch) -> Suite:
+    """A suite whose proxy forwards openai, anthropic and gemini calls to the loopback server."""
+    url = clients.server.url
+    clients.pytester.makeconftest(PROXY_CONFTEST)
+    clients.pytester.makeini(
+        f"[pytest]\npromptcache_upstreams =\n    openai={url}/v1\n    anthropic={url}\n    gemini={url}\n"
+    )
+    monkeypatch.setenv("SOCKET_CLIENT", str(SOCKET_CLIENT))
+    monkeypatch.delenv("PROMPT", raising=False)
+    return clients
+
+
+def report(suite: Suite) -> dict[str, Any]:
+    return json.loads((suite.path / "r.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_curl_records_then_replays_offline_and_a_changed_prompt_fails_with_the_diff(
+    proxied: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied.pytester.makepyfile(test_curl=CURL_TESTS)
+    recorded = proxied.run("--promptcache=record")
+    recorded.assert_outcomes(passed=2)
+    recorded.stdout.fnmatch_lines(["mode record: 2 LLM calls: 2 live (2 recorded)"])
+    assert proxied.server.count() == 2
+    # The client's credential reached the provider, and no file holds it.
+    assert proxied.server.requests[0].headers["authorization"] == f"Bearer {FAKE_SECRETS['OPENAI_API_KEY']}"
+    assert FAKE_SECRETS["OPENAI_API_KEY"] not in proxied.cassette_text()
+    port = proxied.server.port
+    by_test = {data["meta"]["test"]: data for data in proxied.recordings().values()}
+    assert set(by_test) == {"test_curl.py::test_curl_chat", "test_curl.py::test_curl_stream"}
+    # Keyed as the request sent upstream, as an in-process call to the same URL is.
+    chat = by_test["test_curl.py::test_curl_chat"]["request"]
+    assert (chat["host"], chat["path"]) == (f"127.0.0.1:{port}", "/v1/chat/completions")
+    assert by_test["test_curl.py::test_curl_stream"]["response"]["events"][-1] == {"text": "[DONE]"}
+
+    proxied.server.stop()
+    replayed = proxied.run("--promptcache-report=r.json")
+    replayed.assert_outcomes(passed=2)
+    replayed.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 replayed"])
+    by_test_report = report(proxied)["by_test"]
+    assert {name: b["replayed"] for name, b in by_test_report.items()} == {
+        "test_curl.py::test_curl_chat": 1,
+        "test_curl.py::test_curl_stream": 1,
+    }
+
+    monkeypatch.setenv("PROMPT", "hello through the changed proxy")
+    missed = proxied.run("-k", "chat")
+    missed.assert_outcomes(failed=1, deselected=1)
+    missed.stdout.fnmatch_lines(
+        [
+            "promptcache: no recording for this request (mode: replay)",
+            f"  request:   POST http://127.0.0.1:{port}/v1/chat/completions",
+            "*recorded by test_curl.py::test_curl_chat)",
+            '-        "content": "hello through the proxy",',
+            '+        "content": "hello through the changed proxy",',
+            "  pytest --promptcache=record test_curl.py::test_curl_chat",
+            "The test then raised: AssertionError: *promptcache_miss*",
+        ]
+    )
+
+
+def test_a_client_with_its_own_socket_code_records_and_replays_each_event_as_a_chunk(
+    proxied: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied.pytester.makepyfile(test_socket=SOCKET_TESTS)
+    proxied.run("--promptcache=record").assert_outcomes(passed=2)
+    events = next(d for d in proxied.recordings().values() if "events" in d["response"])["response"]["events"]
+    proxied.server.stop()
+    replayed = proxied.run()
+    replayed.assert_outcomes(passed=2)
+    replayed.stdout.fnmatch_lines(["mode replay: 2 LLM calls: 2 replayed"])
+    chunks = proxied.seen()["stream"]
+    # The replayed stream arrives as it was recorded: one event per HTTP chunk, in order.
+    assert len(chunks) == len(events)
+    assert all(chunk.startswith("data: ") and chunk.endswith("\n\n") for chunk in chunks)
+
+    monkeypatch.setenv("PROMPT", "hello through the proxy again")
+    missed = proxied.run()
+    missed.assert_outcomes(failed=2)
+    missed.stdout.fnmatch_lines(['+        "content": "hello through the proxy again, streamed",'])
+
+
+IN_PROCESS = """
+import os
+from conftest import ask
+
+def test_in_process(oai0):
+    prompt = os.environ["PROMPT"]
+    assert ask(oai0, prompt).choices[0].message.content == "echo: " + prompt
+"""
+
+VIA_PROXY = """
+import json, os
+from conftest import chat_body, curl
+
+def test_via_proxy(promptcache_proxy):
+    prompt = os.environ["PROMPT"]
+    status, text = curl(promptcache_proxy, "/chat/completions", chat_body(prompt))
+    assert status == 200, text
+    assert json.loads(text)["choices"][0]["message"]["content"] == "echo: " + prompt
+"""
+
+
+def test_a_recording_made_in_process_replays_through_the_proxy_and_the_reverse(
+    proxied: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxied.pytester.makepyfile(test_in_process=IN_PROCESS, test_via_proxy=VIA_PROXY)
+    monkeypatch.setenv("PROMPT", "made in process")
+    proxied.run("--promptcache=record", "test_in_process.py").assert_outcomes(passed=1)
+    monkeypatch.setenv("PROMPT", "made through the proxy")
+    proxied.run("--promptcache=record", "test_via_proxy.py").assert_outcomes(passed=1)
+    assert proxied.server.count() == 2
+    proxied.server.stop()
+
+    monkeypatch.setenv("PROMPT", "made in process")
+    through_proxy = proxied.run("test_via_proxy.py")
+    through_proxy.assert_outcomes(passed=1)
+    through_proxy.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    monkeypatch.setenv("PROMPT", "made through the proxy")
+    in_process = proxied.run("test_in_process.py")
+    in_process.assert_outcomes(passed=1)
+    in_process.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    assert len(proxied.recordings()) == 2
+
+
+IN_PROCESS_CLIENT_OF_THE_PROXY = """
+import openai
+from conftest import ask
+
+def test_sdk_pointed_at_the_proxy(promptcache_proxy, promptcache):
+    client = openai.OpenAI(base_url=promptcache_proxy.base_urls["openai"], max_retries=0)
+    assert ask(client, "in-process client, proxy URL").choices[0].message.content.startswith("echo: ")
+    assert len(promptcache.calls) == 1
+"""
+
+
+def test_an_in_process_client_of_the_proxy_goes_through_it_not_around_it(proxied: Suite) -> None:
+    """The adapters leave requests to the proxy's own paths alone, and the socket guard lets them connect:
+    the proxy keys the call as sent upstream, so it replays whatever port the proxy gets next time."""
+    proxied.pytester.makepyfile(test_client=IN_PROCESS_CLIENT_OF_THE_PROXY)
+    proxied.run("--promptcache=record").assert_outcomes(passed=1)
+    (data,) = proxied.recordings().values()
+    assert data["request"]["host"] == f"127.0.0.1:{proxied.server.port}"
+    assert data["meta"]["test"] == "test_client.py::test_sdk_pointed_at_the_proxy"
+    proxied.server.stop()
+    replayed = proxied.run()
+    replayed.assert_outcomes(passed=1)
+    replayed.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+
+
+LEAVES_EARLY = """
+from conftest import chat_body, socket_client
+
+def test_leaves_after_the_first_event(promptcache_proxy):
+    body = chat_body("a long story", stream=True).replace("gpt-4.1-mini", "gpt-4.1-mini+fault-hang-after-first")
+    reply = socket_client(promptcache_proxy, body, "--leave-after-first")
+    assert reply["status"] == 200
+    assert len(reply["chunks"]) == 1
+"""
+
+
+def test_a_stream_reaches_the_client_while_it_is_recorded(proxied: Suite) -> None:
+    """The server sends one event, then holds the rest until its client leaves: the client gets that event
+    only if the proxy relays it as it arrives, and the server sees the proxy leave only if the proxy
+    noticed its own client hang up."""
+    proxied.server.chunk_delay = 0.2  # the server's hold: 50 chunk delays, reached only if this fails
+    proxied.pytester.makepyfile(test_leaves=LEAVES_EARLY)
+    result = proxied.run("--promptcache=record")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live", "1 live calls were not saved*"])
+    (request,) = proxied.server.requests
+    request.finished.wait()  # bounded by the server's hold
+    assert (request.events_sent, request.client_left) == (1, True)
+    assert proxied.recordings() == {}
+
+
+PROVIDERS = """
+import json
+from conftest import curl
+
+def test_anthropic(promptcache_proxy):
+    body = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 50,
+                       "messages": [{"role": "user", "content": "hi claude"}]})
+    status, text = curl(promptcache_proxy, "/v1/messages", body, base="anthropic")
+    assert status == 200, text
+    assert json.loads(text)["content"][0]["text"] == "echo: hi claude"
+
+def test_gemini(promptcache_proxy):
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi gemini"}]}]})
+    path = "/v1beta/models/gemini-2.5-flash:generateContent?key=AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12"
+    status, text = curl(promptcache_proxy, path, body, base="gemini")
+    assert status == 200, text
+    assert json.loads(text)["candidates"][0]["content"]["parts"][0]["text"] == "echo: hi gemini"
+"""
+
+
+def test_anthropic_and_gemini_through_their_own_mounts(proxied: Suite) -> None:
+    proxied.pytester.makepyfile(test_providers=PROVIDERS)
+    proxied.run("--promptcache=record").assert_outcomes(passed=2)
+    paths = sorted(d["request"]["path"] for d in proxied.recordings().values())
+    assert paths == ["/v1/messages", "/v1beta/models/gemini-2.5-flash:generateContent"]
+    assert "AIzaSyTESTKEY" not in proxied.cassette_text()
+    proxied.server.stop()
+    proxied.run("--promptcache-report=r.json").assert_outcomes(passed=2)
+    assert set(report(proxied)["by_model"]) == {"claude-sonnet-4-6", "gemini-2.5-flash"}
+
+
+OTHER_REQUESTS = """
+from conftest import curl
+
+def test_models_list(promptcache_proxy):
+    status, text = curl(promptcache_proxy, "/models", "")
+    assert status == 404
+"""
+
+
+def test_other_requests_pass_through_outside_replay_and_are_refused_in_replay(proxied: Suite) -> None:
+    proxied.pytester.makepyfile(test_other=OTHER_REQUESTS, test_curl=CURL_TESTS)
+    proxied.run("--promptcache=record", "test_curl.py", "-k", "chat").assert_outcomes(passed=1, deselected=1)
+    proxied.run("--promptcache=record", "test_other.py").assert_outcomes(passed=1)
+    assert proxied.server.count("/v1/models") == 1  # forwarded, untouched, not recorded
+    assert len(proxied.recordings()) == 1
+
+    refused = proxied.run("test_other.py", "--promptcache-report=r.json")
+    refused.assert_outcomes(failed=1)
+    port = proxied.server.port
+    refused.stdout.fnmatch_lines(
+        [
+            f"promptcache serve: replay does not forward POST http://127.0.0.1:{port}/v1/models: it is not an "
+            "LLM endpoint*recordings in * were made against 127.0.0.1:*",
+        ]
+    )
+    assert proxied.server.count("/v1/models") == 1
+    assert report(proxied)["totals"]["refused"] == 1
+
+
+def test_a_bad_upstream_line_is_a_usage_error(clients: Suite) -> None:
+    clients.pytester.makeini("[pytest]\npromptcache_upstreams =\n    openai=ftp://example.com\n")
+    result = clients.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*ini promptcache_upstreams: 'openai=ftp://example.com' is not NAME=URL "
+            "(e.g. openai=http://127.0.0.1:8080/v1): the URL must start with http:// or https://*"
+        ]
+    )
+
+
+# -- promptcache serve, standalone ---------------------------------------------------------------------------
+
+
+class Served:
+    """``promptcache serve`` in a subprocess, as a developer's shell or docker compose runs it."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        command = [sys.executable, "-m", "pytest_promptcache", "--dir", str(directory), "serve", *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        fd, text = self.proc.stdout.fileno(), b""
+        # Raw reads: a buffered reader would hold lines that select() then never reports.
+        while b"\nstop with" not in text:
+            readable, _, _ = select.select([fd], [], [], 30)
+            data = os.read(fd, 65536) if readable else b""
+            assert data, f"promptcache serve printed no banner: {text!r}"
+            text += data
+        self.banner = text.decode().splitlines()
+        self.url = next(line.split()[-1] for line in self.banner if line.startswith("listening on "))
+
+    def stop(self, sig: signal.Signals) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out.decode()
+
+
+@pytest.fixture
+def served(tmp_path: Path, llm_server: LLMServer) -> Iterator[list[Served]]:
+    running: list[Served] = []
+    yield running
+    for serve in running:
+        if serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait(timeout=30)
+
+
+def _post(url: str, prompt: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": prompt}]})
+    command = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code}", url, "-d", body]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    text, _, status = out.rpartition("\n")
+    return int(status), json.loads(text)
+
+
+def test_promptcache_serve_standalone_prints_the_report_when_stopped(
+    tmp_path: Path, llm_server: LLMServer, served: list[Served]
+) -> None:
+    cassettes = tmp_path / "cassettes"
+    upstream = f"openai={llm_server.url}/v1"
+    recording = Served(cassettes, "--mode", "record", "--upstream", upstream)
+    served.append(recording)
+    assert f"  OPENAI_BASE_URL={recording.url}/openai/v1" in recording.banner
+    status, body = _post(f"{recording.url}/openai/v1/chat/completions", "standalone")
+    assert (status, body["choices"][0]["message"]["content"]) == (200, "echo: standalone")
+    code, out = recording.stop(signal.SIGINT)
+    assert code == 0, out
+    assert "mode record: 1 LLM calls: 1 live (1 recorded)" in out.splitlines()
+    assert len(list(cassettes.glob("*.json"))) == 1
+
+    llm_server.stop()
+    replay = Served(cassettes, "--upstream", upstream, "--report", str(tmp_path / "r.json"), "-v")
+    served.append(replay)
+    assert _post(f"{replay.url}/openai/v1/chat/completions", "standalone")[0] == 200
+    status, body = _post(f"{replay.url}/openai/v1/chat/completions", "standalone, changed")
+    assert status == 404
+    assert body["error"]["message"].startswith("promptcache: no recording for this request (mode: replay)")
+    code, out = replay.stop(signal.SIGTERM)
+    assert code == 1, out  # a call missed: a CI job notices
+    assert "mode replay: 2 LLM calls: 1 replayed, 1 missed" in out.splitlines()
+    assert "gpt-4.1-mini" in out  # -v: the per-model table
+    totals = json.loads((tmp_path / "r.json").read_text())["totals"]
+    assert (totals["replayed"], totals["misses"]) == (1, 1)
+
+
+def test_promptcache_serve_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    def serve(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pytest_promptcache", "--dir", str(tmp_path), "serve", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    bad = serve("--upstream", "openai")
+    assert bad.returncode == 2
+    assert bad.stderr == (
+        "promptcache: --upstream: 'openai' is not NAME=URL (e.g. openai=http://127.0.0.1:8080/v1)\n"
+    )
+    assert serve("--mode", "replayy").stderr.startswith("promptcache: --mode: unknown mode 'replayy'; valid")
+    assert serve("--port", "70000").stderr == (
+        "promptcache: --port: 70000 is not a port (0 to 65535; 0 picks a free one)\n"
+    )
