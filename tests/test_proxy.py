@@ -9,6 +9,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ from typing import Any
 import pytest
 from conftest import CLIENTS_CONFTEST, FAKE_SECRETS, Suite
 from llm_server import LLMServer
+
+from pytest_promptcache.cli import main
+from pytest_promptcache.proxy.server import ProxyServer
+from pytest_promptcache.proxy.upstreams import parse_upstreams
+from pytest_promptcache.session import CacheSession
+from pytest_promptcache.settings import build_settings
 
 SOCKET_CLIENT = Path(__file__).parent / "proxy_socket_client.py"
 
@@ -153,6 +160,7 @@ def test_curl_records_then_replays_offline_and_a_changed_prompt_fails_with_the_d
     )
 
 
+@pytest.mark.slow  # three pytest runs, each starting interpreters for the client
 def test_a_client_with_its_own_socket_code_records_and_replays_each_event_as_a_chunk(
     proxied: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,6 +236,7 @@ def test_sdk_pointed_at_the_proxy(promptcache_proxy, promptcache):
 """
 
 
+@pytest.mark.slow  # two pytest runs through the SDK
 def test_an_in_process_client_of_the_proxy_goes_through_it_not_around_it(proxied: Suite) -> None:
     """The adapters leave requests to the proxy's own paths alone, and the socket guard lets them connect:
     the proxy keys the call as sent upstream, so it replays whatever port the proxy gets next time."""
@@ -246,7 +255,7 @@ LEAVES_EARLY = """
 from conftest import chat_body, socket_client
 
 def test_leaves_after_the_first_event(promptcache_proxy):
-    body = chat_body("a long story", stream=True).replace("gpt-4.1-mini", "gpt-4.1-mini+fault-hang-after-first")
+    body = chat_body("a long story", stream=True).replace("4.1-mini", "4.1-mini+fault-hang-after-first")
     reply = socket_client(promptcache_proxy, body, "--leave-after-first")
     assert reply["status"] == 200
     assert len(reply["chunks"]) == 1
@@ -288,6 +297,7 @@ def test_gemini(promptcache_proxy):
 """
 
 
+@pytest.mark.slow  # two pytest runs of four curl calls
 def test_anthropic_and_gemini_through_their_own_mounts(proxied: Suite) -> None:
     proxied.pytester.makepyfile(test_providers=PROVIDERS)
     proxied.run("--promptcache=record").assert_outcomes(passed=2)
@@ -308,6 +318,7 @@ def test_models_list(promptcache_proxy):
 """
 
 
+@pytest.mark.slow  # three pytest runs
 def test_other_requests_pass_through_outside_replay_and_are_refused_in_replay(proxied: Suite) -> None:
     proxied.pytester.makepyfile(test_other=OTHER_REQUESTS, test_curl=CURL_TESTS)
     proxied.run("--promptcache=record", "test_curl.py", "-k", "chat").assert_outcomes(passed=1, deselected=1)
@@ -320,8 +331,8 @@ def test_other_requests_pass_through_outside_replay_and_are_refused_in_replay(pr
     port = proxied.server.port
     refused.stdout.fnmatch_lines(
         [
-            f"promptcache serve: replay does not forward POST http://127.0.0.1:{port}/v1/models: it is not an "
-            "LLM endpoint*recordings in * were made against 127.0.0.1:*",
+            f"promptcache serve: replay does not forward POST http://127.0.0.1:{port}/v1/models: it is "
+            "not an LLM endpoint*recordings in * were made against 127.0.0.1:*",
         ]
     )
     assert proxied.server.count("/v1/models") == 1
@@ -384,6 +395,7 @@ def _post(url: str, prompt: str) -> tuple[int, dict[str, Any]]:
     return int(status), json.loads(text)
 
 
+@pytest.mark.slow  # two fresh interpreters running the command
 def test_promptcache_serve_standalone_prints_the_report_when_stopped(
     tmp_path: Path, llm_server: LLMServer, served: list[Served]
 ) -> None:
@@ -414,17 +426,147 @@ def test_promptcache_serve_standalone_prints_the_report_when_stopped(
     assert (totals["replayed"], totals["misses"]) == (1, 1)
 
 
-def test_promptcache_serve_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None:
-    def serve(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "pytest_promptcache", "--dir", str(tmp_path), "serve", *args]
-        return subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+def test_promptcache_serve_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def serve(*args: str) -> tuple[int, str]:
+        code = main(["--dir", str(tmp_path), "serve", *args])
+        return code, capsys.readouterr().err
 
-    bad = serve("--upstream", "openai")
-    assert bad.returncode == 2
-    assert bad.stderr == (
-        "promptcache: --upstream: 'openai' is not NAME=URL (e.g. openai=http://127.0.0.1:8080/v1)\n"
+    assert serve("--upstream", "openai") == (
+        2,
+        "promptcache: --upstream: 'openai' is not NAME=URL (e.g. openai=http://127.0.0.1:8080/v1)\n",
     )
-    assert serve("--mode", "replayy").stderr.startswith("promptcache: --mode: unknown mode 'replayy'; valid")
-    assert serve("--port", "70000").stderr == (
-        "promptcache: --port: 70000 is not a port (0 to 65535; 0 picks a free one)\n"
+    code, err = serve("--mode", "replayy")
+    assert (code, err.splitlines()[0]) == (
+        2,
+        "promptcache: --mode: unknown mode 'replayy'; valid modes are replay, record, rewrite, off",
     )
+    assert serve("--port", "70000") == (
+        2,
+        "promptcache: --port: 70000 is not a port (0 to 65535; 0 picks a free one)\n",
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = serve("--port", str(port))
+    assert code == 2
+    assert err == f"promptcache: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+# -- the listener, driven directly: no pytest session, the same engine -----------------------------------
+
+
+@pytest.fixture
+def proxy(tmp_path: Path, llm_server: LLMServer) -> Iterator[ProxyServer]:
+    ini = {"promptcache_max_recording_size": "4KiB", "promptcache_state_dir": str(tmp_path / "state")}
+    settings = build_settings(rootdir=tmp_path, cli_mode="record", cli_dir=None, env={}, ini=ini)
+    upstreams = parse_upstreams([f"openai={llm_server.url}/v1"], "test")
+    with ProxyServer(CacheSession(settings, env={}), upstreams, max_connections=3) as running:
+        yield running
+
+
+def exchange(proxy: ProxyServer, head: str, body: bytes = b"", *, hang_up: bool = False) -> tuple[int, bytes]:
+    """One request on a raw socket, as written; the status and the body of the answer. ``hang_up``: the
+    client sends nothing more after it (its side of the connection is shut)."""
+    with socket.create_connection(proxy.address, timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        if hang_up:
+            sock.shutdown(socket.SHUT_WR)
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split()[1])
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, reader.read(length)
+
+
+def message(body: bytes) -> str:
+    return json.loads(body)["error"]["message"]  # type: ignore[no-any-return]
+
+
+CHAT = json.dumps({"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "sent in chunks"}]})
+
+
+def test_the_listener_is_on_loopback_and_forwards_only_to_its_upstreams(
+    proxy: ProxyServer, llm_server: LLMServer
+) -> None:
+    assert proxy.address[0] == "127.0.0.1"
+    status, body = exchange(proxy, "POST /nope/v1/chat/completions HTTP/1.1\nHost: 127.0.0.1\n")
+    assert (status, message(body)) == (
+        404,
+        "promptcache serve: no upstream named 'nope' (configured: /anthropic/, /gemini/, /openai/); add one "
+        "with --upstream NAME=URL or ini promptcache_upstreams",
+    )
+    status, body = exchange(proxy, f"GET {llm_server.url}/v1/models HTTP/1.1\nHost: 127.0.0.1\n")
+    assert (status, "not absolute URLs" in message(body)) == (404, True)
+    status, body = exchange(proxy, "CONNECT api.openai.com:443 HTTP/1.1\nHost: api.openai.com:443\n")
+    assert (status, "not a forward proxy" in message(body)) == (405, True)
+    status, body = exchange(proxy, "POST /openai/v1/chat/completions HTTP/1.1\nHost: rebound.example\n")
+    assert (status, message(body)) == (
+        403,
+        "promptcache serve: refused a request for host 'rebound.example': it answers 127.0.0.1 and localhost",
+    )
+    head = "POST /openai/v1/chat/completions HTTP/1.1\nHost: localhost\nOrigin: https://page.example\n"
+    assert exchange(proxy, head)[0] == 403
+    assert llm_server.count() == 0
+
+
+def test_request_bodies_are_read_by_length_or_chunks_within_the_bound(
+    proxy: ProxyServer, llm_server: LLMServer
+) -> None:
+    url = "/openai/v1/chat/completions"
+    half = len(CHAT) // 2
+    first, rest = CHAT[:half], CHAT[half:]
+    chunked = f"{len(first):x};ext=1\r\n{first}\r\n{len(rest):x}\r\n{rest}\r\n0\r\nx-trailer: 1\r\n\r\n"
+    status, body = exchange(
+        proxy, f"POST {url} HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n", chunked.encode()
+    )
+    assert (status, json.loads(body)["choices"][0]["message"]["content"]) == (200, "echo: sent in chunks")
+    # The same request with a length: the same key, served from the recording just made.
+    status, _ = exchange(
+        proxy, f"POST {url} HTTP/1.1\nHost: 127.0.0.1\nContent-Length: {len(CHAT)}\n", CHAT.encode()
+    )
+    assert status == 200
+    assert llm_server.count() == 1
+
+    refused = {
+        "Content-Length: 5000\n": (413, "the request body (5000 bytes) is larger than 4096 bytes"),
+        "Content-Length: 12x\n": (400, "content-length '12x' is not a number"),
+        "Transfer-Encoding: gzip\n": (
+            501,
+            "transfer-encoding 'gzip' is not supported; send chunked or a length",
+        ),
+    }
+    for header, (code, text) in refused.items():
+        status, body = exchange(proxy, f"POST {url} HTTP/1.1\nHost: 127.0.0.1\n{header}")
+        assert (status, message(body)) == (code, f"promptcache serve: {text}")
+    chunked_head = f"POST {url} HTTP/1.1\nHost: 127.0.0.1\nTransfer-Encoding: chunked\n"
+    for chunks, text in (
+        (b"zz\r\n", "a chunk of the request body has no valid size"),
+        (b"1001\r\n" + b"x" * 4097 + b"\r\n0\r\n\r\n", "the request body is larger than 4096 bytes"),
+        (b"5\r\nabc", "the request body ended inside a chunk"),
+        (b"0\r\n" + b"x: 1\r\n" * 101, "too many trailer lines after the request body"),
+    ):
+        status, body = exchange(proxy, chunked_head, chunks, hang_up=True)
+        assert message(body) == f"promptcache serve: {text}"
+    head = f"POST {url} HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 10\n"
+    status, body = exchange(proxy, head, b"short", hang_up=True)
+    assert (status, message(body)) == (400, "promptcache serve: the request body ended early")
+    assert llm_server.count() == 1
+
+
+def test_connections_are_bounded(proxy: ProxyServer) -> None:
+    idle = [socket.create_connection(proxy.address, timeout=30) for _ in range(3)]
+    try:
+        status, body = exchange(proxy, "GET /openai/v1/models HTTP/1.1\nHost: 127.0.0.1\n")
+        assert (status, message(body)) == (
+            503,
+            "promptcache serve: 3 connections are open already; try again",
+        )
+    finally:
+        for sock in idle:
+            sock.close()

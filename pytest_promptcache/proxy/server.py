@@ -150,10 +150,16 @@ class ProxyServer:
     # -- what clients are given ------------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
+    def address(self) -> tuple[str, int]:
+        """Where it listens: always 127.0.0.1, never any other interface."""
         if self._httpd is None:
             raise RuntimeError("the proxy is not running")
-        return int(self._httpd.server_address[1])
+        host, port = self._httpd.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
 
     @property
     def url(self) -> str:
