@@ -5,13 +5,17 @@ in-process clients both ways; streams relayed as they arrive; and nothing forwar
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -427,7 +431,7 @@ def test_promptcache_serve_standalone_prints_the_report_when_stopped(
 
 
 def test_promptcache_serve_refuses_bad_arguments_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def serve(*args: str) -> tuple[int, str]:
         code = main(["--dir", str(tmp_path), "serve", *args])
@@ -442,6 +446,13 @@ def test_promptcache_serve_refuses_bad_arguments_in_one_line(
         2,
         "promptcache: --mode: unknown mode 'replayy'; valid modes are replay, record, rewrite, off",
     )
+    monkeypatch.setenv("PROMPTCACHE_MODE", "bogus")
+    code, err = serve()
+    assert (code, err.splitlines()[0]) == (
+        2,
+        "promptcache: PROMPTCACHE_MODE: unknown mode 'bogus'; valid modes are replay, record, rewrite, off",
+    )
+    monkeypatch.delenv("PROMPTCACHE_MODE")
     assert serve("--port", "70000") == (
         2,
         "promptcache: --port: 70000 is not a port (0 to 65535; 0 picks a free one)\n",
@@ -468,20 +479,27 @@ def proxy(tmp_path: Path, llm_server: LLMServer) -> Iterator[ProxyServer]:
 
 
 def exchange(proxy: ProxyServer, head: str, body: bytes = b"", *, hang_up: bool = False) -> tuple[int, bytes]:
-    """One request on a raw socket, as written; the status and the body of the answer. ``hang_up``: the
-    client sends nothing more after it (its side of the connection is shut)."""
+    status, _, data = exchange_full(proxy, head, body, hang_up=hang_up)
+    return status, data
+
+
+def exchange_full(
+    proxy: ProxyServer, head: str, body: bytes = b"", *, hang_up: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a raw socket, as written; the status, headers and body of the answer (to the end of
+    the connection when it has no length). ``hang_up``: the client sends nothing more after it."""
     with socket.create_connection(proxy.address, timeout=30) as sock:
         sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
         if hang_up:
             sock.shutdown(socket.SHUT_WR)
         reader = sock.makefile("rb")
         status = int(reader.readline().split()[1])
-        length = 0
+        headers: dict[str, str] = {}
         while (line := reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return status, reader.read(length)
+            headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length")
+        return status, headers, reader.read(int(length)) if length is not None else reader.read()
 
 
 def message(body: bytes) -> str:
@@ -570,3 +588,171 @@ def test_connections_are_bounded(proxy: ProxyServer) -> None:
     finally:
         for sock in idle:
             sock.close()
+
+
+def chat(prompt: str, **extra: Any) -> str:
+    return json.dumps({"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": prompt}], **extra})
+
+
+def post(path: str, body: str, version: str = "HTTP/1.1") -> tuple[str, bytes]:
+    head = f"POST {path} {version}\nHost: 127.0.0.1\nContent-Type: application/json\n"
+    head += f"Content-Length: {len(body)}\n"
+    return head, body.encode()
+
+
+def test_requests_http_server_cannot_parse_and_clients_that_reset_are_answered_or_dropped(
+    proxy: ProxyServer,
+) -> None:
+    assert exchange(proxy, "GET / / / HTTP/1.1\n")[0] == 400  # http.server's own answers
+    assert exchange(proxy, "BREW /openai/v1/chat/completions HTTP/1.1\nHost: 127.0.0.1\n")[0] == 501
+    with socket.create_connection(proxy.address, timeout=30) as sock:
+        sock.sendall(b"POST /openai/v1/chat/comp")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    status, body = exchange(proxy, *post("/openai/v1/chat/completions", chat("still here")))
+    assert (status, json.loads(body)["choices"][0]["message"]["content"]) == (200, "echo: still here")
+
+
+def test_an_unreachable_upstream_is_a_502_the_client_may_retry(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = build_settings(rootdir=tmp_path, cli_mode="record", cli_dir=None, env={}, ini={})
+    lines = [f"down=http://127.0.0.1:{port}", f"secure=https://127.0.0.1:{port}"]
+    session = CacheSession(settings, env={})
+    with ProxyServer(session, parse_upstreams(lines, "test")) as running:
+        for name in ("down", "secure"):
+            status, headers, body = exchange_full(running, *post(f"/{name}/v1/chat/completions", chat("hi")))
+            assert (status, "x-should-retry" in headers) == (502, False)
+            assert message(body).startswith(f"promptcache serve: could not reach {name} at ")
+            assert "ConnectionRefusedError" in message(body)
+    engine = session.started_engine
+    assert engine is not None
+    assert [r.outcome.value for r in engine.ledger.records()] == ["error", "error"]
+    assert not (tmp_path / "cassettes").exists()
+
+
+def test_a_cut_upstream_body_reaches_the_client_cut_and_is_not_saved(
+    proxy: ProxyServer, llm_server: LLMServer, tmp_path: Path
+) -> None:
+    conn = http.client.HTTPConnection(*proxy.address, timeout=30)
+    for extra in ({}, {"stream": True}):
+        conn.request(
+            "POST", "/openai/v1/chat/completions", chat("cut me", **extra).replace("mini", "mini+fault-cut")
+        )
+        reply = conn.getresponse()
+        assert reply.status == 200
+        with pytest.raises(http.client.IncompleteRead):
+            reply.read()
+        conn.close()
+    conn.request("HEAD", "/openai/v1/chat/completions")
+    reply = conn.getresponse()
+    assert (reply.status, reply.read()) == (501, b"")  # the fake server has no HEAD; relayed as it came
+    assert llm_server.count() == 2  # (its http.server refused the HEAD before counting it)
+    assert not (tmp_path / "cassettes").exists()
+
+
+def test_an_http_1_0_client_gets_a_stream_ended_by_closing_the_connection(
+    proxy: ProxyServer, llm_server: LLMServer
+) -> None:
+    answers = [
+        exchange_full(proxy, *post("/openai/v1/chat/completions", chat("old", stream=True), "HTTP/1.0"))
+        for _ in range(2)
+    ]  # live, then replayed
+    for status, headers, body in answers:
+        assert (status, "transfer-encoding" in headers) == (200, False)
+        assert body.endswith(b"data: [DONE]\n\n")
+    assert llm_server.count() == 1
+
+
+def test_replay_forwards_other_requests_to_hosts_neither_provider_nor_recorded(
+    tmp_path: Path, llm_server: LLMServer
+) -> None:
+    settings = build_settings(rootdir=tmp_path, cli_mode="replay", cli_dir=None, env={}, ini={})
+    upstreams = parse_upstreams([f"openai={llm_server.url}/v1"], "test")
+    with ProxyServer(CacheSession(settings, env={}), upstreams) as running:
+        status, body = exchange(running, "GET /openai/v1/models HTTP/1.1\nHost: 127.0.0.1\n")
+    assert (status, json.loads(body)["error"]["message"]) == (404, "No route for GET /v1/models")
+    assert llm_server.count() == 1
+
+
+def test_a_kept_upstream_connection_the_upstream_closed_is_replaced(tmp_path: Path) -> None:
+    first = LLMServer().start()
+    settings = build_settings(rootdir=tmp_path, cli_mode="record", cli_dir=None, env={}, ini={})
+    upstreams = parse_upstreams([f"openai={first.url}/v1"], "test")
+    with ProxyServer(CacheSession(settings, env={}), upstreams) as running:
+        conn = http.client.HTTPConnection(*running.address, timeout=30)  # one connection, one handler
+
+        def ask(prompt: str) -> int:
+            conn.request("POST", "/openai/v1/chat/completions", chat(prompt))
+            reply = conn.getresponse()
+            reply.read()
+            return reply.status
+
+        assert (ask("one"), ask("two")) == (200, 200)
+        port = first.port
+        first.stop()  # closes the connection the proxy kept
+        with LLMServer(port=port) as second:
+            assert ask("three") == 200
+            assert second.count() == 1
+        conn.close()
+    assert first.count() == 2
+
+
+def test_stopping_lets_a_call_in_progress_finish(tmp_path: Path, llm_server: LLMServer) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(seconds: float) -> None:
+        arrived.set()
+        release.wait(30)
+
+    llm_server.sleep = hold  # the server holds a fault-slow call until the test lets it go
+    settings = build_settings(rootdir=tmp_path, cli_mode="record", cli_dir=None, env={}, ini={})
+    upstreams = parse_upstreams([f"openai={llm_server.url}/v1"], "test")
+    running = ProxyServer(CacheSession(settings, env={}), upstreams, grace=30).start()
+    answers: list[int] = []
+    body = chat("slow").replace("mini", "mini+fault-slow")
+    request = post("/openai/v1/chat/completions", body)
+    client = threading.Thread(target=lambda: answers.append(exchange(running, *request)[0]))
+    client.start()
+    assert arrived.wait(30)
+    port = running.port
+    stopper = threading.Thread(target=running.stop)
+    stopper.start()
+    for _ in range(10_000):  # until the listener is closed: stop() then waits for the call in progress
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except OSError:
+            break
+    release.set()
+    stopper.join(30)
+    client.join(30)
+    assert answers == [200]
+    running.stop()  # once stopped, stopping again does nothing
+    with pytest.raises(RuntimeError, match="the proxy is not running"):
+        _ = running.url
+    assert len(list((tmp_path / "cassettes").glob("*.json"))) == 1
+
+
+def test_promptcache_serve_with_no_calls_and_a_report_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_once_listening() -> None:
+        for _ in range(3000):  # until serve has its handler in place: SIGTERM would end pytest itself
+            if signal.getsignal(signal.SIGTERM) is not before:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=terminate_once_listening)
+    killer.start()
+    code = main(["--dir", str(tmp_path), "serve", "--report", str(tmp_path)])
+    killer.join(30)
+    out = capsys.readouterr().out
+    assert code == 2
+    assert out.splitlines()[-2:] == [
+        "no LLM calls",
+        f"promptcache: could not write the JSON report to {tmp_path}: Is a directory",
+    ]
+    assert signal.getsignal(signal.SIGTERM) is before

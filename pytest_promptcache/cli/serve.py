@@ -97,8 +97,8 @@ def cmd_serve(args: argparse.Namespace, project: Project) -> int:
     try:
         _banner(proxy, settings)
         # Short waits keep the main thread returning to the interpreter, where signal handlers run.
-        while not stopped.wait(0.5):
-            pass
+        while not stopped.is_set():
+            stopped.wait(0.5)
     finally:
         proxy.stop()
         for sig, handler in previous.items():

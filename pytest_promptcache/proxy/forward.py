@@ -143,8 +143,8 @@ class UpstreamConnections:
 
     def done(self, sent: Sent, *, complete: bool) -> None:
         """The relay is over: keep the connection if its answer was read to the end."""
+        sent.response.close()  # read to its end: the connection is free for the next request
         if not complete or sent.response.will_close:
-            sent.response.close()
             sent.conn.close()
             return
         old, _ = self._open.pop(sent.upstream, (None, 0.0))

@@ -71,8 +71,6 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         try:
             super().finish()
-        except OSError:
-            pass  # the client went away: nothing left to flush to
         finally:
             self._upstreams.close()
             self.proxy.closed(self)
@@ -127,10 +125,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
     def _llm(self, raw: RawRequest, target: Route) -> None:
         try:
             decision = decide_sync(self.proxy.session.engine(), raw)
-        except Exception as exc:  # an identical call in flight failed; this one shares its failure
-            self._refuse(
-                502, f"promptcache serve: the upstream call failed: {exc!r}", kind="promptcache_upstream"
-            )
+        except (OSError, http.client.HTTPException) as exc:
+            # An identical call in flight could not reach the upstream: this one shares its failure.
+            self._unreachable(target, exc)
             return
         if isinstance(decision, Replay):
             self._write_replay(decision)
@@ -151,9 +148,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                 return
             self.wfile.write(b"".join([*head, b"transfer-encoding: chunked\r\n\r\n"]))
-            for chunk in replay.chunks:
-                if chunk:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            for chunk in replay.chunks:  # never empty: an event or a message has its framing
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             self.close_connection = True  # the client left; the call is counted all the same
@@ -175,9 +171,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             else:
                 sent = send_sync(call, send, _head, lambda s: self._upstreams.done(s, complete=False))
         except (OSError, http.client.HTTPException) as exc:
-            # send_sync told the call already; the client sees what a failed connection means to it.
-            message = f"promptcache serve: could not reach {upstream.name} at {upstream.url}: {exc!r}"
-            self._refuse(502, message, kind="promptcache_upstream", retry=True)
+            self._unreachable(target, exc)  # send_sync told the call already
             return
         recorder = None
         if call is not None:
@@ -203,7 +197,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
         watch = ClientWatch(self.connection, None if no_body else sent.sock)
         try:
             self.wfile.write(b"".join([*head, b"\r\n"]))
-            complete = no_body or self._relay_body(response, recorder, watch, chunked)
+            if no_body:
+                if recorder is not None:
+                    recorder.ended()
+                complete = True
+            else:
+                complete = self._relay_body(response, recorder, watch, chunked)
         except OSError:
             if recorder is not None:
                 recorder.closed()  # the client left: an abandoned body is never saved
@@ -212,8 +211,6 @@ class ProxyHandler(BaseHTTPRequestHandler):
             if not complete:
                 self.close_connection = True  # a cut chunked body must not look complete to the client
             self._upstreams.done(sent, complete=complete)
-        if no_body and recorder is not None:
-            recorder.ended()
 
     def _relay_body(
         self,
@@ -278,6 +275,12 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self._live(None, raw, target)
 
     # -- the proxy's own answers --------------------------------------------------------------------------
+
+    def _unreachable(self, target: Route, exc: BaseException) -> None:
+        """What a failed connection is to the client: a 502 it may retry, as it would retry its own."""
+        upstream = target.upstream
+        message = f"promptcache serve: could not reach {upstream.name} at {upstream.url}: {exc!r}"
+        self._refuse(502, message, kind="promptcache_upstream", retry=True)
 
     def _refuse(
         self, status: int, message: str, *, kind: str = "promptcache_proxy", retry: bool = False
