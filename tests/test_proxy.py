@@ -45,8 +45,9 @@ def chat_body(prompt, **extra):
     return json.dumps({**request, **extra})
 
 def curl(proxy, path, body, base="openai"):
-    command = ["curl", "-sS", "--max-time", "30", "-w", "\\n%{http_code}", proxy.base_urls[base] + path,
-               "-H", "content-type: application/json",
+    # --compressed: live answers come gzipped (the fake server's x-test-gzip), recordings stay plain.
+    command = ["curl", "-sS", "--compressed", "--max-time", "30", "-w", "\\n%{http_code}",
+               proxy.base_urls[base] + path, "-H", "x-test-gzip: 1", "-H", "content-type: application/json",
                "-H", "authorization: Bearer " + os.environ["OPENAI_API_KEY"], "-d", body]
     out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **proxy.env},
                          timeout=60, check=True).stdout
@@ -115,6 +116,10 @@ def proxied(clients: Suite, monkeypatch: pytest.MonkeyPatch) -> Suite:
     return clients
 
 
+def chat_response_headers(by_test: dict[str, Any]) -> dict[str, str]:
+    return by_test["test_curl.py::test_curl_chat"]["response"]["headers"]  # type: ignore[no-any-return]
+
+
 def report(suite: Suite) -> dict[str, Any]:
     return json.loads((suite.path / "r.json").read_text())  # type: ignore[no-any-return]
 
@@ -137,6 +142,9 @@ def test_curl_records_then_replays_offline_and_a_changed_prompt_fails_with_the_d
     chat = by_test["test_curl.py::test_curl_chat"]["request"]
     assert (chat["host"], chat["path"]) == (f"127.0.0.1:{port}", "/v1/chat/completions")
     assert by_test["test_curl.py::test_curl_stream"]["response"]["events"][-1] == {"text": "[DONE]"}
+    assert "content-encoding" not in chat_response_headers(by_test)
+    # curl asked for zstd too, which a recorder could not decode: not asked of the upstream.
+    assert proxied.server.requests[0].headers["accept-encoding"] == "deflate, gzip, br"
 
     proxied.server.stop()
     replayed = proxied.run("--promptcache-report=r.json")
