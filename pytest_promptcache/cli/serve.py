@@ -109,9 +109,10 @@ def cmd_serve(args: argparse.Namespace, project: Project) -> int:
 def _banner(proxy: ProxyServer, settings: Settings) -> None:
     print(f"promptcache serve: mode {settings.mode.value}, recordings in {display(settings.cassette_dir)}")
     print(f"listening on {proxy.url}")
-    width = max(len(name) for name in proxy.upstreams)
+    bases = proxy.base_urls
+    width, url_width = max(len(name) for name in bases), max(len(url) for url in bases.values())
     for name, upstream in proxy.upstreams.items():
-        print(f"  {name:<{width}}  {proxy.base_urls[name]}  ->  {upstream.url}")
+        print(f"  {name:<{width}}  {bases[name]:<{url_width}}  ->  {upstream.url}")
     print("for clients:")
     for variable, value in proxy.env.items():
         if variable.lower() != "no_proxy":
@@ -137,6 +138,7 @@ def _report(session: CacheSession, settings: Settings, args: argparse.Namespace)
     print("-" * 30 + " promptcache " + "-" * 30)
     lines = [text for text, _ in terminal_lines(report, args.verbose)] if report.totals.calls else []
     print("\n".join(lines) or "no LLM calls", flush=True)
+    # A call that missed (or that the budget refused), or a refused request: a CI job must notice.
     status = 1 if report.totals.misses or report.totals.refused else 0
     if args.report:
         path = Path(args.report)

@@ -91,12 +91,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     def _exchange(self) -> None:
         refusal = outsider(self.headers)
-        if refusal is not None:
-            self._refuse(403, refusal)
-            return
         target = route(self.path, self.proxy.upstreams)
-        if isinstance(target, str):
-            self._refuse(404, f"promptcache serve: {target}")
+        if refusal is not None or isinstance(target, str):
+            # Refused unread: what is left of the request cannot be told from a next one.
+            self.close_connection = True
+            if refusal is not None:
+                self._refuse(403, refusal)
+            else:
+                self._refuse(404, f"promptcache serve: {target}")
             return
         try:
             body = read_body(self.rfile, self.headers, self.proxy.max_body)
