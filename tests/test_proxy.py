@@ -764,3 +764,22 @@ def test_promptcache_serve_with_no_calls_and_a_report_it_cannot_write(
         f"promptcache: could not write the JSON report to {tmp_path}: Is a directory",
     ]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_failure_inside_the_proxy_is_an_answer_not_a_hang_up(tmp_path: Path, llm_server: LLMServer) -> None:
+    """The state directory made writable by others after start-up: recording refuses to use it. The client
+    gets a 500 saying so, the running test the same problem, and the upstream nothing."""
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    ini = {"promptcache_state_dir": str(state)}
+    settings = build_settings(rootdir=tmp_path, cli_mode="record", cli_dir=None, env={}, ini=ini)
+    session = CacheSession(settings, env={})
+    upstreams = parse_upstreams([f"openai={llm_server.url}/v1"], "test")
+    with ProxyServer(session, upstreams) as running:
+        status, body = exchange(running, *post("/openai/v1/chat/completions", chat("unsafe")))
+    assert status == 500
+    assert message(body).startswith("promptcache serve: the proxy failed: UnsafeStateDir(")
+    assert "is writable by others (mode 0777)" in message(body)
+    assert session.context.take_problems() == [message(body)]
+    assert llm_server.count() == 0

@@ -61,6 +61,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     proxy: Proxy
     _upstreams: UpstreamConnections
+    _answered = False  # whether this request's answer has begun: a failure can then only hang up
 
     def setup(self) -> None:
         super().setup()
@@ -82,8 +83,18 @@ class ProxyHandler(BaseHTTPRequestHandler):
         self._refuse(405, "promptcache serve is not a forward proxy: point a client's base URL at it")
 
     def do_GET(self) -> None:
+        self._answered = False
         with self.proxy.busy(self):
-            self._exchange()
+            try:
+                self._exchange()
+            except Exception as exc:
+                # Not a silent hang-up: the client and the running test see what broke (the engine
+                # refusing an unsafe state directory, say), and nothing more is read on this connection.
+                message = f"promptcache serve: the proxy failed: {exc!r}"
+                self.proxy.session.context.add_problem(message)
+                self.close_connection = True
+                if not self._answered:
+                    self._refuse(500, message, kind="promptcache_proxy_error")
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
@@ -140,16 +151,16 @@ class ProxyHandler(BaseHTTPRequestHandler):
         head = [status_line(replay.status), *header_lines(replay.headers)]
         try:
             if any(k.lower() == "content-length" for k, _ in replay.headers):
-                self.wfile.write(b"".join([*head, b"\r\n", *replay.chunks]))
+                self._answer(b"".join([*head, b"\r\n", *replay.chunks]))
                 return
             # A stream: one recorded event (or event-stream message) per HTTP chunk, as it was live.
             if self.request_version == "HTTP/1.0":
                 self.close_connection = True
-                self.wfile.write(b"".join([*head, b"connection: close\r\n\r\n"]))
+                self._answer(b"".join([*head, b"connection: close\r\n\r\n"]))
                 for chunk in replay.chunks:
                     self.wfile.write(chunk)
                 return
-            self.wfile.write(b"".join([*head, b"transfer-encoding: chunked\r\n\r\n"]))
+            self._answer(b"".join([*head, b"transfer-encoding: chunked\r\n\r\n"]))
             for chunk in replay.chunks:  # never empty: an event or a message has its framing
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.wfile.write(b"0\r\n\r\n")
@@ -198,7 +209,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         complete = False
         watch = ClientWatch(self.connection, None if no_body else sent.sock)
         try:
-            self.wfile.write(b"".join([*head, b"\r\n"]))
+            self._answer(b"".join([*head, b"\r\n"]))
             if no_body:
                 if recorder is not None:
                     recorder.ended()
@@ -278,6 +289,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
 
     # -- the proxy's own answers --------------------------------------------------------------------------
 
+    def _answer(self, head: bytes) -> None:
+        """Write an answer's head (and what follows it in the same write)."""
+        self._answered = True
+        self.wfile.write(head)
+
     def _unreachable(self, target: Route, exc: BaseException) -> None:
         """What a failed connection is to the client: a 502 it may retry, as it would retry its own."""
         upstream = target.upstream
@@ -296,7 +312,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
             headers.append(("connection", "close"))
         head = [status_line(status), *header_lines(headers)]
         try:
-            self.wfile.write(b"".join([*head, b"\r\n", body]))
+            self._answer(b"".join([*head, b"\r\n", body]))
         except OSError:
             self.close_connection = True
 

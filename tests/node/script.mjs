@@ -31,7 +31,9 @@ try {
   }
 } catch (error) {
   if (error instanceof OpenAI.APIError) {
-    console.log(JSON.stringify({ status: error.status, message: error.message }));
+    // A connection error's own cause (refused, reset, ...) says what went wrong.
+    const cause = error.cause ? String(error.cause.cause ?? error.cause) : undefined;
+    console.log(JSON.stringify({ status: error.status, message: error.message, cause }));
     process.exit(3);
   }
   throw error;
