@@ -11,6 +11,7 @@ chunks as they arrived. ``--leave-after-first`` hangs up once the first chunk of
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from typing import Any
@@ -32,7 +33,8 @@ def request(url: str, body: bytes, *, leave_after_first: bool = False) -> dict[s
     with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
         head = (
             f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
-            f"authorization: Bearer {_key()}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            f"authorization: Bearer {os.environ.get('OPENAI_API_KEY', '')}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n"
         )
         sock.sendall(head.encode() + body)
         reader = sock.makefile("rb")
@@ -55,12 +57,6 @@ def request(url: str, body: bytes, *, leave_after_first: bool = False) -> dict[s
     if headers.get("content-type", "").startswith("application/json"):
         result["body"] = json.loads(data)
     return result
-
-
-def _key() -> str:
-    import os
-
-    return os.environ.get("OPENAI_API_KEY", "")
 
 
 def main(argv: list[str]) -> int:
