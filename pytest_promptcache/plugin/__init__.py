@@ -23,6 +23,7 @@ from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, build_settings
 from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
+from .proxy import configured_upstreams, promptcache_proxy
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
     DESELECTED_KEY,
@@ -34,6 +35,7 @@ from .stash import (
     SCOPE_KEY,
     SESSION_KEY,
     UNWRITTEN_KEY,
+    UPSTREAMS_KEY,
     WORKER_CALLS_KEY,
     WORKER_NOTICES_KEY,
     WORKEROUTPUT_KEY,
@@ -47,6 +49,8 @@ from .xdist import XdistMerge
 if TYPE_CHECKING:
     from ..ledger import CallRecord, TestCalls
     from ..report.model import Report
+
+__all__ = ["promptcache_proxy"]  # a fixture of the plugin, defined beside it
 
 
 class PromptcacheWarning(pytest.PytestWarning):
@@ -91,6 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
     config.stash[RECORDING_KEY] = configure_vcr(config, settings.vcr)
+    config.stash[UPSTREAMS_KEY] = configured_upstreams(ini["promptcache_upstreams"])
     session = CacheSession(settings)
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()

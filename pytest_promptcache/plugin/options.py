@@ -64,6 +64,9 @@ INI_LINELISTS = {
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
     "promptcache_guard_hosts": "more hosts replay never connects to (patterns with *), besides the "
     "providers' API hosts",
+    "promptcache_upstreams": "where the promptcache_proxy fixture forwards: 'NAME=URL' lines (e.g. "
+    "'openai=http://127.0.0.1:8080/v1'); /NAME/... on the proxy goes to URL's host. Defaults: openai, "
+    "anthropic and gemini at their public APIs",
     "promptcache_prices": "prices per million tokens for models genai-prices lacks or that you pay "
     "differently: 'MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]'",
 }
