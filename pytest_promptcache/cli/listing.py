@@ -14,13 +14,13 @@ from ..miss import pretty_request
 from ..models import Recording
 from ..prices import money, usd
 from ..store.files import CorruptRecording, read_recording
+from ..words import plural
 from .project import CliError, Project
 from .recordings import RecordingInfo, load, load_all, print_unreadable, resolve_key, unreadable_json
 from .render import (
     assembled_text,
     body_lines,
     display,
-    plural,
     print_table,
     request_body_lines,
     response_lines,

@@ -13,10 +13,6 @@ from ..models import CanonicalRequest, RecordedResponse, SSEEvent, TokenUsage
 # -- words, numbers, paths, times ------------------------------------------------------------------------
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def human_size(size: int) -> str:
     if size < 1024:
         return f"{size} B"

@@ -13,9 +13,10 @@ from ..ledger import NO_MODEL
 from ..migrate import migrate_directory
 from ..models import SCHEMA_VERSION
 from ..prices import money, usd
+from ..words import plural
 from .project import Project
 from .recordings import RecordingInfo, load_all, print_unreadable, unreadable_json
-from .render import display, human_size, plural, print_table
+from .render import display, human_size, print_table
 
 
 @dataclass
