@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..prices import usd
+from ..words import plural
 from .model import Report
 from .terminal import tokens_text
 
@@ -14,7 +15,7 @@ def markdown(report: Report) -> str:
     lines = [
         "### promptcache",
         "",
-        f"Mode `{report.mode}`: **{t.calls}** LLM calls, {t.replayed} replayed, {t.live} live "
+        f"Mode `{report.mode}`: **{plural(t.calls, 'LLM call')}**, {t.replayed} replayed, {t.live} live "
         f"({t.recorded} recorded), {t.misses} missed, {t.errors} failed.",
         f"Tokens: {tokens_text(t)}. Spent **{usd(t.spent_usd)}** on live calls; replay saved "
         f"**{usd(t.saved_usd)}**.",
@@ -30,12 +31,13 @@ def markdown(report: Report) -> str:
     if report.unpriced_models:
         lines += ["", f"Unpriced models (tokens counted, no dollars): {', '.join(report.unpriced_models)}."]
     if t.calls_without_usage:
-        lines += ["", f"{t.calls_without_usage} calls carried no usage and are not in the totals."]
+        count = t.calls_without_usage
+        lines += ["", f"{plural(count, 'call')} carried no usage: not in the totals."]
     if report.budget_exceeded and report.budget is not None:
         lines += [
             "",
-            f"**Budget of {usd(report.budget.limit_usd)} reached**: {report.budget.blocked_calls} "
-            "live calls refused.",
+            f"**Budget of {usd(report.budget.limit_usd)} reached**: "
+            f"{plural(report.budget.blocked_calls, 'live call')} refused.",
         ]
     return "\n".join(lines) + "\n"
 
