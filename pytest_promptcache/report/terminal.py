@@ -79,6 +79,9 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         return
     yield "", None
     header = ("model", "calls", "input", "cached", "output", "spent", "saved")
+    buckets = report.by_model.values()
+    spent = _points_aligned([_usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd) for b in buckets])
+    saved = _points_aligned([_usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd) for b in buckets])
     rows = [
         (
             model,
@@ -86,25 +89,23 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
             f"{b.output_tokens:,}",
-            _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
-            _usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd),
+            *money,
         )
-        for model, b in report.by_model.items()
+        for (model, b), money in zip(report.by_model.items(), zip(spent, saved, strict=True), strict=True)
     ]
-    # As wide as the widest cell (a small amount has many decimals), never narrower than before.
+    # As wide as the widest cell (a small amount has many decimals), never narrower than the header.
     minimum = (5, 5, 9, 8, 8, 9, 9)
     widths = [max(w, *(len(row[i]) for row in rows)) for i, w in enumerate(minimum)]
     for row in (header, *rows):
         cells = [f"{row[0]:<{widths[0]}}", *(f"{c:>{w}}" for c, w in zip(row[1:], widths[1:], strict=True))]
-        yield "  ".join(cells), None
+        yield "  ".join(cells).rstrip(), None
     top = sorted(report.by_test.items(), key=lambda kv: -kv[1].cost_usd)[:5]
     top = [(name, b) for name, b in top if b.cost_usd > 0]
     if top:
         yield "", None
         yield "most expensive tests (live + replayed cost):", None
-        width = max(len(usd(b.cost_usd)) for _, b in top)
-        for name, b in top:
-            yield f"  {usd(b.cost_usd):>{width}}  {name}", None
+        for amount, (name, _) in zip(_points_aligned([usd(b.cost_usd) for _, b in top]), top, strict=True):
+            yield f"  {amount}  {name}", None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
     for old in report.stale_recordings:
@@ -161,3 +162,12 @@ def _unused_lines(report: Report) -> Iterator[Line]:
             f"--promptcache-prune deletes {'it' if count == 1 else 'them'}",
             None,
         )
+
+
+def _points_aligned(cells: list[str]) -> list[str]:
+    """Amounts padded so their decimal points line up: three significant digits give small amounts more
+    decimals, and a column compared by eye must show magnitude by position, not by length."""
+    parts = [cell.partition(".") for cell in cells]
+    whole = max((len(w) for w, _, _ in parts), default=0)
+    fraction = max((len(p + f) for _, p, f in parts), default=0)
+    return [w.rjust(whole) + (p + f).ljust(fraction) for w, p, f in parts]
