@@ -53,6 +53,15 @@ def usd(value: float) -> str:
     return f"{sign}${whole}.{fraction.ljust(2, '0')}"
 
 
+def usd_column(cells: list[str]) -> list[str]:
+    """Amounts (and other cells) padded so their decimal points line up: three significant digits give
+    small amounts more decimals, and a column read by eye must show magnitude by position, not length."""
+    parts = [cell.partition(".") for cell in cells]
+    whole = max((len(w) for w, _, _ in parts), default=0)
+    fraction = max((len(p + f) for _, p, f in parts), default=0)
+    return [w.rjust(whole) + (p + f).ljust(fraction) for w, p, f in parts]
+
+
 class PriceError(ValueError):
     pass
 

@@ -71,7 +71,7 @@ def cmd_ls(args: argparse.Namespace, project: Project) -> int:
             )
             for info in infos
         ]
-        print_table(header, rows, right={5, 6})
+        print_table(header, rows, right={5, 6}, money=6)
         print()
         print(summary_line(infos, total, directory))
     print_unreadable(errors)

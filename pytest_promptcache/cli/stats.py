@@ -89,7 +89,7 @@ def cmd_stats(args: argparse.Namespace, project: Project) -> int:
         print()
         header = ("model", "recordings", "size", "input", "cached", "output", "cost when recorded")
         rows = [_stats_row(model, tally) for model, tally in (*by_model.items(), ("total", totals))]
-        print_table(header, rows, right={1, 2, 3, 4, 5, 6})
+        print_table(header, rows, right={1, 2, 3, 4, 5, 6}, money=6)
     if totals.without_usage:
         print(
             f"\n{plural(totals.without_usage, 'recording')} without usage "

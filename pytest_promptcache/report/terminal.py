@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from ..ledger import Bucket
-from ..prices import usd
+from ..prices import usd, usd_column
 from ..words import plural, was
 from .model import Report
 
@@ -80,8 +80,8 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     yield "", None
     header = ("model", "calls", "input", "cached", "output", "spent", "saved")
     buckets = report.by_model.values()
-    spent = _points_aligned([_usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd) for b in buckets])
-    saved = _points_aligned([_usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd) for b in buckets])
+    spent = usd_column([_usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd) for b in buckets])
+    saved = usd_column([_usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd) for b in buckets])
     rows = [
         (
             model,
@@ -104,7 +104,7 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     if top:
         yield "", None
         yield "most expensive tests (live + replayed cost):", None
-        for amount, (name, _) in zip(_points_aligned([usd(b.cost_usd) for _, b in top]), top, strict=True):
+        for amount, (name, _) in zip(usd_column([usd(b.cost_usd) for _, b in top]), top, strict=True):
             yield f"  {amount}  {name}", None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
@@ -162,12 +162,3 @@ def _unused_lines(report: Report) -> Iterator[Line]:
             f"--promptcache-prune deletes {'it' if count == 1 else 'them'}",
             None,
         )
-
-
-def _points_aligned(cells: list[str]) -> list[str]:
-    """Amounts padded so their decimal points line up: three significant digits give small amounts more
-    decimals, and a column compared by eye must show magnitude by position, not by length."""
-    parts = [cell.partition(".") for cell in cells]
-    whole = max((len(w) for w, _, _ in parts), default=0)
-    fraction = max((len(p + f) for _, p, f in parts), default=0)
-    return [w.rjust(whole) + (p + f).ljust(fraction) for w, p, f in parts]
