@@ -296,5 +296,5 @@ def no_config_file(cassette_dir: str | None) -> str:
     return (
         f"promptcache: no pytest configuration file, so the recordings directory ({cassette_dir}) moves "
         "with the directory pytest runs in: add a pytest.ini or pyproject.toml at your project's root that "
-        "sets promptcache_dir (see the README's Setup)"
+        "sets promptcache_dir (see Ten lines in the README)"
     )

@@ -100,7 +100,7 @@ class Report(BaseModel):
             if call.succeeded and call.usage is not None and call.cost_usd is None:
                 unpriced.add(call.model or NO_MODEL)
             if _not_saved(call, recording):
-                reason = call.detail or f"HTTP {call.status}"
+                reason = call.detail or (f"HTTP {call.status}" if call.status else "not saved")
                 not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=reason))
             blocked += call.outcome is Outcome.BLOCKED
         budget = None

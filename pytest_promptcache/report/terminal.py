@@ -129,10 +129,11 @@ def _reasons(report: Report, limit: int = 3) -> Iterator[str]:
 def _not_saved_lines(report: Report) -> Iterator[Line]:
     if report.nothing_saved:
         # A record run that passes with nothing recorded would only fail later, in CI, far from the cause.
-        t = report.totals
+        live = report.totals.live
+        them, they = ("it", "it") if live == 1 else ("them", "they")
         yield (
-            f"nothing was saved: this {report.mode} run made {plural(t.live, 'live call')} and recorded "
-            f"none of them, so they will miss in replay; the run fails",
+            f"nothing was saved: this {report.mode} run made {plural(live, 'live call')} and recorded "
+            f"none of {them}, so {they} will miss in replay; the run fails",
             "red",
         )
         for line in _reasons(report):

@@ -96,6 +96,18 @@ def test_a_record_run_whose_live_calls_all_failed_saved_nothing_and_says_why() -
     assert colour_of(report, "nothing was saved") == "red"
 
 
+def test_one_call_that_was_not_saved_is_said_in_the_singular() -> None:
+    # A failure without a status or detail still gets a reason rather than "HTTP None".
+    report = Report.build("record", [call(Outcome.ERROR, status=None)])
+    assert [u.reason for u in report.not_saved] == ["not saved"]
+    text = lines(report)
+    assert (
+        "nothing was saved: this record run made 1 live call and recorded none of it, so it will miss in "
+        "replay; the run fails"
+    ) in text
+    assert "  1 call: not saved" in text
+
+
 def test_a_rewrite_run_that_saved_nothing_counts_too_and_replay_or_off_never_do() -> None:
     failed = [call(Outcome.ERROR, status=500, detail="HTTP 500")]
     assert Report.build("rewrite", failed).nothing_saved
