@@ -249,14 +249,14 @@ def test_ls_json_into_a_reader_that_left_exits_0(recorded: Suite) -> None:
 
 
 @contextlib.contextmanager
-def reader_gone() -> Iterator[None]:
-    """Standard output is a real pipe whose reader has closed its end. Line-buffered, so the first line
-    written meets the closed pipe inside the command, as a long listing does once it fills the buffer.
-    Set inside the test: pytest's capture replaces sys.stdout when each phase of a test starts."""
+def reader_gone(buffering: int) -> Iterator[None]:
+    """Standard output is a real pipe whose reader has closed its end: line-buffered, the first line written
+    meets it inside the command (as a long listing does once it fills the buffer); block-buffered, the
+    command's last flush does. Set inside the test: pytest's capture replaces sys.stdout at each phase."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     real = sys.stdout
-    with open(write_end, "w", buffering=1, encoding="utf-8") as pipe:
+    with open(write_end, "w", buffering=buffering, encoding="utf-8") as pipe:
         sys.stdout = pipe
         try:
             yield
@@ -271,11 +271,13 @@ def test_the_command_keeps_its_own_status_when_its_reader_leaves(
 ) -> None:
     monkeypatch.chdir(recorded.path)
     # What it found, not that the pipe closed: 0 for a listing, 1 when verify finds a problem.
-    for argv in (["ls"], ["ls", "--json"], ["stats"], ["verify"]):
-        with reader_gone():
-            status = main(argv)
-        assert status == 0, argv
+    for buffering in (1, -1):
+        for argv in (["ls"], ["ls", "--json"], ["stats"], ["verify"]):
+            with reader_gone(buffering):
+                status = main(argv)
+            assert status == 0, (argv, buffering)
     (recorded.cassettes / "broken.json").write_text("{", encoding="utf-8")
-    with reader_gone():
-        status = main(["verify"])
-    assert status == 1
+    for buffering in (1, -1):
+        with reader_gone(buffering):
+            status = main(["verify"])
+        assert status == 1, buffering

@@ -140,3 +140,12 @@ def test_a_new_project_installs_the_plugin_records_and_replays_as_the_readme_say
     again = run(pytest_cmd, project, offline)
     assert again.returncode == 0, again.stdout
     assert "mode replay: 1 LLM call: 1 replayed" in again.stdout
+
+    # The oldest pytest the package accepts works too (its typed ini options are what set the bound).
+    (oldest,) = [r.split(">=")[1] for r in PYPROJECT["project"]["dependencies"] if r.startswith("pytest>=")]
+    downgraded = run([*install, f"pytest=={oldest}.*"], tmp_path, env)
+    assert downgraded.returncode == 0, downgraded.stderr
+    on_oldest = run(pytest_cmd, project, offline)
+    assert on_oldest.returncode == 0, on_oldest.stdout
+    assert f"pytest-{oldest}." in on_oldest.stdout
+    assert "mode replay: 1 LLM call: 1 replayed" in on_oldest.stdout

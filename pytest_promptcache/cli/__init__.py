@@ -32,9 +32,6 @@ class _Stdout(io.TextIOBase):
         self._real = real
         self._gone = False
 
-    def writable(self) -> bool:
-        return True
-
     def write(self, text: str) -> int:
         if not self._gone:
             try:

@@ -125,6 +125,7 @@ def test_a_record_run_that_saved_some_names_the_rest_without_failing() -> None:
     text = lines(report)
     i = text.index("1 live call was not saved, so it will miss in replay:")
     assert text[i + 1] == "  1 call: HTTP 500"
+    assert f"not saved: t.py::a: {URL}: HTTP 500" in lines(report, verbose=True)
     assert colour_of(report, "1 live call was not saved") == "yellow"
 
 
@@ -255,6 +256,9 @@ def test_typed_ini_values_are_values_zero_and_false_included(tmp_path: Path) -> 
         ("promptcache_record_rpm", 0, "promptcache_record_rpm: must be at least 1, got 0"),
         ("promptcache_flight_timeout", 0.0, "promptcache_flight_timeout: '0.0' is not a number of seconds"),
         ("promptcache_budget", -1.0, "the budget must be a finite amount of 0 or more"),
+        # The command reads ini files itself: what pytest's types refuse reaches the settings as text.
+        ("promptcache_guard", "maybe", "promptcache_guard: 'maybe' is neither on nor off"),
+        ("promptcache_flight_timeout", "soon", "promptcache_flight_timeout: 'soon' is not a number"),
     ],
 )
 def test_a_typed_zero_that_means_nothing_is_refused_not_taken_as_unset(
