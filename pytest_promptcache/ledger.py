@@ -9,6 +9,7 @@ once per recording (a replayed recording of schema 2 carries its price, so that 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +19,10 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from .models import Price, PriceFacts, RecordedResponse, Recording, TokenUsage
-from .prices import money
+from .prices import money, usd
 from .settings import Mode
 from .usage import PriceBook, measure
+from .words import plural
 
 NO_MODEL = "(no model)"
 NO_TEST = "(outside tests)"
@@ -351,3 +353,11 @@ class TestCalls:
     @property
     def cost_usd(self) -> float:
         return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
+
+    def __repr__(self) -> str:
+        # What pytest prints when an assertion on the fixture fails: the figures, not the closure.
+        calls = self.calls
+        outcomes = Counter(call.outcome.value for call in calls)
+        how = f" ({', '.join(f'{n} {outcome}' for outcome, n in outcomes.items())})" if calls else ""
+        tokens = f"{self.total_tokens:,} tokens ({self.input_tokens:,} in, {self.output_tokens:,} out)"
+        return f"<promptcache: {plural(len(calls), 'LLM call')}{how}, {tokens}, {usd(self.cost_usd)}>"

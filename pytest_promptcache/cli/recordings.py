@@ -16,8 +16,9 @@ from ..models import Recording, TokenUsage
 from ..prices import usd
 from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from ..usage import PriceBook, api_family, extract
+from ..words import plural
 from .project import CliError
-from .render import display, iso, plural, utc, when
+from .render import display, iso, utc, when
 
 MIN_PREFIX = 4
 

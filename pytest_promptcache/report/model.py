@@ -9,9 +9,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+from ..settings import Mode
 from .fleet import SharedReport
 
 REPORT_SCHEMA_VERSION: Literal[1] = 1
+# The modes in which a live call is meant to be saved.
+RECORDING_MODES = frozenset({Mode.RECORD.value, Mode.REWRITE.value})
 
 
 class Budget(BaseModel):
@@ -54,6 +57,8 @@ class Report(BaseModel):
     unused_recordings: list[str] = []
     unused_recordings_complete: bool = False
     unused_recordings_why_incomplete: str | None = None
+    # What --promptcache-prune deleted; None when it did not run (or refused).
+    pruned_recordings: list[str] | None = None
     similar_substitutions: list[Substitution] = []
     stale_recordings: list[StaleRecording] = []
     # With promptcache_shared: hits per tier, machines, and the shared tier's notices.
@@ -73,6 +78,7 @@ class Report(BaseModel):
     ) -> Report:
         calls = list(calls)
         buckets = summarize(calls)
+        recording = mode in RECORDING_MODES
         unpriced: set[str] = set()
         not_saved: list[UnsavedCall] = []
         used: set[str] = set()
@@ -97,8 +103,9 @@ class Report(BaseModel):
                 )
             if call.succeeded and call.usage is not None and call.cost_usd is None:
                 unpriced.add(call.model or NO_MODEL)
-            if call.outcome is Outcome.LIVE and call.detail and call.detail.startswith(NOT_SAVED):
-                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=call.detail))
+            if _not_saved(call, recording):
+                reason = call.detail or (f"HTTP {call.status}" if call.status else "not saved")
+                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=reason))
             blocked += call.outcome is Outcome.BLOCKED
         budget = None
         if budget_usd is not None:
@@ -126,3 +133,17 @@ class Report(BaseModel):
     @property
     def budget_exceeded(self) -> bool:
         return self.budget is not None and self.budget.blocked_calls > 0
+
+    @property
+    def nothing_saved(self) -> bool:
+        """A record (or rewrite) run that needed live calls and saved none of them: it recorded nothing
+        a later replay could use, however its tests went (code that catches the SDK's error passes)."""
+        return self.mode in RECORDING_MODES and self.totals.live > 0 and self.totals.recorded == 0
+
+
+def _not_saved(call: CallRecord, recording: bool) -> bool:
+    """A live call that will miss in replay: its body never completed, or, in a run that records, it
+    failed (a transport error, or a status that is not recorded)."""
+    if call.outcome is Outcome.LIVE:
+        return bool(call.detail and call.detail.startswith(NOT_SAVED))
+    return recording and call.outcome is Outcome.ERROR
