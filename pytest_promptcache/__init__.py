@@ -1,3 +1,3 @@
 """pytest-promptcache: record LLM API calls once, replay them offline, and see what they cost."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -60,7 +60,8 @@ class Limits:
         """Raises LimitError for a bad value."""
 
         def raw(name: str) -> str:
-            return str(ini.get(name) or "").strip()
+            value = ini.get(name)  # typed options give numbers: 0 is a value, not "unset"
+            return "" if value is None else str(value).strip()
 
         size = raw("promptcache_max_recording_size")
         flight = raw("promptcache_flight_timeout")

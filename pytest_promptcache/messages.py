@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .prices import usd
 from .settings import Mode
+from .words import plural
 
 
 def _age(value: timedelta | None) -> str:
@@ -31,7 +32,7 @@ def stale(
     return (
         f"promptcache: the recording for this request is stale (mode: {mode.value})\n"
         f"  recording: {path}\n"
-        f"  recorded:  {recorded_at:%Y-%m-%d %H:%M} UTC, {age.days} days ago, by {recorded_by}\n"
+        f"  recorded:  {recorded_at:%Y-%m-%d %H:%M} UTC, {plural(age.days, 'day')} ago, by {recorded_by}\n"
         f"  max-age:   {_age(max_age)} (promptcache_on_expiry = fail)\n"
         "\nTo refresh it, run with the API reachable and its key set:\n"
         f"  {command}"

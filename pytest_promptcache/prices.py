@@ -6,6 +6,7 @@ plugin's start-up must stay cheap for suites that make no LLM call.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,13 +35,31 @@ def money(value: Decimal) -> float:
 
 
 def usd(value: float) -> str:
-    # Test suites cost fractions of a cent per call: keep enough digits to tell them apart, and never
-    # print a real cost as zero.
-    if 0 < value < 0.000001:
-        return f"${value:.1e}"
-    if 0 < value < 0.01:
-        return f"${value:.6f}"
-    return f"${value:,.4f}"
+    """The one money format: "$0.00", "$2.50", "$1,234.57", and below a dollar three significant digits
+    ("$0.000407", "$0.00000008"), so a real cost never prints as zero and one format reads everywhere.
+
+    Test suites cost fractions of a cent per call: a fixed number of decimals either hides them or pads
+    every dollar amount with zeros; scientific notation beside fixed point is hard to compare by eye."""
+    sign, amount = ("-", -value) if value < 0 else ("", value)
+    if amount == 0:
+        return "$0.00"
+    if amount >= 1:
+        return f"{sign}${amount:,.2f}"
+    if amount < 0.5e-10:  # finer than the ledger keeps (money): still not zero
+        return f"{sign}<$0.0000000001"
+    # Three significant digits, at least cents, never finer than the ledger keeps.
+    decimals = min(max(2, 2 - math.floor(math.log10(amount))), 10)
+    whole, _, fraction = f"{amount:.{decimals}f}".rstrip("0").partition(".")
+    return f"{sign}${whole}.{fraction.ljust(2, '0')}"
+
+
+def usd_column(cells: list[str]) -> list[str]:
+    """Amounts (and other cells) padded so their decimal points line up: three significant digits give
+    small amounts more decimals, and a column read by eye must show magnitude by position, not length."""
+    parts = [cell.partition(".") for cell in cells]
+    whole = max((len(w) for w, _, _ in parts), default=0)
+    fraction = max((len(p + f) for _, p, f in parts), default=0)
+    return [w.rjust(whole) + (p + f).ljust(fraction) for w, p, f in parts]
 
 
 class PriceError(ValueError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from .context import TestContext
@@ -21,6 +21,9 @@ from .settings import Mode, Settings
 if TYPE_CHECKING:
     from .engine import Engine
     from .ledger import CallEvent
+
+# The names a client of a proxy on 127.0.0.1 may use for it.
+_LOOPBACK = frozenset({"127.0.0.1", "localhost"})
 
 
 class CacheSession:
@@ -37,6 +40,11 @@ class CacheSession:
         self.guard = Guard(settings.guard_hosts, settings.cassette_dir) if settings.guard else None
         # Connections the guard refused: calls no adapter saw, so no engine counted them.
         self.refusals: list[CallEvent] = []
+        # Proxies this process runs (``promptcache serve``, the promptcache_proxy fixture): their port, and
+        # the paths they serve. A request to one goes over the socket, to be keyed as sent upstream;
+        # intercepted here, it would be keyed by the proxy's port, which changes every run.
+        self._proxy_ports: frozenset[int] = frozenset()
+        self._proxy_paths: tuple[str, ...] = ()
 
     def engine(self) -> Engine:
         engine = self._engine
@@ -62,11 +70,25 @@ class CacheSession:
         return self._engine
 
     def handles(self, host: str, path: str) -> bool:
+        if self._proxy_paths and host.lower() in _LOOPBACK and path.startswith(self._proxy_paths):
+            return False
         if self.settings.is_llm_endpoint(host.lower(), path):
             return True
         # A vcr cassette also answers what is not an LLM call (downloads the test needs).
         scope = self._context.scope
         return scope is not None and scope.player is not None and scope.player.handles(host.lower(), path)
+
+    def add_proxy(self, port: int, paths: Iterable[str]) -> None:
+        """A proxy of this process listens on 127.0.0.1:``port``, under ``paths`` (``/openai/``)."""
+        with self._lock:
+            self._proxy_ports = self._proxy_ports | {port}
+            self._proxy_paths = tuple(dict.fromkeys((*self._proxy_paths, *paths)))
+
+    def remove_proxy(self, port: int) -> None:
+        with self._lock:
+            self._proxy_ports = self._proxy_ports - {port}
+            if not self._proxy_ports:
+                self._proxy_paths = ()
 
     def refuse_connection(self, host: str, port: int | None, *, may_wait: bool) -> str | None:
         """In replay, the message a connection no adapter handled is refused with, or None: the test
@@ -74,6 +96,8 @@ class CacheSession:
         ctx = self._context
         if self.guard is None or ctx.mode is not Mode.REPLAY:
             return None
+        if port in self._proxy_ports and host.lower() in _LOOPBACK:
+            return None  # our own proxy: it never lets a replayed call through to the network
         reason = self.guard.refusal(host, port, may_wait=may_wait)
         if reason is None:
             return None

@@ -133,6 +133,12 @@ class Settings:
         return any(p.matches(host, path) for p in self.endpoints)
 
 
+def ini_text(value: Any) -> str:
+    """An ini value as text, "" when unset. Typed values count (pytest's int, float and bool options,
+    TOML numbers): 0 and false are values, not the absence of one."""
+    return "" if value is None else str(value).strip()
+
+
 def _lines(value: Any) -> list[str]:
     if value is None:
         return []
@@ -187,7 +193,7 @@ _SWITCHES = {
 
 
 def parse_switch(value: Any, name: str, default: bool) -> bool:
-    text = str(value or "").strip().lower()
+    text = ini_text(value).lower()
     if not text:
         return default
     if text not in _SWITCHES:
@@ -225,7 +231,7 @@ def parse_key_headers(lines: Iterable[str]) -> tuple[str, ...]:
 
 
 def _optional_count(ini: Mapping[str, Any], name: str, minimum: int) -> int | None:
-    raw = str(ini.get(name) or "").strip()
+    raw = ini_text(ini.get(name))
     return parse_count(raw, name, minimum) if raw else None
 
 
@@ -245,12 +251,12 @@ def build_settings(
         mode = parse_mode(cli_mode, "--promptcache")
     elif env.get("PROMPTCACHE_MODE", "").strip():
         mode = parse_mode(env["PROMPTCACHE_MODE"], "PROMPTCACHE_MODE")
-    elif str(ini.get("promptcache_mode") or "").strip():
+    elif ini_text(ini.get("promptcache_mode")):
         mode = parse_mode(str(ini["promptcache_mode"]), "ini promptcache_mode")
     else:
         mode = Mode.REPLAY
 
-    raw_dir = cli_dir or str(ini.get("promptcache_dir") or "").strip() or "cassettes"
+    raw_dir = cli_dir or ini_text(ini.get("promptcache_dir")) or "cassettes"
     cassette_dir = (rootdir / Path(raw_dir).expanduser()).resolve()
     if cassette_dir.exists() and not cassette_dir.is_dir():
         raise SettingsError(f"cassette directory {cassette_dir} exists and is not a directory")
@@ -264,31 +270,31 @@ def build_settings(
         raise SettingsError(
             f"promptcache_key_headers: {', '.join(clash)} carry secrets and can never take part in a key"
         )
-    memory_raw = str(ini.get("promptcache_memory_size") or "").strip()
+    memory_raw = ini_text(ini.get("promptcache_memory_size"))
     try:
         prices = parse_prices(_lines(ini.get("promptcache_prices")))
     except PriceError as exc:
         raise SettingsError(str(exc)) from None
-    state_raw = str(ini.get("promptcache_state_dir") or "").strip()
+    state_raw = ini_text(ini.get("promptcache_state_dir"))
     ignore_fields = tuple(_lines(ini.get("promptcache_ignore_fields")))
     normalize = tuple(_lines(ini.get("promptcache_normalize")))
     try:
         KeyRules.build(ignore_fields, normalize)
     except RuleError as exc:
         raise SettingsError(str(exc)) from None
-    age_raw = cli_max_age if cli_max_age is not None else str(ini.get("promptcache_max_age") or "").strip()
+    age_raw = cli_max_age if cli_max_age is not None else ini_text(ini.get("promptcache_max_age"))
     max_age = parse_age(age_raw, "--promptcache-max-age / promptcache_max_age") if age_raw else None
-    expiry_raw = str(ini.get("promptcache_on_expiry") or "warn").strip().lower()
+    expiry_raw = (ini_text(ini.get("promptcache_on_expiry")) or "warn").lower()
     try:
         on_expiry = Expiry(expiry_raw)
     except ValueError:
         raise SettingsError(
             f"promptcache_on_expiry: {expiry_raw!r} is not one of {', '.join(e.value for e in Expiry)}"
         ) from None
-    match_raw = cli_match if cli_match is not None else str(ini.get("promptcache_match") or "")
+    match_raw = cli_match if cli_match is not None else ini_text(ini.get("promptcache_match"))
     similar = parse_match(match_raw, "--promptcache-match / promptcache_match")
     extra_patterns = _lines(ini.get("promptcache_secret_patterns"))
-    budget_ini = str(ini.get("promptcache_budget") or "").strip()
+    budget_ini = ini_text(ini.get("promptcache_budget"))
     if cli_budget is not None:
         budget: float | None = parse_budget(cli_budget, "--promptcache-budget")
     elif budget_ini:

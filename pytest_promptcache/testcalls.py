@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from .ledger import CallEvent, CallRecord
-from .prices import money
+from .prices import money, usd
+from .words import plural
 
 
 @dataclass
@@ -38,3 +40,11 @@ class TestCalls:
     def cost_usd(self) -> float:
         """Every call's cost, estimated ones included (``call.usage.source`` tells them apart)."""
         return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
+
+    def __repr__(self) -> str:
+        # What pytest prints when an assertion on the fixture fails: the figures, not the closure.
+        calls = self.calls
+        outcomes = Counter(call.outcome.value for call in calls)
+        how = f" ({', '.join(f'{n} {outcome}' for outcome, n in outcomes.items())})" if calls else ""
+        tokens = f"{self.total_tokens:,} tokens ({self.input_tokens:,} in, {self.output_tokens:,} out)"
+        return f"<promptcache: {plural(len(calls), 'LLM call')}{how}, {tokens}, {usd(self.cost_usd)}>"

@@ -20,6 +20,7 @@ from conftest import SUITES, Suite
 
 from pytest_promptcache.clients import aiohttp as adapter
 from pytest_promptcache.clients.registry import install, uninstall
+from pytest_promptcache.prices import usd
 
 TESTS = 14
 # The four gathered identical requests are one live call: every other test makes one distinct request.
@@ -136,8 +137,8 @@ def test_a_gemini_stream_over_aiohttp_is_priced_in_the_report(app: Suite) -> Non
     result.stdout.fnmatch_lines(
         [
             f"tokens: {tokens_in} in, {tokens_out} out",
-            f"spent $0.0000 on live calls, saved ${replayed['saved_usd']:.6f} by replay",
-            f"gemini-2.5-flash * 1 * {tokens_in} * 0 * {tokens_out} * $0.0000 * ${replayed['saved_usd']:.6f}",
+            f"spent $0.00 on live calls, saved {usd(replayed['saved_usd'])} by replay",
+            f"gemini-2.5-flash * 1 * {tokens_in} * 0 * {tokens_out} * $0.00 * {usd(replayed['saved_usd'])}",
         ]
     )
 
@@ -164,7 +165,7 @@ def test_the_recording_tee_hands_on_each_chunk_as_it_arrives(suite: Suite) -> No
     )
     result = suite.run("--promptcache=record", "--promptcache-report=report.json")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live"])
     assert suite.recordings() == {}
     report = json.loads((suite.path / "report.json").read_text())
     assert len(report["not_saved"]) == 1
@@ -255,7 +256,7 @@ def test_aioresponses_mocks_are_left_to_aioresponses_and_interception_resumes(su
             assert asyncio.run(post())["id"] != "mocked"
         """
     )
-    suite.run("--promptcache=record").stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 recorded)"])
+    suite.run("--promptcache=record").stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live (1 recorded)"])
     assert suite.server.count() == 1
     assert len(suite.recordings()) == 1
 

@@ -152,7 +152,7 @@ def test_ls_lists_recordings_oldest_first_with_tokens_and_cost(
     # gpt-4.1-mini at 2025 prices: 1200 in at $0.40/M + 300 out at $1.60/M
     assert "2025-06-01 12:30:00" in chat_line
     assert "1,200/300" in chat_line
-    assert "$0.000960" in chat_line
+    assert "$0.00096" in chat_line
     assert chat_line.endswith("tests/test_app.py::test_summary")
     assert stream_line.startswith(recs["stream"].key[:12])
     assert "claude-sonnet-4-6" in stream_line
@@ -482,12 +482,12 @@ def test_stats_by_model(recs: dict[str, Recording], capsys: pytest.CaptureFixtur
     assert code == 0
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line and not line.startswith(" ")}
     assert rows["gpt-4.1-mini"][1:2] == ["1"]
-    assert rows["gpt-4.1-mini"][-1] == "$0.000960"
+    assert rows["gpt-4.1-mini"][-1] == "$0.00096"
     assert rows["acme-private-7b"][-1] == "unpriced"
     assert rows["claude-sonnet-4-6"][4:7] == ["40", "0", "6"]
     assert rows["total"][1] == "3"
     assert rows["total"][4:7] == ["2,440", "0", "606"]
-    assert rows["total"][-1] == "$0.001170+?"  # 0.00096 + claude's 40 in, 6 out; plus what is unpriced
+    assert rows["total"][-1] == "$0.00117+?"  # 0.00096 + claude's 40 in, 6 out; plus what is unpriced
     assert "unpriced: acme-private-7b (1 recording;" in out
 
     _, out, _ = run(capsys, "stats", "--json")

@@ -49,7 +49,5 @@ def test_interception_resumes_after_a_respx_test(clients: Suite) -> None:
             assert httpx.post(URL, json=BODY).json()["id"] != "mocked"
         """
     )
-    clients.run("--promptcache=record").stdout.fnmatch_lines(
-        ["mode record: 1 LLM calls: 1 live (1 recorded)"]
-    )
+    clients.run("--promptcache=record").stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live (1 recorded)"])
     assert len(clients.recordings()) == 1

@@ -29,7 +29,7 @@ def test_transient_and_auth_failures_reach_the_client_and_are_not_recorded(
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 failed)"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live (1 failed)"])
     assert not clients.cassettes.exists() or not any(clients.cassettes.iterdir())
 
 
@@ -96,7 +96,7 @@ def test_abandoned_stream_is_not_recorded_and_chunks_are_not_buffered(clients: S
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live"])
     assert clients.recordings() == {}
     (request,) = clients.server.requests
     request.finished.wait()  # bounded by the server's hold
@@ -117,7 +117,7 @@ def test_transport_error_while_recording_is_not_recorded(clients: Suite) -> None
     )
     result = clients.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 failed)"])
+    result.stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live (1 failed)"])
     assert not clients.cassettes.exists()
 
 

@@ -116,7 +116,7 @@ def test_full_run_lists_unused_recordings_and_prune_deletes_exactly_them(clients
     listed = clients.run("--promptcache-report=r.json")
     listed.assert_outcomes(passed=1)
     listed.stdout.fnmatch_lines(
-        ["1 recordings unused by this run of the whole suite: --promptcache-prune deletes them"]
+        ["1 recording unused by this run of the whole suite: --promptcache-prune deletes it"]
     )
     data = report(clients)
     assert data["unused_recordings"] == [keys["test_b"]]
@@ -134,7 +134,9 @@ def test_full_run_lists_unused_recordings_and_prune_deletes_exactly_them(clients
 
     pruned = clients.run("--promptcache-prune")
     assert pruned.ret == pytest.ExitCode.OK
-    pruned.stdout.fnmatch_lines(["pruned 1 unused recordings", f"  deleted {keys['test_b']}.json"])
+    pruned.stdout.fnmatch_lines(
+        ["pruned 1 unused recording (--promptcache-prune):", f"  deleted {keys['test_b']}.json"]
+    )
     assert set(clients.recordings()) == {keys["test_a"]}
 
 
@@ -144,12 +146,12 @@ def test_full_run_lists_unused_recordings_and_prune_deletes_exactly_them(clients
         (["test_suite.py::test_a"], "", "it ran only 'test_suite.py::test_a', not the whole suite"),
         (["test_suite.py"], "", "it ran only 'test_suite.py', not the whole suite"),
         (["-m", "slow"], "", "-m 'slow' selected a subset"),
-        ([], "import pytest\n@pytest.mark.skip\ndef test_skipped():\n    pass\n", "1 tests were skipped"),
-        ([], "def test_failing():\n    assert False\n", "1 tests failed or errored"),
+        ([], "import pytest\n@pytest.mark.skip\ndef test_skipped():\n    pass\n", "1 test was skipped"),
+        ([], "def test_failing():\n    assert False\n", "1 test failed or errored"),
         pytest.param(
             ["-n", "2"],
             "def test_failing():\n    assert False\n",
-            "1 tests failed or errored",
+            "1 test failed or errored",
             marks=pytest.mark.slow,  # an xdist run in a subprocess
             id="xdist-failed",
         ),

@@ -42,10 +42,10 @@ def test_record_then_rewrite_overwrites_and_off_touches_nothing(clients: Suite) 
 def test_precedence_is_cli_then_env_then_ini(clients: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
     clients.pytester.makepyfile(ONE_CALL)
     clients.pytester.makeini("[pytest]\npromptcache_mode = off\n")
-    clients.run().stdout.fnmatch_lines(["mode off: 1 LLM calls: 1 live"])
+    clients.run().stdout.fnmatch_lines(["mode off: 1 LLM call: 1 live"])
     monkeypatch.setenv("PROMPTCACHE_MODE", "record")
-    clients.run().stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live (1 recorded)"])
-    clients.run("--promptcache=replay").stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    clients.run().stdout.fnmatch_lines(["mode record: 1 LLM call: 1 live (1 recorded)"])
+    clients.run("--promptcache=replay").stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
 
 
 def test_marker_sets_the_mode_of_one_test(clients: Suite) -> None:
@@ -185,7 +185,7 @@ def test_endpoints_ini_extends_or_replaces_the_defaults(clients: Suite) -> None:
 
     # Chat is no longer an LLM endpoint: with the guard off it passes through to the server...
     clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\npromptcache_guard = off\n")
-    clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
     assert clients.server.count("/chat/completions") == 2
     # ...and with it on (the default), replay refuses to reach the host the recordings were made on.
     clients.pytester.makeini("[pytest]\npromptcache_endpoints = /v1/rerank\n")
@@ -200,7 +200,7 @@ def test_cassette_dir_option_and_ini(clients: Suite) -> None:
     clients.run("--promptcache=record", "--promptcache-dir=recs/llm").assert_outcomes(passed=1)
     assert len(list((clients.path / "recs" / "llm").glob("*.json"))) == 1
     clients.pytester.makeini("[pytest]\npromptcache_dir = recs/llm\n")
-    clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    clients.run().stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
 
 
 def test_interception_is_undone_when_the_session_ends(clients: Suite) -> None:

@@ -195,11 +195,11 @@ def test_terminal_summary_is_short_by_default_and_detailed_with_v(costs: Suite) 
             "*- promptcache -*",
             "mode record: 10 LLM calls: 10 live (10 recorded)",
             "tokens: * in (100 cached), * out",
-            "spent $0.000* on live calls, saved $0.0000 by replay",
-            "estimated, not in the figures above: 1 calls without usage, ~* in, ~* out, ~$0.0000* "
+            "spent $0.000* on live calls, saved $0.00 by replay",
+            "estimated, not in the figures above: 1 call without usage, ~* in, ~* out, ~$0.0* "
             "(tiktoken o200k_base)",
             "provider cache: *% of input tokens (100) from cache, saved $0.000* against uncached prices",
-            "unpriced models: my-private-model (1 calls; tokens counted, no dollars): "
+            "unpriced models: my-private-model (1 call; tokens counted, no dollars): "
             "add them to ini promptcache_prices",
             "(-v shows the per-model table and the most expensive tests)",
         ]
@@ -209,8 +209,8 @@ def test_terminal_summary_is_short_by_default_and_detailed_with_v(costs: Suite) 
         [
             "mode replay: 10 LLM calls: 10 replayed",
             "model * calls * input * cached * output * spent * saved",
-            "claude-sonnet-4-6 * 1 * 112 * 100 * 4 * $0.0000 * $0.000*",
-            "my-private-model * 1 * 6 * 0 * 2 * $0.0000 * unpriced",
+            "claude-sonnet-4-6 * 1 * 112 * 100 * 4 * $0.00 * $0.000*",
+            "my-private-model * 1 * 6 * 0 * 2 * $0.00 * unpriced",
             "most expensive tests (live + replayed cost):",
             "* $0.000* *test_spending.py::test_anthropic_cached",
         ]
@@ -249,7 +249,7 @@ def test_budget_stops_live_calls_and_fails_the_session(clients: Suite) -> None:
             # One money format everywhere: the amounts as the summary prints them, never rounded to 0.
             "  live calls in this session have cost $0.0000[1-9]*; the budget (--promptcache-budget / "
             "promptcache_budget) is $0.000001.",
-            "budget of $0.000001 reached: 1 live calls refused",
+            "budget of $0.000001 reached: 1 live call refused",
         ]
     )
     assert clients.server.count() == 1
@@ -340,4 +340,4 @@ def test_summary_colours_follow_no_color(clients: Suite, monkeypatch: pytest.Mon
     monkeypatch.setenv("NO_COLOR", "1")
     plain = clients.run()
     assert "\x1b[" not in plain.stdout.str()
-    plain.stdout.fnmatch_lines(["spent $0.0000 on live calls, saved * by replay"])
+    plain.stdout.fnmatch_lines(["spent $0.00 on live calls, saved * by replay"])

@@ -11,8 +11,11 @@ configuration).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from typing import TextIO
 
 from .parser import Handler, build_parser
 from .project import CliError, Project
@@ -20,7 +23,48 @@ from .project import CliError, Project
 __all__ = ["CliError", "Project", "build_parser", "main"]
 
 
+class _Stdout(io.TextIOBase):
+    """Standard output for a reader that may leave early (``promptcache ls --json | head -1``): once it
+    has, the rest of the output goes nowhere and the command still finishes, so its exit status says
+    what it found (0 for a listing, 1 when verify found a problem), not that the pipe closed."""
+
+    def __init__(self, real: TextIO) -> None:
+        self._real = real
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                self._real.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._real.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self._gone = True
+        # Python flushes stdout once more at exit: what is still buffered then goes to /dev/null instead
+        # of failing with "Exception ignored ... BrokenPipeError" and status 120.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._real.fileno())
+            os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with contextlib.redirect_stdout(_Stdout(sys.stdout)) as out:
+        status = _run(argv)
+        out.flush()
+    return status
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -37,10 +81,5 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"promptcache: {exc}", file=sys.stderr)
         return exc.code
-    except BrokenPipeError:
-        # The reader (head, less) went away: not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
     except KeyboardInterrupt:
         return 130

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 from ..advice import advise_directory
 from ..report.advice import advice_lines
+from ..words import plural
 from .project import CliError, Project
-from .render import display, plural
+from .render import display
 
 
 def cmd_advise(args: argparse.Namespace, project: Project) -> int:

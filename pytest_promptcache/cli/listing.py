@@ -14,13 +14,13 @@ from ..miss import pretty_request
 from ..models import Recording
 from ..prices import money, usd
 from ..store.files import CorruptRecording, read_recording
+from ..words import plural
 from .project import CliError, Project
 from .recordings import RecordingInfo, load, load_all, print_unreadable, resolve_key, unreadable_json
 from .render import (
     assembled_text,
     body_lines,
     display,
-    plural,
     print_table,
     request_body_lines,
     response_lines,
@@ -71,7 +71,7 @@ def cmd_ls(args: argparse.Namespace, project: Project) -> int:
             )
             for info in infos
         ]
-        print_table(header, rows, right={5, 6})
+        print_table(header, rows, right={5, 6}, money=6)
         print()
         print(summary_line(infos, total, directory))
     print_unreadable(errors)

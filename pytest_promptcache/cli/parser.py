@@ -15,6 +15,7 @@ from .listing import cmd_diff, cmd_ls, cmd_show
 from .project import Project
 from .prune import cmd_prune
 from .recordings import MIN_PREFIX
+from .serve import SERVE_HELP, add_serve_arguments, cmd_serve
 from .stats import cmd_migrate, cmd_stats
 from .verify import cmd_verify
 
@@ -35,8 +36,8 @@ def age(text: str) -> timedelta:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptcache",
-        description="Look at, compare, prune and check the LLM recordings pytest-promptcache made; import "
-        "vcrpy cassettes.",
+        description="Look at, compare, prune and check the LLM recordings pytest-promptcache made, import "
+        "vcrpy cassettes, and serve recordings to clients outside pytest.",
         epilog="The directory is the one the pytest configuration of the current directory names "
         "(ini promptcache_dir, default cassettes, relative to the rootdir) unless --dir is given. "
         "Exit status: 0 fine, 1 problems found, 2 usage error.",
@@ -124,4 +125,5 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="machine-readable output")
 
     add_import(command)
+    add_serve_arguments(command("serve", cmd_serve, SERVE_HELP))
     return parser

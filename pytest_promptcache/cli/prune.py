@@ -8,8 +8,9 @@ import re
 from pathlib import Path
 
 from ..store.files import SUFFIX, CorruptRecording, read_recording
+from ..words import plural
 from .project import CliError, Project
-from .render import display, human_size, plural
+from .render import display, human_size
 
 KEY_RE = re.compile(r"[0-9a-f]{64}")
 

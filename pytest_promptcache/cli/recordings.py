@@ -16,8 +16,9 @@ from ..prices import usd
 from ..pricing import recording_price
 from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from ..usage import PriceBook, api_family, extract
+from ..words import plural
 from .project import CliError
-from .render import display, iso, plural, utc, when
+from .render import display, iso, utc, when
 
 MIN_PREFIX = 4
 

@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models import CanonicalRequest, RecordedResponse, SSEEvent, TokenUsage
+from ..prices import usd_column
 
 # -- words, numbers, paths, times ------------------------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def human_size(size: int) -> str:
@@ -52,7 +49,13 @@ def tokens_text(usage: TokenUsage) -> str:
     return f"{usage.input_tokens:,} in{cached}{written}, {usage.output_tokens:,} out"
 
 
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Container[int] = ()) -> None:
+def print_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], right: Container[int] = (), money: int | None = None
+) -> None:
+    """``right``: right-aligned columns; ``money``: a column of amounts, lined up on their decimal points."""
+    if money is not None and rows:
+        column = usd_column([row[money] for row in rows])
+        rows = [(*row[:money], cell, *row[money + 1 :]) for row, cell in zip(rows, column, strict=True)]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         cells = [

@@ -13,9 +13,10 @@ from ..ledger import NO_MODEL
 from ..migrate import migrate_directory
 from ..models import SCHEMA_VERSION
 from ..prices import money, usd
+from ..words import plural
 from .project import Project
 from .recordings import RecordingInfo, load_all, print_unreadable, unreadable_json
-from .render import display, human_size, plural, print_table
+from .render import display, human_size, print_table
 
 
 @dataclass
@@ -88,7 +89,7 @@ def cmd_stats(args: argparse.Namespace, project: Project) -> int:
         print()
         header = ("model", "recordings", "size", "input", "cached", "output", "cost when recorded")
         rows = [_stats_row(model, tally) for model, tally in (*by_model.items(), ("total", totals))]
-        print_table(header, rows, right={1, 2, 3, 4, 5, 6})
+        print_table(header, rows, right={1, 2, 3, 4, 5, 6}, money=6)
     if totals.without_usage:
         print(
             f"\n{plural(totals.without_usage, 'recording')} without usage "

@@ -15,8 +15,9 @@ from pathlib import Path
 from ..scrub import REDACTED, secret_env_values
 from ..settings import SECRET_PATTERN_NAMES, Settings
 from ..store.files import SUFFIX, TMP_SUFFIX, CorruptRecording, read_recording, read_recording_text
+from ..words import plural
 from .project import Project
-from .render import display, plural
+from .render import display
 
 # Files git needs in an otherwise committed directory; they hold no recording and leak nothing.
 GIT_FILES = frozenset({".gitkeep", ".gitignore", ".gitattributes"})

@@ -31,7 +31,8 @@ from .costs import (
     runs_tests,
     write_html,
 )
-from .options import INI_LINELISTS, INI_STRINGS, HookSpecs, add_options, marker_lines
+from .options import HookSpecs, add_options, marker_lines, read_ini
+from .proxy import configured_upstreams, promptcache_proxy
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
 from .stash import (
     DESELECTED_KEY,
@@ -43,6 +44,7 @@ from .stash import (
     SCOPE_KEY,
     SESSION_KEY,
     UNWRITTEN_KEY,
+    UPSTREAMS_KEY,
     WORKER_CALLS_KEY,
     WORKER_NOTICES_KEY,
     WORKEROUTPUT_KEY,
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
     from ..ledger import CallRecord
     from ..report.model import Report
     from ..testcalls import TestCalls
+
+__all__ = ["promptcache_proxy"]  # a fixture of the plugin, defined beside it
 
 
 class PromptcacheWarning(pytest.PytestWarning):
@@ -76,7 +80,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in marker_lines():
         config.addinivalue_line("markers", line)
-    ini = {name: config.getini(name) for name in (*INI_STRINGS, *INI_LINELISTS)}
+    ini = read_ini(config)
     try:
         settings = build_settings(
             rootdir=Path(config.rootpath),
@@ -101,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         saved = placeholders.apply(os.environ)
         config.add_cleanup(lambda: placeholders.restore(os.environ, saved))
     config.stash[RECORDING_KEY] = configure_vcr(config, settings.vcr)
+    config.stash[UPSTREAMS_KEY] = configured_upstreams(ini["promptcache_upstreams"])
     session = CacheSession(settings)
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()
@@ -284,13 +289,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shared=shared,
     )
     add_cost_sections(config, psession, report, calls)
-    config.stash[REPORT_KEY] = report
     if config.getoption("promptcache_prune"):
         result = config.stash[PRUNE_KEY] = prune(settings.cassette_dir, report)
-        if result.refused is not None and session.exitstatus == pytest.ExitCode.OK:
+        if result.refused is None:
+            # The summary and the JSON report then say what was deleted, not that it still could be.
+            report = report.model_copy(update={"pruned_recordings": result.deleted})
+        elif session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    config.stash[REPORT_KEY] = report
     unwritten = config.stash[UNWRITTEN_KEY] = _write_reports(config, report)
-    if report.budget_exceeded and session.exitstatus == pytest.ExitCode.OK:
+    if (report.budget_exceeded or report.nothing_saved) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if unwritten and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
@@ -345,20 +353,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from ..report.terminal import terminal_lines
 
     terminalreporter.write_sep("-", "promptcache")
-    if prune is not None:
-        if prune.refused is not None:
-            terminalreporter.write_line(
-                f"--promptcache-prune refused, nothing was deleted: {prune.refused}. Unused recordings can "
-                "only be known from a run of the whole suite in which every test passed.",
-                red=True,
-            )
-        else:
-            terminalreporter.write_line(f"pruned {len(prune.deleted)} unused recordings", green=True)
-            for key in prune.deleted:
-                terminalreporter.write_line(f"  deleted {key}.json")
+    if prune is not None and prune.refused is not None:
+        terminalreporter.write_line(
+            f"--promptcache-prune refused, nothing was deleted: {prune.refused}. Unused recordings can "
+            "only be known from a run of the whole suite in which every test passed.",
+            red=True,
+        )
     verbose = terminalreporter.config.get_verbosity() > 0
     for text, colour in terminal_lines(report, verbose):
         markup = {colour: True} if colour else {}
         terminalreporter.write_line(text, **markup)
     for line in unwritten:
         terminalreporter.write_line(line, red=True)
+    if terminalreporter.config.inipath is None and report.mode != Mode.OFF.value:
+        terminalreporter.write_line(no_config_file(report.cassette_dir), yellow=True)
+
+
+def no_config_file(cassette_dir: str | None) -> str:
+    # Without a configuration file the rootdir is wherever pytest was started (or its arguments' common
+    # directory), and the recordings directory with it: `cd tests && pytest` looks in tests/cassettes.
+    return (
+        f"promptcache: no pytest configuration file, so the recordings directory ({cassette_dir}) moves "
+        "with the directory pytest runs in: add a pytest.ini or pyproject.toml at your project's root that "
+        "sets promptcache_dir (see Ten lines in the README)"
+    )

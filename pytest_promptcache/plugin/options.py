@@ -11,21 +11,22 @@ from ..settings import MODES_HELP
 INI_STRINGS = {
     "promptcache_mode": "default mode: replay, record, rewrite or off",
     "promptcache_dir": "directory of recordings, relative to the rootdir",
-    "promptcache_budget": "refuse live calls once they have cost this many USD",
-    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
-    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
-    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
-    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
     "promptcache_state_dir": "where processes coordinate (locks, pacing, budget); default: a temp directory",
     "promptcache_max_age": "recordings older than this (12h, 30d, 2w) are stale",
     "promptcache_on_expiry": "a stale recording: warn (serve it), fail, or rerecord (in record mode)",
     "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
-    "promptcache_guard": "on (default) or off: in replay, refuse connections no adapter handled to LLM "
-    "providers and to the hosts the recordings were made against",
-    "promptcache_placeholder_keys": "on (default) or off: in replay, set placeholder API keys for unset "
-    "provider key variables so SDK clients start without a key",
     "promptcache_max_recording_size": "recording files larger than this are refused unread "
     "(bytes, or 512KiB, 64MiB, 1GiB; default 64MiB)",
+}
+# Typed, so --help says what they take and a TOML number is not a deprecated non-string value.
+INI_INTS = {
+    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
+    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
+    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
+    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
+}
+INI_FLOATS = {
+    "promptcache_budget": "refuse live calls once they have cost this many USD (e.g. 2.50)",
     "promptcache_flight_timeout": "seconds a call waits for an identical call in flight before its test "
     "fails (default 300)",
     "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
@@ -47,6 +48,12 @@ INI_STRINGS = {
     "promptcache_vcr_drift": "a request body that differs from the one its vcr cassette recorded: warn "
     "(default), fail, or ignore",
 }
+INI_SWITCHES = {
+    "promptcache_guard": "in replay, refuse connections no adapter handled to LLM providers and to the "
+    "hosts the recordings were made against (default true)",
+    "promptcache_placeholder_keys": "in replay, set placeholder API keys for unset provider key variables "
+    "so SDK clients start without a key (default true)",
+}
 INI_LINELISTS = {
     "promptcache_endpoints": "LLM endpoints to intercept: path suffixes ('/v1/rerank', ':generateContent') "
     "or "
@@ -64,16 +71,47 @@ INI_LINELISTS = {
     "promptcache_secret_patterns": "more regexes whose matches are replaced by <redacted> in recordings",
     "promptcache_guard_hosts": "more hosts replay never connects to (patterns with *), besides the "
     "providers' API hosts",
+    "promptcache_upstreams": "where the promptcache_proxy fixture forwards: 'NAME=URL' lines (e.g. "
+    "'openai=http://127.0.0.1:8080/v1'); /NAME/... on the proxy goes to URL's host. Defaults: openai, "
+    "anthropic and gemini at their public APIs",
     "promptcache_prices": "prices per million tokens for models genai-prices lacks or that you pay "
     "differently: 'MODEL input=0.4 output=1.6 [cache_read=0.1] [cache_write=0.5]'",
 }
 
 
+# Each type, what a value of it looks like: the end of the message for a value pytest could not read.
+_EXAMPLES = {"int": "a whole number such as 500", "float": "a number such as 2.5", "bool": "true or false"}
+INI_OPTIONS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("string", INI_STRINGS),
+    ("linelist", INI_LINELISTS),
+    ("int", INI_INTS),
+    ("float", INI_FLOATS),
+    ("bool", INI_SWITCHES),
+)
+
+
 def marker_lines() -> list[str]:
     return [
-        "promptcache(mode=..., scope=..., normalize=[...], ignore_fields=[...]): per-test pytest-promptcache "
-        "options; mode is one of " + MODES_HELP + "; scope is session or test",
+        "promptcache(mode=..., scope=..., normalize=[...], ignore_fields=[...]): this test's "
+        f"pytest-promptcache options: mode ({MODES_HELP}) instead of the session's; scope (session or "
+        "test: this test's own recordings, in order); normalize (uuid, iso-date, "
+        "iso-datetime, unix-time, hex-id, 'REGEX => REPLACEMENT') and ignore_fields (JSON paths) add to "
+        "the ini's key rules",
     ]
+
+
+def read_ini(config: pytest.Config) -> dict[str, Any]:
+    """Every ini option's value; None for a typed one that is not set. A value pytest cannot convert
+    to its type is a one-line usage error naming the option, not a traceback."""
+    values: dict[str, Any] = {}
+    for kind, options in INI_OPTIONS:
+        for name in options:
+            try:
+                values[name] = config.getini(name)
+            except (pytest.UsageError, ValueError, TypeError) as exc:
+                what = _EXAMPLES.get(kind, kind)
+                raise pytest.UsageError(f"pytest-promptcache: ini {name}: {exc}; write {what}") from None
+    return values
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -153,10 +191,11 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="after a run of the whole suite, delete the recordings no test used",
     )
-    for name, help_text in INI_STRINGS.items():
-        parser.addini(name, help_text, default="")
-    for name, help_text in INI_LINELISTS.items():
-        parser.addini(name, help_text, type="linelist", default=[])
+    defaults: dict[str, Any] = {"string": "", "linelist": []}
+    for kind, options in INI_OPTIONS:
+        for name, help_text in options.items():
+            # None when a typed one is unset: the settings tell "not set" from 0 (a budget of 0 is one).
+            parser.addini(name, help_text, type=kind, default=defaults.get(kind))  # type: ignore[arg-type]
 
 
 class HookSpecs:

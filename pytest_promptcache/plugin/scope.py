@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..settings import Mode
+from ..words import plural, was
 
 if TYPE_CHECKING:
     from ..report.model import Report
@@ -78,13 +79,13 @@ def incomplete_because(session: pytest.Session, mode: Mode, scope: RunScope) -> 
     if narrowing is not None:
         reasons.append(f"it ran only {narrowing!r}, not the whole suite")
     if scope.deselected:
-        reasons.append(f"{scope.deselected} tests were deselected")
+        reasons.append(f"{plural(scope.deselected, 'test')} {was(scope.deselected)} deselected")
     if scope.collection_errors:
-        reasons.append(f"{scope.collection_errors} files failed to collect")
+        reasons.append(f"{plural(scope.collection_errors, 'file')} failed to collect")
     if scope.failed:
-        reasons.append(f"{scope.failed} tests failed or errored")
+        reasons.append(f"{plural(scope.failed, 'test')} failed or errored")
     if scope.skipped:
-        reasons.append(f"{scope.skipped} tests were skipped")
+        reasons.append(f"{plural(scope.skipped, 'test')} {was(scope.skipped)} skipped")
     if session.shouldstop or session.shouldfail:
         reasons.append("the run stopped early")
     return "; ".join(reasons) or None

@@ -12,6 +12,7 @@ from ..session import CacheSession
 if TYPE_CHECKING:
     # Types only: the ledger and the report import pydantic, which start-up must not pay for.
     from ..ledger import CallRecord
+    from ..proxy.upstreams import Upstream
     from ..report.compare import Baseline
     from ..report.model import Report
     from .scope import PruneResult, RunScope
@@ -24,6 +25,8 @@ PRUNE_KEY: pytest.StashKey[PruneResult] = pytest.StashKey()
 WORKER_CALLS_KEY: pytest.StashKey[list[CallRecord]] = pytest.StashKey()
 # The shared tier's notices (Redis gone, an entry ignored) that xdist workers handed over.
 WORKER_NOTICES_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+# Where the promptcache_proxy fixture may forward, checked at start-up.
+UPSTREAMS_KEY: pytest.StashKey[dict[str, Upstream]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 # --promptcache-compare's path as given and the report it names, read at configure.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..prices import usd
+from ..words import plural
 from .advice import advice_lines
 from .compare import Comparison, amount_text, details, signed_usd
 from .model import Report
@@ -40,7 +41,7 @@ def markdown(report: Report) -> str:
     lines = [
         "### promptcache",
         "",
-        f"Mode `{report.mode}`: **{t.calls}** LLM calls, {t.replayed} replayed, {t.live} live "
+        f"Mode `{report.mode}`: **{plural(t.calls, 'LLM call')}**, {t.replayed} replayed, {t.live} live "
         f"({t.recorded} recorded), {t.misses} missed, {t.errors} failed.",
         f"Tokens: {tokens_text(t)}. Spent **{usd(t.spent_usd)}** on live calls; replay saved "
         f"**{usd(t.saved_usd)}**.",
@@ -62,12 +63,11 @@ def markdown(report: Report) -> str:
     if t.estimated.calls:
         lines += ["", f"Estimated, not in the figures above: {estimated_text(t)}."]
     if t.free_calls:
-        lines += ["", f"{t.free_calls} calls to free endpoints (count_tokens, moderations, GET): $0."]
+        free = plural(t.free_calls, "call")
+        lines += ["", f"{free} to free endpoints (count_tokens, moderations, GET): $0."]
     if t.calls_without_usage:
-        lines += [
-            "",
-            f"{t.calls_without_usage} calls carried no usage and no text to count: not in the totals.",
-        ]
+        count = t.calls_without_usage
+        lines += ["", f"{plural(count, 'call')} carried no usage and no text to count: not in the totals."]
     if t.cached_input_tokens:
         lines += ["", f"Provider cache: {cache_text(t)}."]
     shared = report.shared
@@ -76,7 +76,9 @@ def markdown(report: Report) -> str:
         lines += ["", f"Shared tier `{shared.url}` (machine `{shared.machine}`): replayed from {hits}."]
         if shared.not_in_cassettes:
             missing = len(shared.not_in_cassettes)
-            lines.append(f"**{missing} recordings served from the shared tier are not in cassettes/.**")
+            verb = "is" if missing == 1 else "are"
+            served = plural(missing, "recording")
+            lines.append(f"**{served} served from the shared tier {verb} not in cassettes/.**")
         lines += [f"> {notice}" for notice in shared.notices[:1]]
     if report.comparison is not None:
         lines += ["", *comparison_markdown(report.comparison)]
@@ -85,8 +87,8 @@ def markdown(report: Report) -> str:
     if report.budget_exceeded and report.budget is not None:
         lines += [
             "",
-            f"**Budget of {usd(report.budget.limit_usd)} reached**: {report.budget.blocked_calls} "
-            "live calls refused.",
+            f"**Budget of {usd(report.budget.limit_usd)} reached**: "
+            f"{plural(report.budget.blocked_calls, 'live call')} refused.",
         ]
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ..advice import Advice
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+from ..settings import Mode
 from .compare import Comparison
 from .fleet import SharedReport
 
@@ -17,6 +18,8 @@ from .fleet import SharedReport
 # usage are estimated (``estimated`` in every bucket) and so leave ``calls_without_usage`` too; buckets
 # have ``cache_saved_usd``; ``advice`` and ``comparison``. Every field of 1 is still there.
 REPORT_SCHEMA_VERSION: Literal[2] = 2
+# The modes in which a live call is meant to be saved.
+RECORDING_MODES = frozenset({Mode.RECORD.value, Mode.REWRITE.value})
 
 
 class Budget(BaseModel):
@@ -59,6 +62,8 @@ class Report(BaseModel):
     unused_recordings: list[str] = []
     unused_recordings_complete: bool = False
     unused_recordings_why_incomplete: str | None = None
+    # What --promptcache-prune deleted; None when it did not run (or refused).
+    pruned_recordings: list[str] | None = None
     similar_substitutions: list[Substitution] = []
     stale_recordings: list[StaleRecording] = []
     # The caching advisor on the recordings this run used (when a report file or -v asked for it), and
@@ -82,6 +87,7 @@ class Report(BaseModel):
     ) -> Report:
         calls = list(calls)
         buckets = summarize(calls)
+        recording = mode in RECORDING_MODES
         unpriced: set[str] = set()
         not_saved: list[UnsavedCall] = []
         used: set[str] = set()
@@ -106,8 +112,9 @@ class Report(BaseModel):
                 )
             if call.succeeded and call.usage is not None and call.cost_usd is None:
                 unpriced.add(call.model or NO_MODEL)
-            if call.outcome is Outcome.LIVE and call.detail and call.detail.startswith(NOT_SAVED):
-                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=call.detail))
+            if _not_saved(call, recording):
+                reason = call.detail or (f"HTTP {call.status}" if call.status else "not saved")
+                not_saved.append(UnsavedCall(test=call.test, url=call.url, reason=reason))
             blocked += call.outcome is Outcome.BLOCKED
         budget = None
         if budget_usd is not None:
@@ -135,3 +142,17 @@ class Report(BaseModel):
     @property
     def budget_exceeded(self) -> bool:
         return self.budget is not None and self.budget.blocked_calls > 0
+
+    @property
+    def nothing_saved(self) -> bool:
+        """A record (or rewrite) run that needed live calls and saved none of them: it recorded nothing
+        a later replay could use, however its tests went (code that catches the SDK's error passes)."""
+        return self.mode in RECORDING_MODES and self.totals.live > 0 and self.totals.recorded == 0
+
+
+def _not_saved(call: CallRecord, recording: bool) -> bool:
+    """A live call that will miss in replay: its body never completed, or, in a run that records, it
+    failed (a transport error, or a status that is not recorded)."""
+    if call.outcome is Outcome.LIVE:
+        return bool(call.detail and call.detail.startswith(NOT_SAVED))
+    return recording and call.outcome is Outcome.ERROR

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from ..ledger import Bucket
-from ..prices import usd
+from ..prices import usd, usd_column
 from ..tokens import ENCODING
+from ..words import plural, was
 from .advice import advice_lines
 from .compare import comparison_lines
 from .fleet import shared_lines
@@ -37,8 +39,8 @@ def estimated_text(b: Bucket) -> str:
     est = b.estimated
     money = "unpriced" if est.unpriced_calls == est.calls else f"~{usd(est.cost_usd)}"
     return (
-        f"{est.calls} calls without usage, ~{est.input_tokens:,} in, ~{est.output_tokens:,} out, {money} "
-        f"(tiktoken {ENCODING})"
+        f"{plural(est.calls, 'call')} without usage, ~{est.input_tokens:,} in, "
+        f"~{est.output_tokens:,} out, {money} (tiktoken {ENCODING})"
     )
 
 
@@ -53,9 +55,10 @@ def summary_extras(t: Bucket) -> Iterator[Line]:
     if t.estimated.calls:
         yield f"estimated, not in the figures above: {estimated_text(t)}", None
     if t.free_calls:
-        yield f"{t.free_calls} calls to free endpoints (count_tokens, moderations, GET): $0", None
+        yield f"{plural(t.free_calls, 'call')} to free endpoints (count_tokens, moderations, GET): $0", None
     if t.calls_without_usage:
-        yield f"{t.calls_without_usage} calls carried no usage and no text to count: not in the totals", None
+        no_usage = plural(t.calls_without_usage, "call")
+        yield f"{no_usage} carried no usage and no text to count: not in the totals", None
     if t.cached_input_tokens:
         yield f"provider cache: {cache_text(t)}", None
 
@@ -73,7 +76,7 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         parts.append(f"{t.misses} missed")
     if t.refused:
         parts.append(f"{t.refused} refused (connections no adapter handled)")
-    yield f"mode {report.mode}: {t.calls} LLM calls: {', '.join(parts)}", None
+    yield f"mode {report.mode}: {plural(t.calls, 'LLM call')}: {', '.join(parts)}", None
     yield f"tokens: {tokens_text(t)}", None
     spent_colour = "yellow" if t.spent_usd else "green"
     yield f"spent {usd(t.spent_usd)} on live calls, saved {usd(t.saved_usd)} by replay", spent_colour
@@ -83,13 +86,12 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         unpriced = t.unpriced_calls + t.estimated.unpriced_calls
         yield (
             (
-                f"unpriced models: {names} ({unpriced} calls; tokens counted, no dollars): "
+                f"unpriced models: {names} ({plural(unpriced, 'call')}; tokens counted, no dollars): "
                 "add them to ini promptcache_prices"
             ),
             "yellow",
         )
-    if report.not_saved:
-        yield f"{len(report.not_saved)} live calls were not saved (their body never completed)", "yellow"
+    yield from _not_saved_lines(report)
     for sub in report.similar_substitutions:
         yield (
             (
@@ -101,23 +103,16 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     if report.stale_recordings:
         yield (
             (
-                f"{len(report.stale_recordings)} stale recordings served (older than max-age): "
+                f"{plural(len(report.stale_recordings), 'stale recording')} served (older than max-age): "
                 "refresh them with --promptcache=rewrite, or promptcache_on_expiry = rerecord and "
                 "--promptcache=record"
             ),
             "yellow",
         )
-    if report.unused_recordings:
-        yield (
-            (
-                f"{len(report.unused_recordings)} recordings unused by this run of the whole suite: "
-                "--promptcache-prune deletes them"
-            ),
-            None,
-        )
+    yield from _unused_lines(report)
     if report.budget is not None and report.budget_exceeded:
         limit, blocked = usd(report.budget.limit_usd), report.budget.blocked_calls
-        yield f"budget of {limit} reached: {blocked} live calls refused", "red"
+        yield f"budget of {limit} reached: {plural(blocked, 'live call')} refused", "red"
     if report.shared is not None:
         yield from shared_lines(report.shared, verbose)
     if report.comparison is not None:
@@ -138,41 +133,39 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         yield "(-v shows the per-model table and the most expensive tests)", None
         return
     yield "", None
-    width = max([len(m) for m in report.by_model] + [5])
-    columns = (
-        ("calls", 5),
-        ("input", 9),
-        ("cached", 8),
-        ("cache", 5),
-        ("output", 8),
-        ("estimated", 10),
-        ("spent", 9),
-        ("saved", 9),
-    )
-    yield f"{'model':<{width}}" + "".join(f"  {name:>{w}}" for name, w in columns), None
-    for model, b in report.by_model.items():
-        cells = (
-            b.calls,
+    header = ("model", "calls", "input", "cached", "cache", "output", "estimated", "spent", "saved")
+    buckets = report.by_model.values()
+    estimated = usd_column([_estimated_cell(b) for b in buckets])
+    spent = usd_column([_usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd) for b in buckets])
+    saved = usd_column([_usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd) for b in buckets])
+    rows = [
+        (
+            model,
+            str(b.calls),
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
             f"{b.cache_share_text}" if b.input_tokens else "-",
             f"{b.output_tokens:,}",
-            _estimated_cell(b),
-            _usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd),
-            _usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd),
+            *money,
         )
-        yield (
-            f"{model:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns, strict=True)),
-            None,
+        for (model, b), money in zip(
+            report.by_model.items(), zip(estimated, spent, saved, strict=True), strict=True
         )
+    ]
+    # As wide as the widest cell (a small amount has many decimals), never narrower than the header.
+    minimum = (5, 5, 9, 8, 5, 8, 10, 9, 9)
+    widths = [max(w, *(len(row[i]) for row in rows)) for i, w in enumerate(minimum)]
+    for row in (header, *rows):
+        cells = [f"{row[0]:<{widths[0]}}", *(f"{c:>{w}}" for c, w in zip(row[1:], widths[1:], strict=True))]
+        yield "  ".join(cells).rstrip(), None
     top = sorted(report.by_test.items(), key=lambda kv: -kv[1].total_cost_usd)[:5]
     top = [(name, b) for name, b in top if b.total_cost_usd > 0]
     if top:
         yield "", None
         yield "most expensive tests (live + replayed cost):", None
-        for name, b in top:
-            mark = "~" if b.estimated.calls else ""
-            yield f"  {mark + usd(b.total_cost_usd):>10}  {name}", None
+        amounts = usd_column([("~" if b.estimated.calls else "") + usd(b.total_cost_usd) for _, b in top])
+        for amount, (name, _) in zip(amounts, top, strict=True):
+            yield f"  {amount}  {name}", None
     if advice is not None and not advice.empty:
         yield "", None
         for text in advice_lines(advice, limit=3):
@@ -182,5 +175,55 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     for old in report.stale_recordings:
         when = f"{old.recorded_at:%Y-%m-%d}" if old.recorded_at else "?"
         yield f"stale: {old.key[:12]} recorded {when}, used by {old.test}", "yellow"
-    for key in report.unused_recordings:
-        yield f"unused: {key}", None
+    if report.pruned_recordings is None:
+        for key in report.unused_recordings:
+            yield f"unused: {key}", None
+
+
+def _reasons(report: Report, limit: int = 3) -> Iterator[str]:
+    """Why live calls were not saved, the most frequent first; the same reason once, with its count."""
+    counts = Counter(unsaved.reason for unsaved in report.not_saved)
+    for reason, count in counts.most_common(limit):
+        text = reason if len(reason) <= 200 else reason[:200] + "..."
+        yield f"  {plural(count, 'call')}: {text}"
+    if len(counts) > limit:
+        yield f"  and {plural(len(counts) - limit, 'other reason')} (-v lists every call)"
+
+
+def _not_saved_lines(report: Report) -> Iterator[Line]:
+    if report.nothing_saved:
+        # A record run that passes with nothing recorded would only fail later, in CI, far from the cause.
+        live = report.totals.live
+        them, they = ("it", "it") if live == 1 else ("them", "they")
+        yield (
+            f"nothing was saved: this {report.mode} run made {plural(live, 'live call')} and recorded "
+            f"none of {them}, so {they} will miss in replay; the run fails",
+            "red",
+        )
+        for line in _reasons(report):
+            yield line, "red"
+        yield "Check that the API is reachable and its key is set, then record again.", "red"
+    elif report.not_saved:
+        count = len(report.not_saved)
+        they = "it" if count == 1 else "they"
+        yield f"{plural(count, 'live call')} {was(count)} not saved, so {they} will miss in replay:", "yellow"
+        for line in _reasons(report):
+            yield line, "yellow"
+
+
+def _unused_lines(report: Report) -> Iterator[Line]:
+    if report.pruned_recordings is not None:
+        count = len(report.pruned_recordings)
+        if not count:
+            yield "--promptcache-prune: no unused recordings to delete", "green"
+            return
+        yield f"pruned {plural(count, 'unused recording')} (--promptcache-prune):", "green"
+        for key in report.pruned_recordings:
+            yield f"  deleted {key}.json", None
+    elif report.unused_recordings:
+        count = len(report.unused_recordings)
+        yield (
+            f"{plural(count, 'recording')} unused by this run of the whole suite: "
+            f"--promptcache-prune deletes {'it' if count == 1 else 'them'}",
+            None,
+        )

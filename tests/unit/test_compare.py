@@ -58,11 +58,11 @@ def test_a_version_1_report_is_a_baseline(tmp_path: Path) -> None:
     assert (new.status, new.delta_pct) == ("added", None)
     assert (gone.status, gone.delta_usd) == ("removed", -0.2)
     lines = list(comparison_lines(c, limit=2))
-    assert lines[0] == "cost against base.json (replay): $0.3000 -> $0.4600 per run, +$0.1600 (+53.3%)"
-    assert lines[1] == "  +$0.3000 (+300.0%) t.py::test_a: input +3,000 tokens"
-    assert lines[2] == "  -$0.2000 (-100.0%) t.py::test_gone: gone, input -60 tokens, -1 calls"
+    assert lines[0] == "cost against base.json (replay): $0.30 -> $0.46 per run, +$0.16 (+53.3%)"
+    assert lines[1] == "  +$0.30 (+300.0%) t.py::test_a: input +3,000 tokens"
+    assert lines[2] == "  -$0.20 (-100.0%) t.py::test_gone: gone, input -60 tokens, -1 calls"
     assert lines[3] == "  ... and 1 more tests changed (the JSON report lists them)"
-    assert lines[4].startswith("  by model: gpt-4.1-mini +$0.1600")
+    assert lines[4].startswith("  by model: gpt-4.1-mini +$0.16")
 
 
 def test_the_comparison_in_markdown_and_html(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_the_comparison_in_markdown_and_html(tmp_path: Path) -> None:
     assert report.comparison.unchanged_tests == 2
     md = markdown(report)
     assert "#### Cost against `main\\|report.json`" in md
-    assert "$0.3000 → $0.3000 per run: **+$0.0000**" in md
+    assert "$0.30 → $0.30 per run: **+$0.00**" in md
     page = html(report)
     assert "Cost against main|report.json" in page
 

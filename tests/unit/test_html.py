@@ -105,26 +105,26 @@ def test_the_page_is_self_contained_and_escapes_everything() -> None:
     for heading in ("Cost against main.json", "Cost per model", "Cost per test", "Live and replayed"):
         assert heading in text
     assert "Provider cache share" in text
-    assert "40% cached, saved $0.0100" in text
-    assert "~$0.002000" in text  # estimates marked
-    assert "saves ~$0.0500" in text
+    assert "40% cached, saved $0.01" in text
+    assert "~$0.002" in text  # estimates marked
+    assert "saves ~$0.05" in text
     assert "Moving the changing text after them saves unpriced" in text
-    assert "+$0.1000 (+100.0%)" in text
+    assert "+$0.10 (+100.0%)" in text
     assert "input +3,000 tokens" in text
 
 
 def test_the_same_report_in_the_terminal_and_markdown() -> None:
     lines = [text for text, _ in terminal_lines(report(), verbose=True)]
-    assert "cost against main.json (replay): $0.6500 -> $0.7500 per run, +$0.1000 (+15.4%)" in lines
+    assert "cost against main.json (replay): $0.65 -> $0.75 per run, +$0.10 (+15.4%)" in lines
     assert any(line.startswith("1. anthropic claude-sonnet-4-5: system: 2,000 tokens") for line in lines)
-    assert "1 calls to free endpoints (count_tokens, moderations, GET): $0" in lines
+    assert "1 call to free endpoints (count_tokens, moderations, GET): $0" in lines
     short = [text for text, _ in terminal_lines(report(), verbose=False)]
     assert (
-        "caching advice: 2 prompt prefixes, ~$0.0500 per run to save (-v or promptcache advise says where)"
+        "caching advice: 2 prompt prefixes, ~$0.05 per run to save (-v or promptcache advise says where)"
         in short
     )
     md = markdown(report())
-    assert "| +$0.1000 (+100.0%) | test_x.py::test_<script>alert(1)</script> | input +3,000 tokens |" in md
+    assert "| +$0.10 (+100.0%) | test_x.py::test_<script>alert(1)</script> | input +3,000 tokens |" in md
     assert "#### Prompt caching" in md
-    row = "| claude-sonnet-4-5 | 3 | 2 | 1 | 1,000 | 400 | 0 | $0.5000 | $0.2500 | 40% | $0.0100 |"
-    assert f"{row} ~$0.002000 (1) |" in md
+    row = "| claude-sonnet-4-5 | 3 | 2 | 1 | 1,000 | 400 | 0 | $0.50 | $0.25 | 40% | $0.01 |"
+    assert f"{row} ~$0.002 (1) |" in md
