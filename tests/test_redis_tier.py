@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # pyyaml ships no types; a dev dependency
+import yaml
 from conftest import CLIENTS_CONFTEST, SUITES, Suite
 from redis_server import RedisServer, checkout, module_redis, redis_server
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..compat_vcr import INSTALL_HINT
 from ..store.files import dumps_recording, write_atomic
+from ..words import plural
 from .project import CliError, Project
-from .render import display, plural
+from .render import display
 
 
 def load_serializer(spec: str, search: list[Path]) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 # Where the cassettes were recorded (the loopback server of tests/llm_server.py); nothing listens there
 # when the suite replays.
