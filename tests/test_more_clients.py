@@ -18,6 +18,8 @@ import genai_prices
 import pytest
 from conftest import SUITES, Suite
 
+from pytest_promptcache.prices import usd
+
 TESTS = 11
 MISS = "promptcache: no recording for this request (mode: replay)"
 COHERE_KEY = "cohere-TESTKEY-0123456789abcdefghijklmnop"
@@ -137,7 +139,7 @@ def test_cohere_calls_are_reported_in_tokens_and_dollars_as_billed(app: Suite) -
     tokens_in, tokens_out = chat["input_tokens"], chat["output_tokens"]
     result.stdout.fnmatch_lines(
         [
-            f"command-a-03-2025 * 2 * {tokens_in} * 0 * {tokens_out} * $0.0000 * ${saved:.6f}",
+            f"command-a-03-2025 * 2 * {tokens_in} * 0 * {tokens_out} * $0.00 * {usd(saved)}",
             "embed-v4.0 * 1 *",
         ]
     )

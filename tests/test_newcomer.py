@@ -175,7 +175,9 @@ def test_markers_and_help_say_what_each_option_takes(pytester: pytest.Pytester) 
     quiet = ("-o", "asyncio_default_fixture_loop_scope=function")  # pytest-asyncio warns otherwise
     markers = pytester.runpytest_inprocess("--markers", *quiet)
     line = next(line for line in markers.outlines if line.startswith("@pytest.mark.promptcache("))
-    assert line.startswith("@pytest.mark.promptcache(mode=..., normalize=[...], ignore_fields=[...]): ")
+    assert line.startswith(
+        "@pytest.mark.promptcache(mode=..., scope=..., normalize=[...], ignore_fields=[...]): "
+    )
     assert "mode (replay, record, rewrite, off)" in line
     usage = pytester.runpytest_inprocess("--help", *quiet)
     usage.stdout.fnmatch_lines_random(

@@ -229,11 +229,11 @@ def test_a_recording_made_in_process_replays_through_the_proxy_and_the_reverse(
     monkeypatch.setenv("PROMPT", "made in process")
     through_proxy = proxied.run("test_via_proxy.py")
     through_proxy.assert_outcomes(passed=1)
-    through_proxy.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    through_proxy.stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
     monkeypatch.setenv("PROMPT", "made through the proxy")
     in_process = proxied.run("test_in_process.py")
     in_process.assert_outcomes(passed=1)
-    in_process.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    in_process.stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
     assert len(proxied.recordings()) == 2
 
 
@@ -260,7 +260,7 @@ def test_an_in_process_client_of_the_proxy_goes_through_it_not_around_it(proxied
     proxied.server.stop()
     replayed = proxied.run()
     replayed.assert_outcomes(passed=1)
-    replayed.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    replayed.stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
 
 
 LEAVES_EARLY = """
@@ -282,7 +282,15 @@ def test_a_stream_reaches_the_client_while_it_is_recorded(proxied: Suite) -> Non
     proxied.pytester.makepyfile(test_leaves=LEAVES_EARLY)
     result = proxied.run("--promptcache=record")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode record: 1 LLM calls: 1 live", "1 live calls were not saved*"])
+    # A record run that saved none of its calls fails, saying why.
+    result.stdout.fnmatch_lines(
+        [
+            "mode record: 1 LLM call: 1 live",
+            "nothing was saved*",
+            "*the client closed the stream before it ended",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     (request,) = proxied.server.requests
     request.finished.wait()  # bounded by the server's hold
     assert (request.events_sent, request.client_left) == (1, True)
@@ -420,7 +428,7 @@ def test_promptcache_serve_standalone_prints_the_report_when_stopped(
     assert (status, body["choices"][0]["message"]["content"]) == (200, "echo: standalone")
     code, out = recording.stop(signal.SIGINT)
     assert code == 0, out
-    assert "mode record: 1 LLM calls: 1 live (1 recorded)" in out.splitlines()
+    assert "mode record: 1 LLM call: 1 live (1 recorded)" in out.splitlines()
     assert len(list(cassettes.glob("*.json"))) == 1
 
     llm_server.stop()

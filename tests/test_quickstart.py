@@ -50,5 +50,5 @@ def test_the_readme_quickstart_replays_with_no_key_as_written(
     suite.server.stop()
     result = suite.run(subprocess=True)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["mode replay: 1 LLM calls: 1 replayed"])
+    result.stdout.fnmatch_lines(["mode replay: 1 LLM call: 1 replayed"])
     assert suite.server.count() == sent == 1

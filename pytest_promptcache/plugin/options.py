@@ -17,20 +17,6 @@ INI_STRINGS = {
     "promptcache_match": "exact (default), or similar:THRESHOLD: replay may serve the most similar recording",
     "promptcache_max_recording_size": "recording files larger than this are refused unread "
     "(bytes, or 512KiB, 64MiB, 1GiB; default 64MiB)",
-}
-# Typed, so --help says what they take and a TOML number is not a deprecated non-string value.
-INI_INTS = {
-    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
-    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
-    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
-    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
-}
-INI_FLOATS = {
-    "promptcache_budget": "refuse live calls once they have cost this many USD (e.g. 2.50)",
-    "promptcache_flight_timeout": "seconds a call waits for an identical call in flight before its test "
-    "fails (default 300)",
-    "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
-    "seconds fails unsent (default 300)",
     "promptcache_shared": "redis://[:PASSWORD@]HOST[:PORT][/DB] (or rediss://): recordings, single flight, "
     "pacing and the run's budget shared by every machine using it; env PROMPTCACHE_SHARED",
     "promptcache_shared_prefix": "namespace of the shared tier's Redis keys (default promptcache)",
@@ -47,6 +33,20 @@ INI_FLOATS = {
     "then recordings), native (from recordings only) or off (left alone)",
     "promptcache_vcr_drift": "a request body that differs from the one its vcr cassette recorded: warn "
     "(default), fail, or ignore",
+}
+# Typed, so --help says what they take and a TOML number is not a deprecated non-string value.
+INI_INTS = {
+    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
+    "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
+    "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
+    "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
+}
+INI_FLOATS = {
+    "promptcache_budget": "refuse live calls once they have cost this many USD (e.g. 2.50)",
+    "promptcache_flight_timeout": "seconds a call waits for an identical call in flight before its test "
+    "fails (default 300)",
+    "promptcache_record_max_wait": "record/rewrite: a call that pacing would hold longer than this many "
+    "seconds fails unsent (default 300)",
 }
 INI_SWITCHES = {
     "promptcache_guard": "in replay, refuse connections no adapter handled to LLM providers and to the "
