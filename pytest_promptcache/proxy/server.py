@@ -27,6 +27,9 @@ HOST = "127.0.0.1"
 MAX_CONNECTIONS = 128
 # How long stopping waits for calls in progress (a stream being recorded) before cutting them.
 STOP_GRACE = 5.0
+# How long a connection over the limit waits for one to end before it is turned away: a client that
+# opens its next connection as soon as it has read an answer races the thread that served the last one.
+FULL_GRACE = 0.5
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -36,12 +39,13 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, proxy: ProxyServer, port: int) -> None:
         self.proxy = proxy
         self._count = 0
-        self._count_lock = threading.Lock()
+        self._count_lock = threading.Condition()
         super().__init__((HOST, port), ProxyHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._count_lock:
-            full = self._count >= self.proxy.max_connections
+            limit = self.proxy.max_connections
+            full = not self._count_lock.wait_for(lambda: self._count < limit, timeout=FULL_GRACE)
             if not full:
                 self._count += 1
         if full:
@@ -62,6 +66,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def _release(self) -> None:
         with self._count_lock:
             self._count -= 1
+            self._count_lock.notify()
 
     def _turn_away(self, request: socket.socket) -> None:
         limit = self.proxy.max_connections
