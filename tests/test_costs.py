@@ -87,15 +87,15 @@ def test_a_stream_without_usage_is_estimated_within_10_percent_of_tiktoken_and_m
     assert totals["input_tokens"] == sum(u["prompt_tokens"] for u in reported)
     result.stdout.fnmatch_lines(
         [
-            "estimated, not in the figures above: 1 calls without usage, ~* in, ~* out, ~$0.0* "
+            "estimated, not in the figures above: 1 call without usage, ~* in, ~* out, ~$0.0* "
             "(tiktoken o200k_base)",
-            "gpt-4.1-mini * 2 * ~$0.0* $0.0* $0.0000",
+            "gpt-4.1-mini * 2 * ~$0.0* $0.0* $0.00",
             "most expensive tests (live + replayed cost):",
             "* ~$0.0*  test_stream.py::test_stream_without_usage",
         ]
     )
     markdown = (clients.path / "r.md").read_text()
-    assert "Estimated, not in the figures above: 1 calls without usage" in markdown
+    assert "Estimated, not in the figures above: 1 call without usage" in markdown
     [recording] = [r for r in clients.recordings().values() if r["request"]["body"].get("stream")]
     assert recording["meta"]["usage"]["source"] == "estimated"
 

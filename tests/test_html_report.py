@@ -97,7 +97,7 @@ def test_the_html_report_renders_the_totals_in_chromium(clients: Suite, browser:
     assert "promptcache: LLM calls, tokens and cost" in text
     assert f"{totals['calls']}\nLLM calls: 4 replayed, 0 live, 0 missed" in text
     assert "saved by replay" in text
-    assert "estimated: 1 calls without usage" in text
+    assert "estimated: 1 call without usage" in text
     assert "1\ncalls to free endpoints, $0" in text
     assert "a chat <b>with markup</b>" not in page.content()  # escaped, never markup
     # The charts drew a bar for each model, with what it cost on hover.

@@ -10,6 +10,7 @@ from html import escape
 from ..ledger import Bucket
 from ..prices import usd
 from ..tokens import ENCODING
+from ..words import plural
 from .advice import PER_RUN
 from .compare import amount_text, details, signed_usd
 from .model import Report
@@ -64,7 +65,7 @@ def _cards(t: Bucket) -> str:
         cards.append(
             _card(
                 f"~{usd(est.cost_usd)}",
-                f"estimated: {est.calls} calls without usage, ~{est.input_tokens:,} in / "
+                f"estimated: {plural(est.calls, 'call')} without usage, ~{est.input_tokens:,} in / "
                 f"~{est.output_tokens:,} out (tiktoken {ENCODING})",
                 "est",
             )
