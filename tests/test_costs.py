@@ -260,8 +260,8 @@ def test_compare_names_the_test_whose_prompt_grew_and_the_dollar_change(
 
     result.stdout.fnmatch_lines(
         [
-            "cost against main.json (record): $0.0000* -> $0.00* per run, +$0.00* (+*%)",
-            "  +$0.00* (+*%) test_app.py::test_summary: input +4,000 tokens, output +4,000 tokens",
+            "cost against main.json (record): $0.0000* -> $0.00* per run, +$0.00* (*)",
+            "  +$0.00* (*) test_app.py::test_summary: input +4,000 tokens, output +4,000 tokens",
             "  by model: gpt-4.1-mini +$0.00*",
         ]
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ..ledger import Bucket, add_usd
 from ..prices import usd
 from ..safefile import UnsafeFile, read_regular_file
+from ..words import plural
 
 # A report of a suite of 100,000 tests is a few tens of MiB.
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
@@ -149,7 +150,12 @@ def signed_usd(value: float) -> str:
 
 
 def _pct_text(pct: float | None) -> str:
-    return "" if pct is None else f" ({pct:+.1f}%)"
+    if pct is None:
+        return ""
+    # Past +1,000% a percentage is harder to read than the factor it stands for.
+    if pct >= 1000:
+        return f" ({1 + pct / 100:,.0f}x)"
+    return f" ({pct:+.1f}%)"
 
 
 def details(c: Change) -> str:
@@ -160,7 +166,8 @@ def details(c: Change) -> str:
     if c.output_tokens_delta:
         parts.append(f"output {c.output_tokens_delta:+,} tokens")
     if c.calls_delta:
-        parts.append(f"{c.calls_delta:+} calls")
+        sign = "+" if c.calls_delta > 0 else "-"
+        parts.append(sign + plural(abs(c.calls_delta), "call"))
     return ", ".join(parts)
 
 
@@ -181,7 +188,8 @@ def comparison_lines(c: Comparison, limit: int = 5) -> Iterator[str]:
     for change in c.by_test[:limit]:
         yield f"  {change_text(change)}"
     if len(c.by_test) > limit:
-        yield f"  ... and {len(c.by_test) - limit} more tests changed (the JSON report lists them)"
+        more = plural(len(c.by_test) - limit, "more test", "more tests")
+        yield f"  ... and {more} changed (the JSON report lists them)"
     if c.by_model:
         models = ", ".join(f"{m.name} {signed_usd(m.delta_usd)}{_pct_text(m.delta_pct)}" for m in c.by_model)
         yield f"  by model: {models}"

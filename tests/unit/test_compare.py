@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from pytest_promptcache.ledger import Bucket, Estimated
-from pytest_promptcache.report.compare import BaselineError, compare, comparison_lines, load_baseline
+from pytest_promptcache.report.compare import (
+    BaselineError,
+    amount_text,
+    compare,
+    comparison_lines,
+    load_baseline,
+)
 from pytest_promptcache.report.html import html
 from pytest_promptcache.report.markdown import markdown
 from pytest_promptcache.report.model import Report
@@ -60,9 +66,11 @@ def test_a_version_1_report_is_a_baseline(tmp_path: Path) -> None:
     lines = list(comparison_lines(c, limit=2))
     assert lines[0] == "cost against base.json (replay): $0.30 -> $0.46 per run, +$0.16 (+53.3%)"
     assert lines[1] == "  +$0.30 (+300.0%) t.py::test_a: input +3,000 tokens"
-    assert lines[2] == "  -$0.20 (-100.0%) t.py::test_gone: gone, input -60 tokens, -1 calls"
-    assert lines[3] == "  ... and 1 more tests changed (the JSON report lists them)"
+    assert lines[2] == "  -$0.20 (-100.0%) t.py::test_gone: gone, input -60 tokens, -1 call"
+    assert lines[3] == "  ... and 1 more test changed (the JSON report lists them)"
     assert lines[4].startswith("  by model: gpt-4.1-mini +$0.16")
+    # A cost that grew from almost nothing reads as a factor, not a five-digit percentage.
+    assert amount_text(grown.model_copy(update={"delta_pct": 124900.0})) == "+$0.30 (1,250x)"
 
 
 def test_the_comparison_in_markdown_and_html(tmp_path: Path) -> None:
