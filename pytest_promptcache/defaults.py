@@ -14,7 +14,8 @@ DEFAULT_ENDPOINTS: tuple[str, ...] = (
     ":streamGenerateContent",
     ":embedContent",
     ":batchEmbedContents",
-    # Token counting and moderation: free calls, but they need a key and the network like any other.
+    # Token counting and moderation: free calls (``estimate.is_free``), but they need a key and the
+    # network like any other, and a test that calls them needs them replayed like the rest.
     ":countTokens",
     "/messages/count_tokens",
     "/responses/input_tokens",

@@ -121,7 +121,8 @@ class Engine(OrderedServing):
             if self._budget_spent():
                 canonical = self.keyer.canonical(raw)
                 return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
-            return self._live(ctx, url, raw)
+            # Not keyed, but the request is what names the model and what an estimate counts.
+            return self._live(ctx, url, raw, canonical=self.keyer.canonical(raw))
         keyed = raw
         if ctx.scope is not None:
             turn = turn or Turn()
@@ -272,8 +273,7 @@ class Engine(OrderedServing):
         stored: StoredRecording,
         **extra: Any,
     ) -> Replay:
-        usage, cost = stored.price
-        replay = stored.replay
+        price, replay = stored.price, stored.replay
         self.record_call(
             ctx,
             Outcome.REPLAYED,
@@ -282,8 +282,9 @@ class Engine(OrderedServing):
             key,
             status=replay.status,
             recorded_at=stored.recorded_at,
-            usage=usage,
-            cost_usd=cost,
+            usage=price.usage,
+            cost_usd=price.cost_usd,
+            cache_saved_usd=price.cache_saved_usd,
             **extra,
         )
         return replay

@@ -9,20 +9,20 @@ once per recording (a replayed recording of schema 2 carries its price, so that 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Price, PriceFacts, RecordedResponse, Recording, TokenUsage
-from .prices import money, usd
+from .models import Measured, PriceFacts, RecordedResponse, Recording, TokenUsage
+from .prices import money
+from .pricing import carried_price, recording_price
 from .settings import Mode
 from .usage import PriceBook, measure
-from .words import plural
 
 NO_MODEL = "(no model)"
 NO_TEST = "(outside tests)"
@@ -71,6 +71,7 @@ class CallEvent:
     # None usage: the response carried none (or the call failed); None cost: nobody could price it.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    cache_saved_usd: float | None = None
     # With a shared tier: where a replayed recording was found (memory, cassettes, shared), and the
     # machine that recorded it (or, for a recorded call, this machine).
     tier: str | None = None
@@ -88,6 +89,7 @@ class CallEvent:
             status=self.status,
             usage=self.usage,
             cost_usd=self.cost_usd,
+            cache_saved_usd=self.cache_saved_usd,
             detail=self.detail,
             served_key=self.served_key,
             similarity=self.similarity,
@@ -111,6 +113,7 @@ class CallRecord(BaseModel):
     status: int | None = None
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    cache_saved_usd: float | None = None
     detail: str | None = None
     served_key: str | None = None
     similarity: float | None = None
@@ -145,13 +148,33 @@ class CallRecord(BaseModel):
         return self.cost_usd is not None
 
 
-def _add_usd(total: float, amount: float) -> float:
+def add_usd(total: float, amount: float) -> float:
     # Decimal sums: adding a thousand floats of 1e-6 must print the same as the per-test figures.
     return money(Decimal(str(total)) + Decimal(str(amount)))
 
 
+class Estimated(BaseModel):
+    """Calls whose response carried no usage, their tokens counted by a tokenizer: totalled apart
+    from the provider-reported figures, which they would otherwise pass for."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    unpriced_calls: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        return add_usd(self.spent_usd, self.saved_usd)
+
+
 class Bucket(BaseModel):
-    """Sums over a set of calls: a model's, a test's, or the session's."""
+    """Sums over a set of calls: a model's, a test's, or the session's.
+
+    Token and dollar fields hold what providers reported; ``estimated`` what was counted for calls
+    whose response carried no usage; ``free_calls`` the calls to endpoints that bill nothing.
+    ``calls_without_usage`` counts the successful calls that have neither usage nor an estimate."""
 
     calls: int = 0
     replayed: int = 0
@@ -168,13 +191,37 @@ class Bucket(BaseModel):
     saved_usd: float = 0.0
     calls_without_usage: int = 0
     unpriced_calls: int = 0
+    free_calls: int = 0
+    # What the providers' prompt caches saved against uncached prices, on the priced calls.
+    cache_saved_usd: float = 0.0
+    estimated: Estimated = Field(default_factory=Estimated)
 
     def add(self, call: CallRecord) -> None:
         _tally(self, call)
 
     @property
     def cost_usd(self) -> float:
+        """Live and replayed, as the providers reported."""
         return self.spent_usd + self.saved_usd
+
+    @property
+    def total_cost_usd(self) -> float:
+        """Every call's cost, estimates included: what the suite's calls cost when made."""
+        return add_usd(add_usd(self.spent_usd, self.saved_usd), self.estimated.cost_usd)
+
+    @property
+    def all_input_tokens(self) -> int:
+        return self.input_tokens + self.estimated.input_tokens
+
+    @property
+    def cache_share_text(self) -> str:
+        share = self.cache_share
+        return "<1%" if 0 < share < 0.01 else f"{share:.0%}"
+
+    @property
+    def cache_share(self) -> float:
+        """The share of reported input tokens the provider served from its cache."""
+        return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
 
 
 class _Tally:
@@ -183,11 +230,14 @@ class _Tally:
 
     # Bucket's fields (tests/unit/test_summarize.py holds them equal).
     __slots__ = (
+        "cache_saved_usd",
         "cache_write_tokens",
         "cached_input_tokens",
         "calls",
         "calls_without_usage",
         "errors",
+        "estimated",
+        "free_calls",
         "input_tokens",
         "live",
         "misses",
@@ -203,8 +253,10 @@ class _Tally:
     def __init__(self) -> None:
         self.calls = self.replayed = self.live = self.recorded = self.misses = self.refused = 0
         self.errors = self.input_tokens = self.cached_input_tokens = self.cache_write_tokens = 0
-        self.output_tokens = self.calls_without_usage = self.unpriced_calls = 0
-        self.spent_usd = self.saved_usd = 0.0
+        self.output_tokens = self.calls_without_usage = self.unpriced_calls = self.free_calls = 0
+        self.spent_usd = self.saved_usd = self.cache_saved_usd = 0.0
+        # A model, but only estimated calls (few) are added to it.
+        self.estimated = Estimated()
 
     def bucket(self) -> Bucket:
         return Bucket(**{name: getattr(self, name) for name in self.__slots__})
@@ -225,19 +277,38 @@ def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
         self.misses += 1
     if not call.succeeded:
         return
-    if call.usage is None:
+    usage = call.usage
+    if usage is None:
         self.calls_without_usage += 1
-        return
-    self.input_tokens += call.usage.input_tokens
-    self.cached_input_tokens += call.usage.cached_input_tokens
-    self.cache_write_tokens += call.usage.cache_write_tokens
-    self.output_tokens += call.usage.output_tokens
-    if call.cost_usd is None:
-        self.unpriced_calls += 1
-    elif call.replayed:
-        self.saved_usd = _add_usd(self.saved_usd, call.cost_usd)
+    elif usage.free:
+        self.free_calls += 1
+    elif usage.estimated:
+        _tally_estimated(self.estimated, call, usage)
     else:
-        self.spent_usd = _add_usd(self.spent_usd, call.cost_usd)
+        self.input_tokens += usage.input_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.output_tokens += usage.output_tokens
+        if call.cost_usd is None:
+            self.unpriced_calls += 1
+        elif call.replayed:
+            self.saved_usd = add_usd(self.saved_usd, call.cost_usd)
+        else:
+            self.spent_usd = add_usd(self.spent_usd, call.cost_usd)
+        if call.cache_saved_usd:
+            self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
+
+
+def _tally_estimated(est: Estimated, call: CallRecord, usage: TokenUsage) -> None:
+    est.calls += 1
+    est.input_tokens += usage.input_tokens
+    est.output_tokens += usage.output_tokens
+    if call.cost_usd is None:
+        est.unpriced_calls += 1
+    elif call.replayed:
+        est.saved_usd = add_usd(est.saved_usd, call.cost_usd)
+    else:
+        est.spent_usd = add_usd(est.spent_usd, call.cost_usd)
 
 
 @dataclass
@@ -271,7 +342,7 @@ class Ledger:
     def __init__(self, prices: PriceBook, on_live_cost: Callable[[float], object] | None = None) -> None:
         self.prices = prices
         self._on_live_cost = on_live_cost
-        self._replay_prices: dict[str, Price] = {}
+        self._replay_prices: dict[str, Measured] = {}
         # Appended from threads and event loops without a lock: list.append is atomic in CPython, and
         # a lock here could block an event loop (a blocking-call detector fails a contended acquire).
         self.events: list[CallEvent] = []
@@ -286,15 +357,24 @@ class Ledger:
 
     # -- prices ------------------------------------------------------------------------------------------
 
-    def live_price(self, response: RecordedResponse, path: str, model: str | None, url: str) -> Price:
+    def live_price(
+        self,
+        response: RecordedResponse,
+        path: str,
+        model: str | None,
+        url: str,
+        *,
+        body: Any = None,
+        method: str = "POST",
+    ) -> Measured:
         """A live call, priced now: prices change over time, and the budget needs the running total."""
-        return measure(response, path, model, url, datetime.now(UTC), self.prices)
+        return measure(response, path, model, url, datetime.now(UTC), self.prices, body=body, method=method)
 
-    def replay_price(self, recording: Recording) -> Price:
+    def replay_price(self, recording: Recording) -> Measured:
         """A replayed recording, priced once, at the time it was recorded (what replaying it saved)."""
         return self.price_replay(PriceFacts.of(recording), lambda: recording)
 
-    def price_replay(self, facts: PriceFacts, recording: Callable[[], Recording]) -> Price:
+    def price_replay(self, facts: PriceFacts, recording: Callable[[], Recording]) -> Measured:
         """The same from what the recording says of itself; ``recording`` builds the whole of it, which
         only pricing one that carries no price (or whose model the user prices) needs."""
         price = self._replay_prices.get(facts.key)
@@ -304,60 +384,3 @@ class Ledger:
                 price = recording_price(recording(), self.prices)
             self._replay_prices[facts.key] = price
         return price
-
-
-def carried_price(facts: PriceFacts, prices: PriceBook) -> Price | None:
-    """The usage and cost a recording carries (schema 2 with usage), unless the user set their own price
-    for its model; None when it must be measured from its response."""
-    # A schema 2 file without usage either had none to carry (measuring finds none again) or was not
-    # written by a recording run (by hand, or built in code): its response is then the only truth.
-    if facts.schema_version >= 2 and facts.usage is not None and not prices.has_override((facts.model,)):
-        return facts.usage, facts.cost_usd
-    return None
-
-
-def recording_price(recording: Recording, prices: PriceBook) -> Price:
-    """Usage and cost of a recording at its ``recorded_at``: the figures it carries (schema 2 with usage),
-    unless the user set their own price for its model, else measured from its response."""
-    carried = carried_price(PriceFacts.of(recording), prices)
-    if carried is not None:
-        return carried
-    request, meta = recording.request, recording.meta
-    return measure(recording.response, request.path, request.model, meta.url, meta.recorded_at, prices)
-
-
-@dataclass
-class TestCalls:
-    """What the ``promptcache`` fixture gives a test: its own calls so far, with usage and cost."""
-
-    __test__ = False
-
-    _events: Callable[[], Iterable[CallEvent]]
-
-    @property
-    def calls(self) -> list[CallRecord]:
-        return [event.record() for event in self._events()]
-
-    @property
-    def input_tokens(self) -> int:
-        return sum(c.usage.input_tokens for c in self.calls if c.usage)
-
-    @property
-    def output_tokens(self) -> int:
-        return sum(c.usage.output_tokens for c in self.calls if c.usage)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def cost_usd(self) -> float:
-        return money(sum((Decimal(str(c.cost_usd)) for c in self.calls if c.cost_usd), Decimal(0)))
-
-    def __repr__(self) -> str:
-        # What pytest prints when an assertion on the fixture fails: the figures, not the closure.
-        calls = self.calls
-        outcomes = Counter(call.outcome.value for call in calls)
-        how = f" ({', '.join(f'{n} {outcome}' for outcome, n in outcomes.items())})" if calls else ""
-        tokens = f"{self.total_tokens:,} tokens ({self.input_tokens:,} in, {self.output_tokens:,} out)"
-        return f"<promptcache: {plural(len(calls), 'LLM call')}{how}, {tokens}, {usd(self.cost_usd)}>"

@@ -78,7 +78,9 @@ class Saver:
         latency_ms: float,
     ) -> Recording:
         """Raises OSError when the file cannot be written."""
-        usage, cost = self.ledger.live_price(response, request.path, request.model, url)
+        price = self.ledger.live_price(
+            response, request.path, request.model, url, body=request.body, method=request.method
+        )
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         recording = Recording(
             schema_version=schema_version_for(response, request),
@@ -91,8 +93,9 @@ class Saver:
                 url=url,
                 latency_ms=round(latency_ms, 1),
                 plugin_version=__version__,
-                usage=usage,
-                cost_usd=cost,
+                usage=price.usage,
+                cost_usd=price.cost_usd,
+                cache_saved_usd=price.cache_saved_usd,
             ),
         )
         self.store.put(recording, self.machine)
@@ -276,6 +279,7 @@ class LiveCall:
             recorded_at=meta.recorded_at,
             usage=meta.usage,
             cost_usd=meta.cost_usd,
+            cache_saved_usd=meta.cache_saved_usd,
             machine=saver.machine,
         )
         self._finish()
@@ -286,8 +290,15 @@ class LiveCall:
         """A complete live call that was not saved: still priced, since it was paid for."""
         path = self.canonical.path if self.canonical else _path(self.url)
         model = self.canonical.model if self.canonical else None
-        usage, cost = self._ledger.live_price(response, path, model, self.url)
-        self._record_call(Outcome.LIVE, status=status, usage=usage, cost_usd=cost)
+        body, method = (self.canonical.body, self.canonical.method) if self.canonical else (None, "POST")
+        price = self._ledger.live_price(response, path, model, self.url, body=body, method=method)
+        self._record_call(
+            Outcome.LIVE,
+            status=status,
+            usage=price.usage,
+            cost_usd=price.cost_usd,
+            cache_saved_usd=price.cache_saved_usd,
+        )
 
 
 def _path(url: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ledger import recording_price
 from .models import KNOWN_SCHEMA_VERSIONS, SCHEMA_VERSION, Recording
+from .pricing import recording_price
 from .store.files import SUFFIX, CorruptRecording, dumps_recording, read_json, read_recording, write_atomic
 from .usage import PriceBook
 
@@ -20,12 +20,10 @@ def upgrade(recording: Recording, prices: PriceBook) -> Recording:
     recording of schema 3 (an AWS event stream) is current already."""
     if recording.schema_version >= SCHEMA_VERSION:
         return recording
-    usage, cost = recording_price(recording, prices)
+    price = recording_price(recording, prices)
+    update = {"usage": price.usage, "cost_usd": price.cost_usd, "cache_saved_usd": price.cache_saved_usd}
     return recording.model_copy(
-        update={
-            "schema_version": SCHEMA_VERSION,
-            "meta": recording.meta.model_copy(update={"usage": usage, "cost_usd": cost}),
-        }
+        update={"schema_version": SCHEMA_VERSION, "meta": recording.meta.model_copy(update=update)}
     )
 
 

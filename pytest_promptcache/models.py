@@ -12,6 +12,10 @@ accept every version they know; writers write the current one; ``promptcache mig
   other recording stays 2, readable by plugin versions that predate 3.
 - 4: a request may be scoped (``request.scope``): a recording that belongs to one test, or to one vcr
   cassette, and to one occurrence of its request there. Only scoped recordings are written as 4.
+
+Added within 2 to 4, optional and left out when absent (older versions ignore them): ``meta.usage.source``
+(``estimated``: counted by a tokenizer because the response carried no usage; ``free``: an endpoint
+that bills nothing) and ``meta.cache_saved_usd``.
 """
 
 from __future__ import annotations
@@ -58,6 +62,18 @@ class TokenUsage(BaseModel):
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    # Where the figures come from: None, the provider's own usage; "estimated", counted with a tokenizer
+    # because the response carried none (``estimate.py``); "free", an endpoint that bills no tokens
+    # (count_tokens, moderations). Left out of files when None, so recordings read as before.
+    source: Literal["estimated", "free"] | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "estimated"
+
+    @property
+    def free(self) -> bool:
+        return self.source == "free"
 
     @property
     def total_tokens(self) -> int:
@@ -178,6 +194,9 @@ class RecordingMeta(BaseModel):
     # Schema 2. None in a version 1 file; None usage: the response carried none; None cost: unpriced.
     usage: TokenUsage | None = None
     cost_usd: float | None = None
+    # What the provider's prompt cache saved this call against uncached prices (negative when a cache
+    # write cost more than it saved); None when unpriced, or written before this was kept.
+    cache_saved_usd: float | None = None
     # An imported recording: the cassette and interaction it came from ("tests/cassettes/x.yaml #2").
     # Older versions read it as an extra field.
     imported_from: str | None = None
@@ -205,8 +224,15 @@ def schema_version_for(
     return EVENT_STREAM_SCHEMA_VERSION if response.event_stream is not None else SCHEMA_VERSION
 
 
-# A call's usage and USD: None usage when the response carried none, None cost when nobody could price it.
-Price = tuple[TokenUsage | None, float | None]
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What one response used and cost: ``usage`` None when it carried none and nothing could be
+    counted (or the call failed); ``cost_usd`` None when nobody could price it; ``cache_saved_usd``
+    what the provider's prompt cache saved against uncached prices (None when unpriced)."""
+
+    usage: TokenUsage | None = None
+    cost_usd: float | None = None
+    cache_saved_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +246,17 @@ class PriceFacts:
     model: str | None
     usage: TokenUsage | None
     cost_usd: float | None
+    cache_saved_usd: float | None
 
     @classmethod
     def of(cls, recording: Recording) -> PriceFacts:
         meta = recording.meta
+        request = recording.request
         return cls(
-            recording.key, recording.schema_version, recording.request.model, meta.usage, meta.cost_usd
+            recording.key,
+            recording.schema_version,
+            request.model,
+            meta.usage,
+            meta.cost_usd,
+            meta.cache_saved_usd,
         )

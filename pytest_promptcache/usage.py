@@ -13,11 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 from . import usage_cohere_ollama
+from .estimate import FREE, estimate, is_free, is_free_endpoint
 from .eventstream import event_type
-from .models import RecordedResponse, TokenUsage
+from .models import Measured, RecordedResponse, TokenUsage
 from .prices import DATE_SUFFIX, ModelPrice, PriceError, money, parse_prices
 
 __all__ = [
+    "Measured",
     "ModelPrice",
     "PriceBook",
     "PriceError",
@@ -27,20 +29,6 @@ __all__ = [
     "measure",
     "parse_prices",
 ]
-
-# Calls the provider does not bill (token counting, OpenAI's moderation): counted at zero cost, not as
-# calls without usage, unless the response itself reports tokens used (another provider's /moderations).
-FREE_SUFFIXES = (
-    "/messages/count_tokens",
-    "count-tokens:rawPredict",
-    ":countTokens",
-    "/responses/input_tokens",
-    "/moderations",
-)
-
-
-def is_free(path: str) -> bool:
-    return path.endswith(FREE_SUFFIXES)
 
 
 def api_family(path: str) -> str | None:
@@ -261,20 +249,45 @@ def _from_stream(response: RecordedResponse, family: str | None) -> tuple[TokenU
 
 
 def measure(
-    response: RecordedResponse, path: str, model: str | None, url: str, at: datetime, prices: PriceBook
-) -> tuple[TokenUsage | None, float | None]:
-    """Usage and USD of one response, priced at ``at``; (None, None) for an error or no usage."""
+    response: RecordedResponse,
+    path: str,
+    model: str | None,
+    url: str,
+    at: datetime,
+    prices: PriceBook,
+    *,
+    body: Any = None,
+    method: str = "POST",
+) -> Measured:
+    """Usage and USD of one response to a request with JSON ``body``, priced at ``at``. Without usage
+    in the response, its tokens are estimated from ``body`` and the response's text."""
     if response.status >= 400:
-        return None, None
+        return Measured()
+    if method.upper() == "GET":  # a retrieval: what it returns may report the usage of another call
+        return Measured(FREE, 0.0, 0.0)
     family = api_family(path)
     usage, response_model = extract(response, family)
     if usage is None:
-        return (TokenUsage(), 0.0) if is_free(path) else (None, None)
+        # A counting or moderation endpoint is free unless the response itself reports tokens used
+        # (another provider's /moderations, priced as it says).
+        if is_free_endpoint(path):
+            return Measured(FREE, 0.0, 0.0)
+        usage = estimate(body, family, response)
+        if usage is None:
+            return Measured()
     # Bedrock's model id in the path names the region and the offer ("global.", "us."), which prices
     # differ by; the model's own body only names the model.
     models = (model, response_model) if family in BEDROCK_FAMILIES else (response_model, model)
-    cost = prices.cost(usage, models, family, url.split("?", 1)[0], at)
-    return usage, None if cost is None else money(cost)
+    where = url.split("?", 1)[0]
+    cost = prices.cost(usage, models, family, where, at)
+    if cost is None:
+        return Measured(usage)
+    saved = Decimal(0)
+    if usage.cached_input_tokens or usage.cache_write_tokens:
+        plain = TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+        uncached = prices.cost(plain, models, family, where, at)
+        saved = Decimal(0) if uncached is None else uncached - cost
+    return Measured(usage, money(cost), money(saved))
 
 
 class PriceBook:

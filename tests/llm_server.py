@@ -528,6 +528,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif route.endswith(":generateContent") or route.endswith(":streamGenerateContent"):
                 endpoint, family = self._gemini, "gemini"
                 model = route.rsplit("/", 1)[-1].split(":", 1)[0]
+            elif route.endswith(("/count_tokens", ":countTokens", "/moderations", "/input_tokens")):
+                endpoint = self._free
 
         if endpoint is None:
             self._send_error_json(family, 404, f"No route for {self.command} {self.path}")
@@ -795,6 +797,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._received.sent_usage = obj["usage"]
         # Embeddings never stream; fault-cut still applies to the plain body.
         self._send_json(200, obj, [("openai-model", model)], cut=fault == "fault-cut")
+
+    # -- free endpoints: token counting and moderation, no usage billed -----
+
+    def _free(self, body: Json, model: str, stream: bool, fault: str | None) -> None:
+        route = urlsplit(self.path).path
+        words = _prompt_words(body.get("messages") or body.get("contents") or body.get("input") or "")
+        if route.endswith("/moderations"):
+            results = [{"flagged": False, "categories": {}, "category_scores": {}}]
+            obj: Json = {"id": self.owner._new_id("modr"), "model": model, "results": results}
+        elif route.endswith(":countTokens"):
+            obj = {"totalTokens": words}
+        else:  # Anthropic's /v1/messages/count_tokens, OpenAI's /v1/responses/input_tokens
+            obj = {"input_tokens": words}
+        self._send_json(200, obj)
 
     # -- Anthropic messages ------------------------------------------------
 

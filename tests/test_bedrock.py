@@ -245,7 +245,7 @@ def test_bedrock_prices_follow_the_model_id_in_the_path_not_the_name_in_the_body
         "anthropic.claude-sonnet-4-5-20250929-v1:0",
     ):
         path = f"/model/{model_id}/invoke"
-        _, cost = measure(body, path, model_id, f"http://127.0.0.1:1{path}", at, PriceBook())
+        cost = measure(body, path, model_id, f"http://127.0.0.1:1{path}", at, PriceBook()).cost_usd
         expected = genai_prices.calc_price(
             genai_prices.Usage(input_tokens=1000, output_tokens=100),
             model_id,

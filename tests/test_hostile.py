@@ -90,7 +90,8 @@ def test_a_fifo_named_like_a_recording_fails_its_test_instead_of_hanging(clients
 def test_a_recording_linked_to_dev_zero_is_refused_without_reading_it(clients: Suite) -> None:
     path, _ = record_two(clients)
     # Only now: record_two runs in this process, which must not keep the limit (subprocesses of later
-    # tests inherit it: Node cannot reserve its WebAssembly memory under 3 GiB of address space).
+    # tests inherit it: Node cannot reserve its WebAssembly memory under 3 GiB of address space, nor can
+    # chromium start).
     clients.pytester.makeconftest(CLIENTS_CONFTEST + LIMIT_MEMORY)
     path.unlink()
     path.symlink_to("/dev/zero")

@@ -219,7 +219,7 @@ def test_the_options_table_lists_every_option_and_only_those(registered: set[str
 
 def test_the_report_sample_names_every_field_of_the_report() -> None:
     text = README.read_text(encoding="utf-8")
-    start = text.index('{"schema_version": 1')
+    start = text.index('{"schema_version": 2')
     sample = text[start : text.index("```", start)]
     report_part, _, bucket_part = sample.partition("BUCKET =")
     assert set(re.findall(r'"(\w+)":', report_part)) == set(Report.model_fields)

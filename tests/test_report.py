@@ -124,7 +124,7 @@ def genai_cost(request: ReceivedRequest, usage: dict[str, int]) -> Decimal | Non
 
 @pytest.fixture
 def costs(clients: Suite) -> Suite:
-    clients.pytester.makepyfile(test_costs=COST_SUITE)
+    clients.pytester.makepyfile(test_spending=COST_SUITE)
     return clients
 
 
@@ -154,10 +154,11 @@ def test_record_run_reports_what_the_server_sent_and_what_it_cost(costs: Suite) 
     assert abs(Decimal(str(totals["spent_usd"])) - independent) <= independent / 100
     assert totals["saved_usd"] == 0
 
-    assert totals["calls_without_usage"] == 1
+    assert totals["calls_without_usage"] == 0
+    assert totals["estimated"]["calls"] == 1
     assert totals["unpriced_calls"] == 1
     assert report["unpriced_models"] == ["my-private-model"]
-    assert report["by_test"]["test_costs.py::test_stream_without_usage"]["calls_without_usage"] == 1
+    assert report["by_test"]["test_spending.py::test_stream_without_usage"]["estimated"]["calls"] == 1
     assert report["by_model"]["claude-sonnet-4-6"]["cached_input_tokens"] == 100
     assert set(report["by_model"]) == {
         "gpt-4.1-mini",
@@ -167,7 +168,7 @@ def test_record_run_reports_what_the_server_sent_and_what_it_cost(costs: Suite) 
         "gemini-2.5-flash",
         "my-private-model",
     }
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["mode"] == "record"
 
     costs.server.stop()
@@ -195,7 +196,9 @@ def test_terminal_summary_is_short_by_default_and_detailed_with_v(costs: Suite) 
             "mode record: 10 LLM calls: 10 live (10 recorded)",
             "tokens: * in (100 cached), * out",
             "spent $0.000* on live calls, saved $0.00 by replay",
-            "1 call carried no usage (e.g. streams without include_usage): not in the totals",
+            "estimated, not in the figures above: 1 call without usage, ~* in, ~* out, ~$0.0* "
+            "(tiktoken o200k_base)",
+            "provider cache: *% of input tokens (100) from cache, saved $0.000* against uncached prices",
             "unpriced models: my-private-model (1 call; tokens counted, no dollars): "
             "add them to ini promptcache_prices",
             "(-v shows the per-model table and the most expensive tests)",
@@ -209,7 +212,7 @@ def test_terminal_summary_is_short_by_default_and_detailed_with_v(costs: Suite) 
             "claude-sonnet-4-6 * 1 * 112 * 100 * 4 * $0.00 * $0.000*",
             "my-private-model * 1 * 6 * 0 * 2 * $0.00 * unpriced",
             "most expensive tests (live + replayed cost):",
-            "* $0.000* *test_costs.py::test_anthropic_cached",
+            "* $0.000* *test_spending.py::test_anthropic_cached",
         ]
     )
 

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from .. import __version__
+from ..advice import MAX_RECORDINGS
 from ..settings import SettingsError, parse_age
+from .advise import cmd_advise
 from .importvcr import add_parser as add_import
 from .listing import cmd_diff, cmd_ls, cmd_show
 from .project import Project
@@ -103,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", cmd_migrate, "rewrite recordings of older schema versions in the current one"
     )
     migrate.add_argument("--dry-run", action="store_true", help="list what would be rewritten; write nothing")
+
+    advise = command(
+        "advise",
+        cmd_advise,
+        "repeated prompt prefixes a provider's prompt cache would serve: what caching them saves, where "
+        "the breakpoint goes, and prefixes broken by changing text",
+    )
+    advise.add_argument("--json", action="store_true", help="machine-readable output")
+    advise.add_argument(
+        "--limit",
+        type=int,
+        default=MAX_RECORDINGS,
+        metavar="N",
+        help=f"read at most N recordings (default {MAX_RECORDINGS})",
+    )
 
     stats = command("stats", cmd_stats, "recordings, size, tokens and cost when recorded, by model")
     stats.add_argument("--json", action="store_true", help="machine-readable output")

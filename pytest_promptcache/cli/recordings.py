@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..ledger import recording_price
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import Recording, TokenUsage
 from ..prices import usd
+from ..pricing import recording_price
 from ..store.files import SUFFIX, CorruptRecording, read_recording, recording_keys
 from ..usage import PriceBook, api_family, extract
 from ..words import plural
@@ -96,8 +96,9 @@ def model_of(recording: Recording) -> str | None:
 
 def load(path: Path, prices: PriceBook, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> RecordingInfo:
     recording = read_recording(path, max_size)
-    usage, cost = recording_price(recording, prices)
-    return RecordingInfo(path, recording, path.stat().st_size, usage, model_of(recording), cost)
+    price = recording_price(recording, prices)
+    size = path.stat().st_size
+    return RecordingInfo(path, recording, size, price.usage, model_of(recording), price.cost_usd)
 
 
 def load_all(

@@ -166,7 +166,16 @@ class Importer:
     def _recording(self, item: Interaction, key: str, canonical: CanonicalRequest) -> Recording:
         url = display_url(item.raw, self.scrubber)
         response = scrubbed(item.response, self.scrubber)
-        usage, cost = measure(response, canonical.path, canonical.model, url, item.written_at, self.prices)
+        price = measure(
+            response,
+            canonical.path,
+            canonical.model,
+            url,
+            item.written_at,
+            self.prices,
+            body=canonical.body,
+            method=canonical.method,
+        )
         return Recording(
             schema_version=schema_version_for(response, canonical),
             key=key,
@@ -177,8 +186,9 @@ class Importer:
                 url=url,
                 latency_ms=0.0,
                 plugin_version=__version__,
-                usage=usage,
-                cost_usd=cost,
+                usage=price.usage,
+                cost_usd=price.cost_usd,
+                cache_saved_usd=price.cache_saved_usd,
                 imported_from=self.scrubber.text(f"{item.cassette} #{item.index + 1}"),
             ),
         )

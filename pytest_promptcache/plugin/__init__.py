@@ -22,6 +22,15 @@ from ..marker import TestOptions
 from ..rules import KeyRules
 from ..session import CacheSession
 from ..settings import Mode, SettingsError, build_settings
+from ..tokens import preload as preload_tokenizer
+from .costs import (
+    REPORT_OPTIONS,
+    add_cost_sections,
+    add_junit_properties,
+    load_baseline,
+    runs_tests,
+    write_html,
+)
 from .options import HookSpecs, add_options, marker_lines, read_ini
 from .proxy import configured_upstreams, promptcache_proxy
 from .scope import RunScope, ScopeTracker, incomplete_because, prune
@@ -47,8 +56,9 @@ from .vcr_compat import configure as configure_vcr
 from .xdist import XdistMerge
 
 if TYPE_CHECKING:
-    from ..ledger import CallRecord, TestCalls
+    from ..ledger import CallRecord
     from ..report.model import Report
+    from ..testcalls import TestCalls
 
 __all__ = ["promptcache_proxy"]  # a fixture of the plugin, defined beside it
 
@@ -100,6 +110,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if session.guard is not None and settings.mode is Mode.REPLAY:
         session.guard.start_loading()
     config.stash[SESSION_KEY] = session
+    if not hasattr(config, "workerinput"):  # the controller reports; xdist workers only hand calls over
+        load_baseline(config)
+    if settings.mode is not Mode.REPLAY and runs_tests(config):
+        # A recording that needs an estimate must not wait for the tokenizer: it loads meanwhile.
+        preload_tokenizer()
     config.stash[WORKER_CALLS_KEY] = []
     config.stash[WORKER_NOTICES_KEY] = []
     config.stash[SCOPE_KEY] = RunScope()
@@ -184,8 +199,11 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
     context = item.config.stash[SESSION_KEY].context
+    if call.when == "teardown":
+        # The last report of the test carries its properties into JUnit XML, fixtures' calls included.
+        add_junit_properties(item, list(context.calls))
+    report = yield
     for warning in context.take_warnings():
         item.warn(PromptcacheWarning(warning))
     problems = context.take_problems()
@@ -210,7 +228,7 @@ def promptcache(request: pytest.FixtureRequest) -> TestCalls:
 
     ``promptcache.calls``, ``.total_tokens``, ``.input_tokens``, ``.output_tokens``, ``.cost_usd``.
     """
-    from ..ledger import TestCalls
+    from ..testcalls import TestCalls
 
     ctx = request.config.stash[SESSION_KEY].context
     return TestCalls(lambda: list(ctx.calls))
@@ -226,8 +244,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     wanted = bool(engine is not None or merged or workeroutput is not None or psession.refusals)
     wanted = wanted or any(
-        config.getoption(name)
-        for name in ("promptcache_prune", "promptcache_report", "promptcache_report_md")
+        config.getoption(name) for name in ("promptcache_prune", "promptcache_compare", *REPORT_OPTIONS)
     )
     if not wanted:
         return  # no LLM call and no report asked for: nothing to import, nothing to say
@@ -271,6 +288,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         incomplete_because=incomplete_because(session, settings.mode, config.stash[SCOPE_KEY]),
         shared=shared,
     )
+    add_cost_sections(config, psession, report, calls)
     if config.getoption("promptcache_prune"):
         result = config.stash[PRUNE_KEY] = prune(settings.cassette_dir, report)
         if result.refused is None:
@@ -307,6 +325,11 @@ def _write_reports(config: pytest.Config, report: Report) -> list[str]:
         text = report.model_dump_json(indent=2) + "\n"
         fix = "give --promptcache-report a writable file path"
         attempt(f"write the JSON report to {path}", lambda: write_atomic(path, text), fix)
+    html_path = config.getoption("promptcache_report_html")
+    if html_path:
+        path_html = base / html_path
+        fix = "give --promptcache-report-html a writable file path"
+        attempt(f"write the HTML report to {path_html}", lambda: write_html(path_html, report), fix)
     md_path = config.getoption("promptcache_report_md")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if report.totals.calls and (md_path or summary):

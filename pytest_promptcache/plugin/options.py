@@ -147,6 +147,21 @@ def add_options(parser: pytest.Parser) -> None:
         help="write the session report as Markdown to PATH (also appended to $GITHUB_STEP_SUMMARY when set)",
     )
     group.addoption(
+        "--promptcache-report-html",
+        dest="promptcache_report_html",
+        metavar="PATH",
+        default=None,
+        help="write the session report as one self-contained HTML page (inline SVG charts, no network)",
+    )
+    group.addoption(
+        "--promptcache-compare",
+        dest="promptcache_compare",
+        metavar="BASELINE.json",
+        default=None,
+        help="show the change of the suite's LLM cost per test and per model against a report of another "
+        "run (--promptcache-report of main, say), in the terminal and every report",
+    )
+    group.addoption(
         "--promptcache-budget",
         dest="promptcache_budget",
         metavar="USD",

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     # Types only: the ledger and the report import pydantic, which start-up must not pay for.
     from ..ledger import CallRecord
     from ..proxy.upstreams import Upstream
+    from ..report.compare import Baseline
     from ..report.model import Report
     from .scope import PruneResult, RunScope
 
@@ -28,6 +29,8 @@ WORKER_NOTICES_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
 UPSTREAMS_KEY: pytest.StashKey[dict[str, Upstream]] = pytest.StashKey()
 # One line for each report that could not be written.
 UNWRITTEN_KEY: pytest.StashKey[list[str]] = pytest.StashKey()
+# --promptcache-compare's path as given and the report it names, read at configure.
+BASELINE_KEY: pytest.StashKey[tuple[str, Baseline]] = pytest.StashKey()
 # True when pytest-recording is active and owns the @pytest.mark.vcr tests.
 RECORDING_KEY = pytest.StashKey[bool]()
 WORKEROUTPUT_KEY = "promptcache_calls"

@@ -8,11 +8,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from ..advice import Advice
 from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
 from ..settings import Mode
+from .compare import Comparison
 from .fleet import SharedReport
 
-REPORT_SCHEMA_VERSION: Literal[1] = 1
+# 2: calls to free endpoints are ``free_calls``, no longer ``calls_without_usage``; responses without
+# usage are estimated (``estimated`` in every bucket) and so leave ``calls_without_usage`` too; buckets
+# have ``cache_saved_usd``; ``advice`` and ``comparison``. Every field of 1 is still there.
+REPORT_SCHEMA_VERSION: Literal[2] = 2
 # The modes in which a live call is meant to be saved.
 RECORDING_MODES = frozenset({Mode.RECORD.value, Mode.REWRITE.value})
 
@@ -43,7 +48,7 @@ class StaleRecording(BaseModel):
 
 
 class Report(BaseModel):
-    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    schema_version: Literal[2] = REPORT_SCHEMA_VERSION
     mode: str
     cassette_dir: str | None = None
     totals: Bucket
@@ -61,6 +66,10 @@ class Report(BaseModel):
     pruned_recordings: list[str] | None = None
     similar_substitutions: list[Substitution] = []
     stale_recordings: list[StaleRecording] = []
+    # The caching advisor on the recordings this run used (when a report file or -v asked for it), and
+    # the cost against --promptcache-compare's baseline.
+    advice: Advice | None = None
+    comparison: Comparison | None = None
     # With promptcache_shared: hits per tier, machines, and the shared tier's notices.
     shared: SharedReport | None = None
 

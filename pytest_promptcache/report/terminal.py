@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 from ..ledger import Bucket
 from ..prices import usd, usd_column
+from ..tokens import ENCODING
 from ..words import plural, was
+from .advice import advice_lines
+from .compare import comparison_lines
 from .fleet import shared_lines
 from .model import Report
 
@@ -19,9 +22,45 @@ def _usd_cell(value: float, bucket: Bucket) -> str:
     return usd(value)
 
 
+def _estimated_cell(b: Bucket) -> str:
+    est = b.estimated
+    if not est.calls:
+        return "-"
+    return "unpriced" if est.unpriced_calls == est.calls else "~" + usd(est.cost_usd)
+
+
 def tokens_text(b: Bucket) -> str:
     cached = f" ({b.cached_input_tokens:,} cached)" if b.cached_input_tokens else ""
     return f"{b.input_tokens:,} in{cached}, {b.output_tokens:,} out"
+
+
+def estimated_text(b: Bucket) -> str:
+    """The estimated figures, marked so with a ``~`` and apart from what providers reported."""
+    est = b.estimated
+    money = "unpriced" if est.unpriced_calls == est.calls else f"~{usd(est.cost_usd)}"
+    return (
+        f"{plural(est.calls, 'call')} without usage, ~{est.input_tokens:,} in, "
+        f"~{est.output_tokens:,} out, {money} (tiktoken {ENCODING})"
+    )
+
+
+def cache_text(b: Bucket) -> str:
+    return (
+        f"{b.cache_share_text} of input tokens ({b.cached_input_tokens:,}) from cache, saved "
+        f"{usd(b.cache_saved_usd)} against uncached prices"
+    )
+
+
+def summary_extras(t: Bucket) -> Iterator[Line]:
+    if t.estimated.calls:
+        yield f"estimated, not in the figures above: {estimated_text(t)}", None
+    if t.free_calls:
+        yield f"{plural(t.free_calls, 'call')} to free endpoints (count_tokens, moderations, GET): $0", None
+    if t.calls_without_usage:
+        no_usage = plural(t.calls_without_usage, "call")
+        yield f"{no_usage} carried no usage and no text to count: not in the totals", None
+    if t.cached_input_tokens:
+        yield f"provider cache: {cache_text(t)}", None
 
 
 Line = tuple[str, str | None]  # text and an optional colour name
@@ -41,14 +80,13 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
     yield f"tokens: {tokens_text(t)}", None
     spent_colour = "yellow" if t.spent_usd else "green"
     yield f"spent {usd(t.spent_usd)} on live calls, saved {usd(t.saved_usd)} by replay", spent_colour
-    if t.calls_without_usage:
-        no_usage = plural(t.calls_without_usage, "call")
-        yield f"{no_usage} carried no usage (e.g. streams without include_usage): not in the totals", None
+    yield from summary_extras(t)
     if report.unpriced_models:
         names = ", ".join(report.unpriced_models)
+        unpriced = t.unpriced_calls + t.estimated.unpriced_calls
         yield (
             (
-                f"unpriced models: {names} ({plural(t.unpriced_calls, 'call')}; tokens counted, no dollars): "
+                f"unpriced models: {names} ({plural(unpriced, 'call')}; tokens counted, no dollars): "
                 "add them to ini promptcache_prices"
             ),
             "yellow",
@@ -77,12 +115,27 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
         yield f"budget of {limit} reached: {plural(blocked, 'live call')} refused", "red"
     if report.shared is not None:
         yield from shared_lines(report.shared, verbose)
+    if report.comparison is not None:
+        colour = "yellow" if report.comparison.delta_usd > 0 else None
+        for text in comparison_lines(report.comparison):
+            yield text, colour
+    advice = report.advice
+    if advice is not None and not advice.empty and not verbose:
+        found = len(advice.findings) + len(advice.volatile)
+        yield (
+            (
+                f"caching advice: {found} prompt prefixes, ~{usd(advice.saving_usd)} per run to save "
+                "(-v or promptcache advise says where)"
+            ),
+            None,
+        )
     if not verbose:
         yield "(-v shows the per-model table and the most expensive tests)", None
         return
     yield "", None
-    header = ("model", "calls", "input", "cached", "output", "spent", "saved")
+    header = ("model", "calls", "input", "cached", "cache", "output", "estimated", "spent", "saved")
     buckets = report.by_model.values()
+    estimated = usd_column([_estimated_cell(b) for b in buckets])
     spent = usd_column([_usd_cell(b.spent_usd, b) if b.live else usd(b.spent_usd) for b in buckets])
     saved = usd_column([_usd_cell(b.saved_usd, b) if b.replayed else usd(b.saved_usd) for b in buckets])
     rows = [
@@ -91,24 +144,32 @@ def terminal_lines(report: Report, verbose: bool) -> Iterator[Line]:
             str(b.calls),
             f"{b.input_tokens:,}",
             f"{b.cached_input_tokens:,}",
+            f"{b.cache_share_text}" if b.input_tokens else "-",
             f"{b.output_tokens:,}",
             *money,
         )
-        for (model, b), money in zip(report.by_model.items(), zip(spent, saved, strict=True), strict=True)
+        for (model, b), money in zip(
+            report.by_model.items(), zip(estimated, spent, saved, strict=True), strict=True
+        )
     ]
     # As wide as the widest cell (a small amount has many decimals), never narrower than the header.
-    minimum = (5, 5, 9, 8, 8, 9, 9)
+    minimum = (5, 5, 9, 8, 5, 8, 10, 9, 9)
     widths = [max(w, *(len(row[i]) for row in rows)) for i, w in enumerate(minimum)]
     for row in (header, *rows):
         cells = [f"{row[0]:<{widths[0]}}", *(f"{c:>{w}}" for c, w in zip(row[1:], widths[1:], strict=True))]
         yield "  ".join(cells).rstrip(), None
-    top = sorted(report.by_test.items(), key=lambda kv: -kv[1].cost_usd)[:5]
-    top = [(name, b) for name, b in top if b.cost_usd > 0]
+    top = sorted(report.by_test.items(), key=lambda kv: -kv[1].total_cost_usd)[:5]
+    top = [(name, b) for name, b in top if b.total_cost_usd > 0]
     if top:
         yield "", None
         yield "most expensive tests (live + replayed cost):", None
-        for amount, (name, _) in zip(usd_column([usd(b.cost_usd) for _, b in top]), top, strict=True):
+        amounts = usd_column([("~" if b.estimated.calls else "") + usd(b.total_cost_usd) for _, b in top])
+        for amount, (name, _) in zip(amounts, top, strict=True):
             yield f"  {amount}  {name}", None
+    if advice is not None and not advice.empty:
+        yield "", None
+        for text in advice_lines(advice, limit=3):
+            yield text, None
     for unsaved in report.not_saved:
         yield f"not saved: {unsaved.test}: {unsaved.url}: {unsaved.reason}", "yellow"
     for old in report.stale_recordings:

@@ -22,17 +22,17 @@ from pydantic_core import from_json
 
 from ..keys import canonical_fields, dumps_canonical
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
-from ..models import KNOWN_SCHEMA_VERSIONS, Price, PriceFacts, Recording, TokenUsage, model_of
+from ..models import KNOWN_SCHEMA_VERSIONS, Measured, PriceFacts, Recording, TokenUsage, model_of
 from ..replay import Replay, build_replay, replay_of_data
 from .files import SUFFIX, read_recording_text, recording_from_text, validated_recording
 
 # Asked once per recording read or saved: its price, from what it says of itself, or (rarely) from the
 # whole recording, which the second argument builds.
-Pricer = Callable[[PriceFacts, Callable[[], Recording]], Price]
+Pricer = Callable[[PriceFacts, Callable[[], Recording]], Measured]
 
 
-def carried_price(facts: PriceFacts, recording: Callable[[], Recording]) -> Price:
-    return facts.usage, facts.cost_usd
+def carried_price(facts: PriceFacts, recording: Callable[[], Recording]) -> Measured:
+    return Measured(facts.usage, facts.cost_usd, facts.cache_saved_usd)
 
 
 class StoredRecording:
@@ -51,7 +51,7 @@ class StoredRecording:
     def __init__(
         self,
         key: str,
-        price: Price,
+        price: Measured,
         recorded_at: datetime,
         test: str | None,
         replay: Replay | None = None,
@@ -139,12 +139,14 @@ def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) ->
         return None  # edited after recording: read_recording says so
     usage = meta.get("usage")
     cost = meta.get("cost_usd")
+    saved = meta.get("cache_saved_usd")
     facts = PriceFacts(
         key,
         version,
         model_of(request.get("body"), request["path"]),
         None if usage is None else TokenUsage.model_construct(**usage),
         None if cost is None else float(cost),
+        None if saved is None else float(saved),
     )
     price = pricer(facts, lambda: validated_recording(path, data))
     return StoredRecording(key, price, recorded_at, meta.get("test"), replay_of_data(response))
@@ -159,11 +161,23 @@ _RESPONSE_FIELDS = frozenset({"status", "headers", "body", "text", "base64", "ev
 _EVENT_FIELDS = frozenset({"event", "data", "text", "id", "retry"})
 _MESSAGE_FIELDS = frozenset({"headers", "payload", "text", "decoded", "base64"})
 _META_FIELDS = frozenset(
-    {"recorded_at", "test", "url", "latency_ms", "plugin_version", "usage", "cost_usd", "imported_from"}
+    {
+        "recorded_at",
+        "test",
+        "url",
+        "latency_ms",
+        "plugin_version",
+        "usage",
+        "cost_usd",
+        "cache_saved_usd",
+        "imported_from",
+    }
 )
-_USAGE_FIELDS = frozenset(
+_COUNT_FIELDS = frozenset(
     {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"}
 )
+_USAGE_FIELDS = _COUNT_FIELDS | {"source"}
+_USAGE_SOURCES = frozenset({"estimated", "free"})
 # How recordings write their time: ISO 8601 with a zone, at most microseconds. Read by
 # datetime.fromisoformat exactly as pydantic reads it; any other spelling is left to pydantic.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
@@ -260,7 +274,7 @@ def _is_message(message: Any) -> bool:
 def _is_meta(meta: Any) -> bool:
     if type(meta) is not dict or not meta.keys() <= _META_FIELDS:
         return False
-    usage, cost = meta.get("usage"), meta.get("cost_usd")
+    usage, cost, saved = meta.get("usage"), meta.get("cost_usd"), meta.get("cache_saved_usd")
     return (
         _str(meta.get("recorded_at"))
         and _str(meta.get("url"))
@@ -269,13 +283,15 @@ def _is_meta(meta: Any) -> bool:
         and _opt_str(meta.get("test"))
         and _opt_str(meta.get("imported_from"))
         and (cost is None or _number(cost))
+        and (saved is None or _number(saved))
         and (usage is None or _is_usage(usage))
     )
 
 
 def _is_usage(usage: Any) -> bool:
-    return (
-        type(usage) is dict
-        and usage.keys() <= _USAGE_FIELDS
-        and all(type(count) is int for count in usage.values())
+    if type(usage) is not dict or not usage.keys() <= _USAGE_FIELDS:
+        return False
+    source = usage.get("source")
+    return (source is None or (type(source) is str and source in _USAGE_SOURCES)) and all(
+        type(count) is int for name, count in usage.items() if name != "source"
     )

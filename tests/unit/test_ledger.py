@@ -16,13 +16,13 @@ from pytest_promptcache.ledger import (
     CallRecord,
     Ledger,
     Outcome,
-    TestCalls,
-    recording_price,
     summarize,
 )
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, TokenUsage
+from pytest_promptcache.pricing import recording_price
 from pytest_promptcache.settings import Mode
-from pytest_promptcache.usage import PriceBook, parse_prices
+from pytest_promptcache.testcalls import TestCalls
+from pytest_promptcache.usage import Measured, PriceBook, parse_prices
 
 URL = "http://127.0.0.1:8765/v1/chat/completions"
 RECORDED_AT = datetime(2025, 6, 1, tzinfo=UTC)
@@ -210,9 +210,8 @@ def test_live_price_uses_the_users_prices() -> None:
     response = json_response(
         {"model": "house", "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 0}}
     )
-    assert ledger.live_price(response, "/v1/chat/completions", "house", URL) == (
-        TokenUsage(input_tokens=1_000_000),
-        1.0,
+    assert ledger.live_price(response, "/v1/chat/completions", "house", URL) == Measured(
+        TokenUsage(input_tokens=1_000_000), 1.0, 0.0
     )
 
 
@@ -250,34 +249,38 @@ MEASURED = TokenUsage(input_tokens=1_000_000, output_tokens=1_000_000)
 
 def test_schema_2_carries_its_price() -> None:
     carried = TokenUsage(input_tokens=7, output_tokens=3)
-    assert recording_price(recording(2, usage=carried, cost_usd=0.123), PriceBook()) == (carried, 0.123)
+    assert recording_price(recording(2, usage=carried, cost_usd=0.123), PriceBook()) == Measured(
+        carried, 0.123, 0.0
+    )
     # A file that carries no usage (made by hand or by code, not by a recording run, which writes what
     # it found) is measured from its response, like a schema 1 file.
-    assert recording_price(recording(2), PriceBook()) == (MEASURED, 2.0)
+    assert recording_price(recording(2), PriceBook()) == Measured(MEASURED, 2.0, 0.0)
 
 
 def test_schema_1_is_measured_at_its_recording_time() -> None:
-    assert recording_price(recording(1), PriceBook()) == (MEASURED, 2.0)  # 0.40 in + 1.60 out per million
+    assert recording_price(recording(1), PriceBook()) == Measured(
+        MEASURED, 2.0, 0.0
+    )  # 0.40 in + 1.60 out per million
 
 
 def test_an_override_reprices_even_a_schema_2_recording() -> None:
     prices = PriceBook(parse_prices(["gpt-4.1-mini input=1 output=1"]))
     carried = recording(2, usage=TokenUsage(input_tokens=1), cost_usd=0.5)
-    assert recording_price(carried, prices) == (MEASURED, 2.0)
-    assert recording_price(recording(1), prices) == (MEASURED, 2.0)
+    assert recording_price(carried, prices) == Measured(MEASURED, 2.0, 0.0)
+    assert recording_price(recording(1), prices) == Measured(MEASURED, 2.0, 0.0)
 
 
 def test_an_override_of_another_model_changes_nothing() -> None:
     prices = PriceBook(parse_prices(["other input=9 output=9"]))
-    assert recording_price(recording(2, usage=MEASURED, cost_usd=0.5), prices) == (MEASURED, 0.5)
+    assert recording_price(recording(2, usage=MEASURED, cost_usd=0.5), prices) == Measured(MEASURED, 0.5, 0.0)
 
 
 def test_a_replayed_recording_is_priced_once() -> None:
     prices = PriceBook(parse_prices(["gpt-4.1-mini input=1 output=1"]))
     ledger = Ledger(prices)
     rec = recording(1)
-    assert ledger.replay_price(rec) == (MEASURED, 2.0)
+    assert ledger.replay_price(rec) == Measured(MEASURED, 2.0, 0.0)
     # A different price from now on shows whether the recording is priced again.
     prices.overrides.update(parse_prices(["gpt-4.1-mini input=5 output=5"]))
-    assert ledger.replay_price(rec) == (MEASURED, 2.0)
-    assert Ledger(prices).replay_price(rec) == (MEASURED, 10.0)
+    assert ledger.replay_price(rec) == Measured(MEASURED, 2.0, 0.0)
+    assert Ledger(prices).replay_price(rec) == Measured(MEASURED, 10.0, 0.0)

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_promptcache.models import RecordedResponse, SSEEvent, TokenUsage
 from pytest_promptcache.settings import DEFAULT_ENDPOINTS, EndpointPattern
-from pytest_promptcache.usage import PriceBook, api_family, extract, is_free, measure, parse_prices
+from pytest_promptcache.usage import Measured, PriceBook, api_family, extract, is_free, measure, parse_prices
 from pytest_promptcache.usage_cohere_ollama import MAX_LAST_LINE
 
 AT = datetime(2026, 6, 1, tzinfo=UTC)
@@ -63,20 +63,21 @@ def test_api_family_of_the_new_endpoints(path: str, family: str | None) -> None:
     ],
 )
 def test_counting_and_moderation_are_free_calls_matched_by_default(path: str) -> None:
-    assert is_free(path)
+    assert is_free("POST", path)
     assert any(EndpointPattern.parse(e).matches("any.host", path) for e in DEFAULT_ENDPOINTS)
-    usage, cost = measure(body({"input_tokens": 12}), path, "m", "https://x" + path, AT, PriceBook())
-    assert (usage, cost) == (TokenUsage(), 0.0)
+    measured = measure(body({"input_tokens": 12}), path, "m", "https://x" + path, AT, PriceBook())
+    assert measured == Measured(TokenUsage(source="free"), 0.0, 0.0)
 
 
 def test_a_free_endpoint_that_reports_tokens_is_priced_and_an_error_is_no_usage() -> None:
     prices = PriceBook(parse_prices(["mistral-moderation-latest input=0.1 output=0"]))
     reported = body({"model": "mistral-moderation-latest", "usage": {"prompt_tokens": 1_000_000}})
-    usage, cost = measure(reported, "/v1/moderations", None, "https://x/v1/moderations", AT, prices)
-    assert usage is not None
-    assert (usage.input_tokens, cost) == (1_000_000, 0.1)
+    measured = measure(reported, "/v1/moderations", None, "https://x/v1/moderations", AT, prices)
+    assert measured.usage is not None
+    assert not measured.usage.free
+    assert (measured.usage.input_tokens, measured.cost_usd) == (1_000_000, 0.1)
     failed = body({"error": "nope"}, status=400)
-    assert measure(failed, "/v1/moderations", "m", "u", AT, PriceBook()) == (None, None)
+    assert measure(failed, "/v1/moderations", "m", "u", AT, PriceBook()) == Measured()
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_a_free_endpoint_that_reports_tokens_is_priced_and_an_error_is_no_usage(
 )
 def test_neighbours_of_the_new_endpoints_are_not_llm_calls(path: str) -> None:
     assert not any(EndpointPattern.parse(e).matches("any.host", path) for e in DEFAULT_ENDPOINTS)
-    assert not is_free(path)
+    assert not is_free("POST", path)
 
 
 # -- Cohere --------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_a_cohere_stream_is_counted_at_message_end() -> None:
 
 
 def test_cohere_is_priced_with_genai_prices_cohere_table() -> None:
-    usage, cost = measure(
+    measured = measure(
         body({"usage": {"billed_units": {"input_tokens": 1_000_000, "output_tokens": 0}}}),
         "/v2/chat",
         "command-a-03-2025",
@@ -137,6 +138,7 @@ def test_cohere_is_priced_with_genai_prices_cohere_table() -> None:
         AT,
         PriceBook(),
     )
+    usage, cost = measured.usage, measured.cost_usd
     assert usage == TokenUsage(input_tokens=1_000_000)
     assert cost is not None
     assert Decimal(str(cost)) == Decimal("2.5")
@@ -175,11 +177,10 @@ def test_ollama_models_are_unpriced_unless_the_user_prices_them() -> None:
     # deepseek-r1:8b is a local distillation: genai-prices would price it as DeepSeek's API by its name.
     done = body({"model": "deepseek-r1:8b", "done": True, "prompt_eval_count": 1000, "eval_count": 1000})
     url = "http://localhost:11434/api/chat"
-    usage, cost = measure(done, "/api/chat", "deepseek-r1:8b", url, AT, PriceBook())
-    assert usage == TokenUsage(input_tokens=1000, output_tokens=1000)
-    assert cost is None
+    usage = TokenUsage(input_tokens=1000, output_tokens=1000)
+    assert measure(done, "/api/chat", "deepseek-r1:8b", url, AT, PriceBook()) == Measured(usage)
     free = PriceBook(parse_prices(["deepseek-r1:8b input=0 output=0"]))
-    assert measure(done, "/api/chat", "deepseek-r1:8b", url, AT, free) == (usage, 0.0)
+    assert measure(done, "/api/chat", "deepseek-r1:8b", url, AT, free) == Measured(usage, 0.0, 0.0)
 
 
 # -- Gemini embeddings ---------------------------------------------------------------------------------
@@ -189,8 +190,7 @@ def test_gemini_embeddings_are_counted_and_priced_when_the_answer_has_usage() ->
     path = "/v1beta/models/gemini-embedding-001:batchEmbedContents"
     answered = body({"embeddings": [{"values": [0.1]}], "usageMetadata": {"promptTokenCount": 1_000_000}})
     url = "http://127.0.0.1:1" + path
-    usage, cost = measure(answered, path, "gemini-embedding-001", url, AT, PriceBook())
-    assert usage == TokenUsage(input_tokens=1_000_000)
-    assert cost == 0.15
+    measured = measure(answered, path, "gemini-embedding-001", url, AT, PriceBook())
+    assert measured == Measured(TokenUsage(input_tokens=1_000_000), 0.15, 0.0)
     bare = body({"embedding": {"values": [0.1]}})
-    assert measure(bare, path, "gemini-embedding-001", "u", AT, PriceBook()) == (None, None)
+    assert measure(bare, path, "gemini-embedding-001", "u", AT, PriceBook()) == Measured()

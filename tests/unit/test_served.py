@@ -17,6 +17,7 @@ from pytest_promptcache.keys import canonical_data, dumps_canonical, key_of
 from pytest_promptcache.models import (
     CanonicalRequest,
     EventStreamMessage,
+    Measured,
     PriceFacts,
     RecordedResponse,
     Recording,
@@ -124,7 +125,7 @@ def both_readings(path: Path) -> tuple[tuple[str, Any], tuple[str, Any]]:
         rec = read_recording(path)
         return (
             build_replay(rec.response),
-            (rec.meta.usage, rec.meta.cost_usd),
+            Measured(rec.meta.usage, rec.meta.cost_usd, rec.meta.cache_saved_usd),
             rec.meta.recorded_at,
             rec.meta.test,
         )
@@ -200,6 +201,13 @@ MUTATIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "cost as text": lambda d: d["meta"].__setitem__("cost_usd", "0.1"),
     "no cost": lambda d: d["meta"].pop("cost_usd"),
     "no usage": lambda d: d["meta"].pop("usage"),
+    "usage estimated": lambda d: d["meta"]["usage"].__setitem__("source", "estimated"),
+    "usage free": lambda d: d["meta"]["usage"].__setitem__("source", "free"),
+    "usage source unknown": lambda d: d["meta"]["usage"].__setitem__("source", "guessed"),
+    "usage source a number": lambda d: d["meta"]["usage"].__setitem__("source", 1),
+    "usage source null": lambda d: d["meta"]["usage"].__setitem__("source", None),
+    "cache saved": lambda d: d["meta"].__setitem__("cache_saved_usd", -0.25),
+    "cache saved as text": lambda d: d["meta"].__setitem__("cache_saved_usd", "0.1"),
     "edited request": lambda d: d["request"]["body"].__setitem__("n", 2),
     "query as triples": lambda d: d["request"].__setitem__("query", [["a", "b", "c"]]),
     "query pair of numbers": lambda d: d["request"].__setitem__("query", [[1, 2]]),
@@ -264,16 +272,37 @@ def test_the_pricer_is_asked_once_with_the_facts_and_builds_the_recording_only_w
 
     def pricer(facts: PriceFacts, whole: Callable[[], Recording]) -> Any:
         asked.append(facts)
-        return None, None if facts.usage else whole().meta.cost_usd
+        return Measured(None, None if facts.usage else whole().meta.cost_usd)
 
     stored = load(path, pricer)
     assert asked == [PriceFacts.of(rec)]
-    assert stored.price == (None, None)
+    assert stored.price == Measured()
 
     def measuring(facts: PriceFacts, whole: Callable[[], Recording]) -> Any:
-        return whole().meta.usage, 1.5
+        return Measured(whole().meta.usage, 1.5, 0.25)
 
-    assert load(path, measuring).price == (META.usage, 1.5)
+    assert load(path, measuring).price == Measured(META.usage, 1.5, 0.25)
+
+
+def test_estimated_usage_and_cache_savings_are_read_the_fast_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_promptcache.store import served
+
+    usage = TokenUsage(input_tokens=10, cached_input_tokens=8, output_tokens=3, source="estimated")
+    rec = recording(RESPONSES["sse"]).model_copy(
+        update={"meta": META.model_copy(update={"usage": usage, "cache_saved_usd": 0.5})}
+    )
+    path = write(tmp_path, rec.to_json_data())
+
+    def slow(*args: Any) -> Recording:
+        raise AssertionError("read through the models")
+
+    monkeypatch.setattr(served, "recording_from_text", slow)
+    stored = load(path, carried_price)
+    assert stored.price == Measured(usage, META.cost_usd, 0.5)
+    assert stored.price.usage is not None
+    assert stored.price.usage.estimated
 
 
 def test_a_recording_saved_in_the_session_builds_its_replay_when_first_served(tmp_path: Path) -> None:

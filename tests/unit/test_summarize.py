@@ -9,6 +9,10 @@ from pytest_promptcache.ledger import NO_MODEL, NO_TEST, Bucket, CallRecord, Out
 from pytest_promptcache.models import TokenUsage
 
 USAGE = TokenUsage(input_tokens=100, cached_input_tokens=40, cache_write_tokens=10, output_tokens=20)
+ESTIMATED = TokenUsage(input_tokens=30, output_tokens=7, source="estimated")
+FREE = TokenUsage(source="free")
+# Every kind of usage a call may have: none, reported, estimated, free.
+USAGES = [None, USAGE, USAGE, ESTIMATED, USAGE, FREE, USAGE]
 
 
 def calls() -> list[CallRecord]:
@@ -23,8 +27,9 @@ def calls() -> list[CallRecord]:
                 model=[None, "m1", "m2", "m3"][i % 4],
                 key=f"k{i}",
                 status=500 if outcome is Outcome.ERROR else 200,
-                usage=None if i % 7 == 0 else USAGE,
+                usage=USAGES[i % 7],
                 cost_usd=next(costs),
+                cache_saved_usd=[None, 0.25, -0.0001][i % 3],
             )
         )
     return out
@@ -48,6 +53,10 @@ def test_summarize_sums_as_buckets_do() -> None:
     assert buckets.totals.calls == 200
     assert buckets.totals.saved_usd > 0
     assert buckets.totals.spent_usd > 0
+    assert buckets.totals.free_calls > 0
+    assert buckets.totals.cache_saved_usd != 0
+    assert buckets.totals.estimated.calls > 0
+    assert buckets.totals.estimated.saved_usd > 0
     assert list(buckets.by_model.values()) == [b for _, b in sorted(by_model.items())]
     assert list(buckets.by_test.values()) == [b for _, b in sorted(by_test.items())]
     assert list(buckets.by_test) == sorted(by_test)

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from pytest_promptcache.ledger import CallEvent, CallRecord, Outcome, TestCalls
+from pytest_promptcache.ledger import CallEvent, CallRecord, Outcome
 from pytest_promptcache.models import TokenUsage
 from pytest_promptcache.report.markdown import markdown
 from pytest_promptcache.report.model import Report
 from pytest_promptcache.report.terminal import terminal_lines
 from pytest_promptcache.settings import Mode, SettingsError, build_settings
+from pytest_promptcache.testcalls import TestCalls
 from pytest_promptcache.words import plural, was
 
 URL = "http://127.0.0.1:8765/v1/chat/completions"

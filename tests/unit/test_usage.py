@@ -3,6 +3,7 @@ input counts the whole input (cache reads and writes included), output includes 
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_promptcache.models import RecordedResponse, SSEEvent, TokenUsage
-from pytest_promptcache.usage import PriceBook, api_family, extract, measure, parse_prices
+from pytest_promptcache.usage import Measured, PriceBook, api_family, extract, measure, parse_prices
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
 
@@ -273,30 +274,28 @@ URL = "http://127.0.0.1:8765/v1/chat/completions"
 
 def test_measure_prices_the_usage_rounded_to_money() -> None:
     response = body({"model": "house-model", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-    usage, cost = measure(response, "/v1/chat/completions", "house-model", URL, AT, PRICES)
+    usage, cost, _ = astuple(measure(response, "/v1/chat/completions", "house-model", URL, AT, PRICES))
     assert usage == TokenUsage(input_tokens=1, output_tokens=1)
     assert cost == float(Decimal("0.000003"))
 
 
 def test_measure_falls_back_to_the_request_model_when_the_response_model_has_no_price() -> None:
     response = body({"model": "house-model-v9-unknown", "usage": {"prompt_tokens": 1_000_000}})
-    assert measure(response, "/v1/chat/completions", "house-model", URL, AT, PRICES)[1] == 1.0
+    assert measure(response, "/v1/chat/completions", "house-model", URL, AT, PRICES).cost_usd == 1.0
 
 
 def test_measure_errors_and_responses_without_usage() -> None:
     usage = {"usage": {"prompt_tokens": 5, "completion_tokens": 5}}
-    assert measure(body(usage, status=429), "/v1/chat/completions", "house-model", URL, AT, PRICES) == (
-        None,
-        None,
+    assert (
+        measure(body(usage, status=429), "/v1/chat/completions", "house-model", URL, AT, PRICES) == Measured()
     )
-    assert measure(body({}), "/v1/chat/completions", "house-model", URL, AT, PRICES) == (None, None)
+    assert measure(body({}), "/v1/chat/completions", "house-model", URL, AT, PRICES) == Measured()
 
 
 def test_measure_a_model_nobody_prices_has_usage_but_no_cost() -> None:
     response = body({"model": "in-house-llm-7", "usage": {"prompt_tokens": 5, "completion_tokens": 5}})
-    assert measure(response, "/v1/chat/completions", None, URL, AT, PriceBook()) == (
-        TokenUsage(input_tokens=5, output_tokens=5),
-        None,
+    assert measure(response, "/v1/chat/completions", None, URL, AT, PriceBook()) == Measured(
+        TokenUsage(input_tokens=5, output_tokens=5)
     )
 
 
@@ -307,4 +306,4 @@ def test_measure_ignores_the_query_string_of_the_url() -> None:
     url = "https://generativelanguage.googleapis.com" + path
     with_key = measure(response, path, None, url + "?key=AIza-secret", AT, PriceBook())
     assert with_key == measure(response, path, None, url, AT, PriceBook())
-    assert with_key[1] is not None
+    assert with_key.cost_usd is not None
