@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from .context import TestContext
+from .coordination.statedir import state_dirs
 from .guard import Guard, calling_client, refusal_message
 from .ordered import OrderedScope
 from .rules import KeyRules
@@ -37,7 +38,10 @@ class CacheSession:
         # Threads a test starts must see the test's context, so this is one shared slot, not a contextvar.
         self._context = TestContext(nodeid=None, mode=settings.mode)
         self._engine: Engine | None = None
-        self.guard = Guard(settings.guard_hosts, settings.cassette_dir) if settings.guard else None
+        self.guard: Guard | None = None
+        if settings.guard:
+            state_root = state_dirs(settings.cassette_dir, settings.state_dir)[1]
+            self.guard = Guard(settings.guard_hosts, settings.cassette_dir, state_root)
         # Connections the guard refused: calls no adapter saw, so no engine counted them.
         self.refusals: list[CallEvent] = []
         # Proxies this process runs (``promptcache serve``, the promptcache_proxy fixture): their port, and
