@@ -318,6 +318,14 @@ class Buckets:
     by_test: dict[str, Bucket]
 
 
+def total(calls: Iterable[CallRecord]) -> Bucket:
+    """The sums of ``calls`` in one bucket (summed plainly, as ``summarize`` sums)."""
+    tally = _Tally()
+    for call in calls:
+        _tally(tally, call)
+    return tally.bucket()
+
+
 def summarize(calls: Iterable[CallRecord]) -> Buckets:
     totals = _Tally()
     by_model: dict[str, _Tally] = {}

@@ -84,11 +84,9 @@ def add_junit_properties(item: pytest.Item, events: list[CallEvent]) -> None:
     xdist carries them to the controller with the test's report."""
     if not events:
         return
-    from ..ledger import Bucket
+    from ..ledger import total
 
-    bucket = Bucket()
-    for event in events:
-        bucket.add(event.record())
+    bucket = total(event.record() for event in events)
     est = bucket.estimated
     properties = {
         "calls": str(bucket.calls),
