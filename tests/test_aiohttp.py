@@ -60,6 +60,7 @@ def totals(app: Suite) -> dict[str, Any]:
     return json.loads((app.path / "report.json").read_text())["totals"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_record_then_replay_gives_what_live_gave_and_never_reaches_the_server(app: Suite) -> None:
     # Events 20 ms apart arrive whole, one HTTP chunk each: the live client sees the server's chunking.
     app.server.chunk_delay = 0.02
@@ -87,6 +88,7 @@ def test_record_then_replay_gives_what_live_gave_and_never_reaches_the_server(ap
     assert offline["saved_usd"] == pytest.approx(recorded["spent_usd"], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_changed_prompt_fails_every_client_with_the_miss_even_when_the_test_catches_it(
     app: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,6 +33,7 @@ def totals(app: Suite) -> dict[str, int]:
     return json.loads((app.path / "r.json").read_text())["totals"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_record_and_replay_never_block_the_event_loop(
     async_app: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -52,6 +53,7 @@ def test_record_and_replay_never_block_the_event_loop(
     assert totals(async_app)["replayed"] == CALLS
 
 
+@pytest.mark.slow
 def test_a_miss_in_an_async_test_fails_with_the_miss_not_a_blocking_error(
     async_app: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,6 +64,7 @@ def test_a_miss_in_an_async_test_fails_with_the_miss_not_a_blocking_error(
     result.stdout.fnmatch_lines(["*promptcache: no recording for this request (mode: replay)*"])
 
 
+@pytest.mark.slow
 def test_rewrite_and_off_never_block_the_event_loop(
     async_app: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,6 +22,7 @@ def test_preloaded(oai0):
 """
 
 
+@pytest.mark.slow
 def test_the_call_path_is_imported_before_the_first_call_once_an_sdk_is(clients: Suite) -> None:
     clients.pytester.makepyfile(PRELOADED)
     result = clients.run(subprocess=True)

@@ -121,6 +121,7 @@ def test_beta():
 """
 
 
+@pytest.mark.slow
 def test_a_default_key_header_taken_out_no_longer_tells_requests_apart(
     suite: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

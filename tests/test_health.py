@@ -80,6 +80,7 @@ def test_stale_recording_fails_with_fail(clients: Suite) -> None:
     assert clients.server.count() == 2  # only the first recording run went live
 
 
+@pytest.mark.slow
 def test_stale_recording_is_rerecorded_in_record_mode(clients: Suite) -> None:
     clients.pytester.makepyfile(TWO_TESTS)
     clients.run("--promptcache=record").assert_outcomes(passed=2)

@@ -75,6 +75,7 @@ def unusable_lines(path: Path, reason: str) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["replay", "record"])
+@pytest.mark.slow
 def test_a_fifo_named_like_a_recording_fails_its_test_instead_of_hanging(clients: Suite, mode: str) -> None:
     path, _ = record_two(clients)
     path.unlink()
@@ -87,6 +88,7 @@ def test_a_fifo_named_like_a_recording_fails_its_test_instead_of_hanging(clients
     assert stat.S_ISFIFO(os.lstat(path).st_mode), "the file was replaced"
 
 
+@pytest.mark.slow
 def test_a_recording_linked_to_dev_zero_is_refused_without_reading_it(clients: Suite) -> None:
     path, _ = record_two(clients)
     # Only now: record_two runs in this process, which must not keep the limit (subprocesses of later
@@ -349,6 +351,7 @@ def held_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_a_waiter_on_a_lock_held_by_another_process_fails_naming_the_holder(clients: Suite) -> None:
     state = private_state(clients, promptcache_flight_timeout="0.5")
     clients.pytester.makepyfile(ONE_TEST)
@@ -370,6 +373,7 @@ def test_a_waiter_on_a_lock_held_by_another_process_fails_naming_the_holder(clie
     assert clients.server.count() == 0, "the waiter went live"
 
 
+@pytest.mark.slow
 def test_pacing_that_would_wait_longer_than_its_cap_fails_the_call_unsent(clients: Suite) -> None:
     private_state(clients, promptcache_record_rpm="1", promptcache_record_max_wait="2")
     clients.pytester.makepyfile(
@@ -392,6 +396,7 @@ def test_pacing_that_would_wait_longer_than_its_cap_fails_the_call_unsent(client
     assert len(clients.recordings()) == 1
 
 
+@pytest.mark.slow
 def test_a_planted_pacing_schedule_far_ahead_is_ignored_with_a_warning(clients: Suite) -> None:
     state = private_state(clients, promptcache_record_rpm="60")
     host = f"127.0.0.1:{clients.server.port}"

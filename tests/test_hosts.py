@@ -16,6 +16,7 @@ def test_one(oai0):
 ALIASES = "[pytest]\npromptcache_host_aliases =\n    127.0.0.1:* = test-server\n"
 
 
+@pytest.mark.slow
 def test_an_alias_lets_recordings_replay_on_another_port(
     clients: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Suite
 
 
+@pytest.mark.slow
 def test_changed_prompt_fails_exactly_that_test_with_diff_and_command(newcomer: Suite) -> None:
     newcomer.run("--promptcache=record").assert_outcomes(passed=19)
     newcomer.server.stop()

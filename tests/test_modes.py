@@ -19,6 +19,7 @@ def ids(result: pytest.RunResult) -> list[str]:
     return [line.split("ID ", 1)[1].strip(".") for line in result.outlines if "ID " in line]
 
 
+@pytest.mark.slow
 def test_record_then_rewrite_overwrites_and_off_touches_nothing(clients: Suite) -> None:
     clients.pytester.makepyfile(ONE_CALL)
     first = ids(clients.run("--promptcache=record", "-s"))

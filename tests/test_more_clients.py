@@ -103,6 +103,7 @@ def test_a_changed_prompt_fails_every_client_with_the_miss_even_when_the_test_ca
     assert report(app)["totals"]["misses"] == TESTS
 
 
+@pytest.mark.slow
 def test_cohere_calls_are_reported_in_tokens_and_dollars_as_billed(app: Suite) -> None:
     run(app, "--promptcache=record", "test_cohere.py").assert_outcomes(passed=3)
     billed = {r.path: r.sent_usage for r in app.server.requests}

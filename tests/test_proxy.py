@@ -215,6 +215,7 @@ def test_via_proxy(promptcache_proxy):
 """
 
 
+@pytest.mark.slow
 def test_a_recording_made_in_process_replays_through_the_proxy_and_the_reverse(
     proxied: Suite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ from conftest import FAKE_SECRETS, Suite
 from pytest_promptcache.models import SCHEMA_VERSION
 
 
+@pytest.mark.slow
 def test_newcomer_suite_records_once_then_replays_offline_identically(newcomer: Suite) -> None:
     recorded = newcomer.run("--promptcache=record")
     recorded.assert_outcomes(passed=19)
@@ -31,6 +32,7 @@ def test_newcomer_suite_records_once_then_replays_offline_identically(newcomer: 
     assert newcomer.seen() == seen_live
 
 
+@pytest.mark.slow
 def test_recordings_are_readable_json_without_secrets(newcomer: Suite) -> None:
     newcomer.run("--promptcache=record").assert_outcomes(passed=19)
     text = newcomer.cassette_text()

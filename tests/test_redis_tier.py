@@ -82,6 +82,7 @@ def fleet(clients: Suite, redis_server: RedisServer, monkeypatch: pytest.MonkeyP
     return Fleet(clients, redis_server, monkeypatch)
 
 
+@pytest.mark.slow
 def test_a_recording_made_in_one_checkout_replays_in_another_and_lands_there_in_record_mode(
     fleet: Fleet,
 ) -> None:

@@ -132,6 +132,7 @@ def load(suite: Suite, name: str) -> dict[str, Any]:
     return json.loads((suite.path / name).read_text())  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 def test_record_run_reports_what_the_server_sent_and_what_it_cost(costs: Suite) -> None:
     costs.run("--promptcache=record", "--promptcache-report=report.json").assert_outcomes(passed=10)
     report = load(costs, "report.json")
@@ -188,6 +189,7 @@ def test_record_run_reports_what_the_server_sent_and_what_it_cost(costs: Suite) 
         assert replay[field] == totals[field], field
 
 
+@pytest.mark.slow
 def test_terminal_summary_is_short_by_default_and_detailed_with_v(costs: Suite) -> None:
     short = costs.run("--promptcache=record")
     short.stdout.fnmatch_lines(
