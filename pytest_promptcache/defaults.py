@@ -106,8 +106,6 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
     "x-amz-security-token",
 )
 
-# Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
-# gives a match: kept in one table so a new pattern cannot go without its name.
 # AWS access key ids: AKIA (long-term) or ASIA (temporary) and 16 capitals or digits, a word of its own.
 # No digit is required (some real ids have none): prose has no 20-capital words starting so.
 AWS_ACCESS_KEY_ID_PATTERN = r"(?:AKIA|ASIA)(?<![A-Za-z0-9_][A-Z]{4})[A-Z0-9]{16}(?![A-Za-z0-9_])"
