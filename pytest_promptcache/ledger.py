@@ -289,12 +289,7 @@ def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
         self.cached_input_tokens += usage.cached_input_tokens
         self.cache_write_tokens += usage.cache_write_tokens
         self.output_tokens += usage.output_tokens
-        if call.cost_usd is None:
-            self.unpriced_calls += 1
-        elif call.replayed:
-            self.saved_usd = add_usd(self.saved_usd, call.cost_usd)
-        else:
-            self.spent_usd = add_usd(self.spent_usd, call.cost_usd)
+        _tally_cost(self, call)
         if call.cache_saved_usd:
             self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
 
@@ -303,12 +298,17 @@ def _tally_estimated(est: Estimated, call: CallRecord, usage: TokenUsage) -> Non
     est.calls += 1
     est.input_tokens += usage.input_tokens
     est.output_tokens += usage.output_tokens
+    _tally_cost(est, call)
+
+
+def _tally_cost(into: Bucket | _Tally | Estimated, call: CallRecord) -> None:
+    """A call's cost: saved when replayed, spent when live, or counted as unpriced."""
     if call.cost_usd is None:
-        est.unpriced_calls += 1
+        into.unpriced_calls += 1
     elif call.replayed:
-        est.saved_usd = add_usd(est.saved_usd, call.cost_usd)
+        into.saved_usd = add_usd(into.saved_usd, call.cost_usd)
     else:
-        est.spent_usd = add_usd(est.spent_usd, call.cost_usd)
+        into.spent_usd = add_usd(into.spent_usd, call.cost_usd)
 
 
 @dataclass
