@@ -197,12 +197,26 @@ def validated_recording(path: Path, data: dict[str, Any]) -> Recording:
         raise CorruptRecording(path, exc.reason) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Recordings and reports are the user's files, shared through git, CI artifacts and bind mounts: they get
+# the mode open() would give them (0666 less the umask, read once at import, while only the importing
+# thread runs this), not the 0600 mkstemp gives its temporary file.
+FILE_MODE = 0o666 & ~_umask()
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one, even if this process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets a later run remove what a killed writer left behind.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)
         # Encoded at once and written as bytes: a text-mode file encodes in small pieces, which made
         # writing a 10 MB recording take several times longer than the write itself.
         with os.fdopen(fd, "wb") as fh:

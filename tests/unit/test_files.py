@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -171,6 +172,16 @@ def test_write_atomic_creates_the_directory_and_replaces_the_file(tmp_path: Path
     write_atomic(path, "second")
     assert path.read_text() == "second"
     assert sorted(p.name for p in path.parent.iterdir()) == ["k.json"]
+
+
+def test_a_written_file_has_the_mode_open_would_give_it_not_mkstemps(tmp_path: Path) -> None:
+    # Another user reading a bind-mounted cassette directory, a CI step uploading a report: 0600 broke both.
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    path = tmp_path / "k.json"
+    write_atomic(path, "{}")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(probe.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) & stat.S_IRUSR
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
