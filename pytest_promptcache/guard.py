@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .safefile import UnsafeFile, read_regular_file
+
 # Modules a connection passes through on its way from the client: the client is the first one
 # outside them, counting from the socket outwards.
 _PLUMBING = ("socket", "ssl", "selectors", "asyncio", "concurrent", "threading", "http", "email")
@@ -91,7 +93,9 @@ class HostCache:
 
     def __init__(self, directory: Path, state_root: Path) -> None:
         self.directory = directory
-        digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:32]
+        # Named as the settings name it (absolute), as the state directory's own digest does: no syscall.
+        self._name = str(directory.absolute())
+        digest = hashlib.sha256(self._name.encode()).hexdigest()[:32]
         self.path = state_root / "guard" / f"{digest}.json"
 
     def hosts(self) -> frozenset[tuple[str, int | None]]:
@@ -113,8 +117,6 @@ class HostCache:
         return found
 
     def _load(self, mtime_ns: int) -> frozenset[tuple[str, int | None]] | None:
-        from .safefile import UnsafeFile, read_regular_file
-
         try:
             data = json.loads(read_regular_file(self.path, max_size=_MAX_SAVED_BYTES))
         except (OSError, UnsafeFile, ValueError, RecursionError):
@@ -122,7 +124,7 @@ class HostCache:
         if not (
             isinstance(data, dict)
             and data.get("schema_version") == HOSTS_SCHEMA_VERSION
-            and data.get("directory") == str(self.directory.resolve())
+            and data.get("directory") == self._name
             and data.get("directory_mtime_ns") == mtime_ns
             and isinstance(data.get("hosts"), list)
         ):
@@ -140,7 +142,7 @@ class HostCache:
     def _save(self, mtime_ns: int, hosts: frozenset[tuple[str, int | None]]) -> None:
         document = {
             "schema_version": HOSTS_SCHEMA_VERSION,
-            "directory": str(self.directory.resolve()),
+            "directory": self._name,
             "directory_mtime_ns": mtime_ns,
             "hosts": sorted([host, port] for host, port in hosts),
         }

@@ -198,14 +198,23 @@ def validated_recording(path: Path, data: dict[str, Any]) -> Recording:
 
 
 def _umask() -> int:
+    # Linux says it without changing it; elsewhere it is set and put back (another thread creating a
+    # file in between would get 022, the usual umask, for that moment).
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
 # Recordings and reports are the user's files, shared through git, CI artifacts and bind mounts: they get
-# the mode open() would give them (0666 less the umask, read once at import, while only the importing
-# thread runs this), not the 0600 mkstemp gives its temporary file.
+# the mode open() would give them (0666 less the umask, read once at import), not the 0600 mkstemp gives
+# its temporary file.
 FILE_MODE = 0o666 & ~_umask()
 
 

@@ -61,7 +61,7 @@ def test_a_saved_file_that_does_not_hold_up_is_ignored(tmp_path: Path) -> None:
     mtime = cassettes.stat().st_mtime_ns
     good = {
         "schema_version": HOSTS_SCHEMA_VERSION,
-        "directory": str(cassettes.resolve()),
+        "directory": str(cassettes),
         "directory_mtime_ns": mtime,
         "hosts": [["planted", 1]],
     }
