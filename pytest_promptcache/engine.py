@@ -211,27 +211,12 @@ class Engine(OrderedServing):
         self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
     ) -> Replay | None:
         """The recording for ``key`` if this mode serves it now: replay and record always, rewrite only
-        once this session has rewritten it (so each request is paid for once)."""
+        once this session has rewritten it (so each request is paid for once). With a shared tier each
+        hit is counted by tier (memory, cassettes, Redis); a Redis hit is copied into the cassette
+        directory in record modes (so it can be committed), and in replay served from memory and
+        reported as not in the cassettes."""
         if ctx.mode is Mode.REWRITE and not self.state.was_rewritten(key):
             return None
-        if self.settings.shared is not None:
-            return self._serve_tiered(ctx, url, canonical, key)
-        try:
-            stored = self.store.get(key)
-        except CorruptRecording as exc:
-            if ctx.mode is Mode.REWRITE:
-                return None
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
-        if stored is None:
-            return None
-        return self._serve_stored(ctx, url, canonical, key, stored)
-
-    def _serve_tiered(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
-    ) -> Replay | None:
-        """``_serve_recorded`` with a shared tier: memory, cassettes, then Redis, each hit counted by
-        tier. A Redis hit is copied into the cassette directory in record modes (so it can be
-        committed); in replay it is served from memory and reported as not in the cassettes."""
         try:
             found = self.store.lookup(key)
         except CorruptRecording as exc:
@@ -240,6 +225,8 @@ class Engine(OrderedServing):
             return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
         if found is None:
             return None
+        if self.settings.shared is None:
+            return self._serve_stored(ctx, url, canonical, key, found.stored)
         extra: dict[str, Any] = {"tier": found.tier.value, "machine": found.machine}
         shared = found.recording  # only a shared hit keeps its whole recording, to be copied here
         if shared is not None and ctx.mode in (Mode.RECORD, Mode.REWRITE):

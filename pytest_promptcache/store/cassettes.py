@@ -100,6 +100,9 @@ class CassetteStore:
         stored = self._memory.get(key)
         if stored is not None:
             return stored
+        return self._from_file(key)
+
+    def _from_file(self, key: str) -> StoredRecording | None:
         try:
             stored = load(self.path_for(key), self._pricer, self.max_file_size)
         except FileNotFoundError:
@@ -114,7 +117,7 @@ class CassetteStore:
         stored = self._memory.get(key)
         if stored is not None:
             return Found(stored, Tier.MEMORY)
-        stored = self.get(key)
+        stored = self._from_file(key)
         if stored is not None:
             return Found(stored, Tier.CASSETTES)
         if self.shared is None:
