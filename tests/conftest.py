@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,17 @@ import openai  # noqa: F401
 import pytest
 from llm_server import LLMServer
 
+# The same for the plugin's models: an in-process run drops the modules it imported, and a run after it
+# then met a TokenUsage of the first run's class ("Input should be ... an instance of TokenUsage") when
+# a module ran on its own (tests/test_more_clients.py); kept here, every run shares one class.
+import pytest_promptcache.models  # noqa: F401
+
 # Suites under tests/suites are run by pytester inside our tests, never collected directly.
 collect_ignore = ["suites"]
 
 SUITES = Path(__file__).parent / "suites"
+# The first line of every replay miss's message.
+MISS = "promptcache: no recording for this request (mode: replay)"
 
 # Credentials the inner suites send. They look real enough for every scrubbing layer to matter.
 FAKE_SECRETS = {
@@ -29,6 +37,16 @@ FAKE_SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEYabcdefghijklmnopqrstuvwxyz0123",
     "GEMINI_API_KEY": "AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12",
 }
+
+
+def assert_each_failed_on_the_miss(result: pytest.RunResult, tests: int, changed: str) -> None:
+    """Each of ``tests`` failures names the miss and shows the ``changed`` text of its request."""
+    sections = re.split(r"_{3,} (test_\w+) _{3,}", result.stdout.str())
+    failures = dict(zip(sections[1::2], sections[2::2], strict=True))
+    assert len(failures) == tests
+    for name, text in failures.items():
+        assert MISS in text, name
+        assert changed in text, name
 
 
 @pytest.fixture

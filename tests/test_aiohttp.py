@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any
 import aiohttp  # noqa: F401  (imported here so pytester's in-process runs reuse it, like the SDKs)
 import genai_prices
 import pytest
-from conftest import SUITES, Suite
+from conftest import MISS, SUITES, Suite, assert_each_failed_on_the_miss
 
 from pytest_promptcache.clients import aiohttp as adapter
 from pytest_promptcache.clients.registry import install, uninstall
@@ -26,7 +25,6 @@ TESTS = 14
 # The four gathered identical requests are one live call: every other test makes one distinct request.
 CALLS = 17
 DISTINCT = 14
-MISS = "promptcache: no recording for this request (mode: replay)"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,12 +97,7 @@ def test_a_changed_prompt_fails_every_client_with_the_miss_even_when_the_test_ca
     # Every test swallows what its client raised; each fails all the same, on the miss.
     result.assert_outcomes(failed=TESTS)
     assert app.server.count() == sent
-    sections = re.split(r"_{3,} (test_\w+) _{3,}", result.stdout.str())
-    failures = dict(zip(sections[1::2], sections[2::2], strict=True))
-    assert len(failures) == TESTS
-    for name, text in failures.items():
-        assert MISS in text, name
-        assert "(changed)" in text, name
+    assert_each_failed_on_the_miss(result, TESTS, "(changed)")
     assert totals(app)["misses"] == CALLS
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,12 +15,11 @@ from typing import Any
 
 import genai_prices
 import pytest
-from conftest import SUITES, Suite
+from conftest import SUITES, Suite, assert_each_failed_on_the_miss
 
 from pytest_promptcache.prices import usd
 
 TESTS = 11
-MISS = "promptcache: no recording for this request (mode: replay)"
 COHERE_KEY = "cohere-TESTKEY-0123456789abcdefghijklmnop"
 
 
@@ -94,12 +92,7 @@ def test_a_changed_prompt_fails_every_client_with_the_miss_even_when_the_test_ca
     # Every test swallows what its client raised; each fails all the same, on the miss.
     result.assert_outcomes(failed=TESTS)
     assert app.server.count() == sent
-    sections = re.split(r"_{3,} (test_\w+) _{3,}", result.stdout.str())
-    failures = dict(zip(sections[1::2], sections[2::2], strict=True))
-    assert len(failures) == TESTS
-    for name, text in failures.items():
-        assert MISS in text, name
-        assert "(changed)" in text, name
+    assert_each_failed_on_the_miss(result, TESTS, "(changed)")
     assert report(app)["totals"]["misses"] == TESTS
 
 
