@@ -68,7 +68,9 @@ class Engine(OrderedServing):
             index_dir=root / "index",
             shared=shared,
             pricer=self.ledger.price_replay,
+            state_root=root,
         )
+        self.keyer.memory = self.store.served_cache
         self.flights = Flights(self.state, limits.flight_timeout)
         self.pacing = Pacing(
             self.state,
@@ -84,6 +86,7 @@ class Engine(OrderedServing):
         self._started_at = datetime.now(UTC)
 
     def close(self) -> None:
+        self.store.close()
         if self.link is not None:
             self.link.close()
 
@@ -96,15 +99,15 @@ class Engine(OrderedServing):
         if ctx.mode not in (Mode.REPLAY, Mode.RECORD) or ctx.scope is not None:
             return None  # an ordered scope counts each call once, in ``start``
         self.scrubber.learn(raw.headers)
-        try:
-            key, canonical = self.keyer.key_for(raw, ctx.rules, wait=False)
-        except HookError:
+        recalled = self.keyer.recall(raw, ctx.rules, wait=False)
+        if recalled is None:
             return None
+        key, model = recalled
         stored = self.store.in_memory(key)
         if stored is None:
             return None
         extra = {"tier": Tier.MEMORY.value} if self.settings.shared is not None else {}
-        return self._serve_stored(ctx, display_url(raw, self.scrubber), canonical, key, stored, **extra)
+        return self._serve_stored(ctx, display_url(raw, self.scrubber), model, key, stored, **extra)
 
     def start(
         self, raw: RawRequest, owner: Owner | None = None, turn: Turn | None = None
@@ -119,8 +122,8 @@ class Engine(OrderedServing):
         url = display_url(raw, self.scrubber)
         if ctx.mode is Mode.OFF:
             if self._budget_spent():
-                canonical = self.keyer.canonical(raw)
-                return self._fail(ctx, Outcome.BLOCKED, url, canonical, None, self._budget_message(url))
+                model = self.keyer.canonical(raw).model
+                return self._fail(ctx, Outcome.BLOCKED, url, model, None, self._budget_message(url))
             # Not keyed, but the request is what names the model and what an estimate counts.
             return self._live(ctx, url, raw, canonical=self.keyer.canonical(raw))
         keyed = raw
@@ -130,9 +133,17 @@ class Engine(OrderedServing):
                 self._take_turn(ctx, ctx.scope, raw, turn)
             keyed = turn.keyed or raw
         try:
-            key, canonical = self.keyer.key_for(keyed, ctx.rules)
+            # Keyed before: served by key and model; the canonical request is built when nothing answers.
+            key, model, canonical = self.keyer.recall_or_key(keyed, ctx.rules)
+            if turn is None or not turn.slots:
+                served = self._serve_recorded(ctx, url, model, key)
+                if served is not None:
+                    return served
+            if canonical is None:
+                key, canonical = self.keyer.key_for(keyed, ctx.rules)
         except HookError as exc:
-            return self._fail(ctx, Outcome.MISS, url, self.keyer.canonical(raw), None, f"promptcache: {exc}")
+            model = self.keyer.canonical(raw).model
+            return self._fail(ctx, Outcome.MISS, url, model, None, f"promptcache: {exc}")
         # Before any message names the test: keying may have learned a credential from the body.
         ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
         if turn is not None and turn.slots:
@@ -141,9 +152,9 @@ class Engine(OrderedServing):
                 return served
             # Missing, it is recorded (and named in a miss) as this test's own.
             key, canonical = self._scoped(canonical, *turn.slots[0])
-        served = self._serve_recorded(ctx, url, canonical, key)
-        if served is not None:
-            return served
+            served = self._serve_recorded(ctx, url, canonical.model, key)
+            if served is not None:
+                return served
         if ctx.mode is Mode.REPLAY:
             similar = self._serve_similar(ctx, url, canonical, key)
             if similar is not None:
@@ -154,15 +165,15 @@ class Engine(OrderedServing):
             message = describe_miss(
                 canonical, self.store, self.scrubber.text, key=key, url=url, target=ctx.target, also=also
             )
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+            return self._fail(ctx, Outcome.MISS, url, canonical.model, key, message)
         if self._budget_spent():
-            return self._fail(ctx, Outcome.BLOCKED, url, canonical, key, self._budget_message(url))
+            return self._fail(ctx, Outcome.BLOCKED, url, canonical.model, key, self._budget_message(url))
         claim = self.flights.claim(key, owner)
         if isinstance(claim, Wait):
             return claim
         if claim is not None:
             # Leading now; the recording may have landed while this caller waited for the lead.
-            served = self._serve_recorded(ctx, url, canonical, key)
+            served = self._serve_recorded(ctx, url, canonical.model, key)
             if served is not None:
                 self.flights.finish(claim)
                 return served
@@ -172,7 +183,7 @@ class Engine(OrderedServing):
                 self.flights.finish(claim)  # identical waiters ask again, and meet the same queue
             limit = self.settings.limits.record_max_wait
             message = messages.pacing(raw.netloc, slot.wait, max_wait=limit, rpm=self.settings.record_rpm)
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+            return self._fail(ctx, Outcome.MISS, url, canonical.model, key, message)
         # A call no cassette played is listed after its interactions, as vcr lists what it records.
         player = turn.player if turn is not None and turn.played is None else None
         made = player.made(raw) if player is not None else None
@@ -207,9 +218,7 @@ class Engine(OrderedServing):
             on_response=made,
         )
 
-    def _serve_recorded(
-        self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
-    ) -> Replay | None:
+    def _serve_recorded(self, ctx: TestContext, url: str, model: str | None, key: str) -> Replay | None:
         """The recording for ``key`` if this mode serves it now: replay and record always, rewrite only
         once this session has rewritten it (so each request is paid for once). With a shared tier each
         hit is counted by tier (memory, cassettes, Redis); a Redis hit is copied into the cassette
@@ -222,22 +231,22 @@ class Engine(OrderedServing):
         except CorruptRecording as exc:
             if ctx.mode is Mode.REWRITE:
                 return None
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, str(exc))
+            return self._fail(ctx, Outcome.MISS, url, model, key, str(exc))
         if found is None:
             return None
         if self.settings.shared is None:
-            return self._serve_stored(ctx, url, canonical, key, found.stored)
+            return self._serve_stored(ctx, url, model, key, found.stored)
         extra: dict[str, Any] = {"tier": found.tier.value, "machine": found.machine}
         shared = found.recording  # only a shared hit keeps its whole recording, to be copied here
         if shared is not None and ctx.mode in (Mode.RECORD, Mode.REWRITE):
             extra["detail"] = COPIED if self.saver.adopt(ctx, shared) else None
-        return self._serve_stored(ctx, url, canonical, key, found.stored, **extra)
+        return self._serve_stored(ctx, url, model, key, found.stored, **extra)
 
     def _serve_stored(
         self,
         ctx: TestContext,
         url: str,
-        canonical: CanonicalRequest,
+        model: str | None,
         key: str,
         stored: StoredRecording,
         **extra: Any,
@@ -246,16 +255,16 @@ class Engine(OrderedServing):
         if stale:
             expiry = self.settings.on_expiry
             if expiry is Expiry.FAIL:
-                return self._fail(ctx, Outcome.MISS, url, canonical, key, self._stale_message(ctx, stored))
+                return self._fail(ctx, Outcome.MISS, url, model, key, self._stale_message(ctx, stored))
             if expiry is Expiry.RERECORD and ctx.mode is Mode.RECORD:
                 return None  # go live and overwrite it
-        return self._replayed(ctx, url, canonical, key, stored, stale=stale, **extra)
+        return self._replayed(ctx, url, model, key, stored, stale=stale, **extra)
 
     def _replayed(
         self,
         ctx: TestContext,
         url: str,
-        canonical: CanonicalRequest,
+        model: str | None,
         key: str,
         stored: StoredRecording,
         **extra: Any,
@@ -265,7 +274,7 @@ class Engine(OrderedServing):
             ctx,
             Outcome.REPLAYED,
             url,
-            canonical.model,
+            model,
             key,
             status=replay.status,
             recorded_at=stored.recorded_at,
@@ -312,7 +321,7 @@ class Engine(OrderedServing):
         return self._replayed(
             ctx,
             url,
-            canonical,
+            canonical.model,
             key,
             stored,
             served_key=served_key,
@@ -329,7 +338,7 @@ class Engine(OrderedServing):
             key, canonical = self.keyer.key_for(raw, ctx.rules)
             url = display_url(raw, self.scrubber)
             message = messages.waited_too_long(wait.timeout, raw.method, url, wait.key, wait.holder())
-            return self._fail(ctx, Outcome.MISS, url, canonical, key, message)
+            return self._fail(ctx, Outcome.MISS, url, canonical.model, key, message)
         flight = wait.failure
         if flight is None:
             return None
@@ -365,13 +374,13 @@ class Engine(OrderedServing):
         ctx: TestContext,
         outcome: Outcome,
         url: str,
-        canonical: CanonicalRequest,
+        model: str | None,
         key: str | None,
         message: str,
     ) -> Replay:
         """Fail the test, and answer the client in a way SDKs neither retry nor hide (``miss_response``)."""
         ctx.add_problem(message)
-        self.record_call(ctx, outcome, url, canonical.model, key, status=404, detail=message)
+        self.record_call(ctx, outcome, url, model, key, status=404, detail=message)
         return miss_response(message)
 
     def record_call(

@@ -32,14 +32,14 @@ class OrderedServing:
     if TYPE_CHECKING:
 
         def _serve_recorded(
-            self, ctx: TestContext, url: str, canonical: CanonicalRequest, key: str
+            self, ctx: TestContext, url: str, model: str | None, key: str
         ) -> Replay | None: ...
 
         def _replayed(
             self,
             ctx: TestContext,
             url: str,
-            canonical: CanonicalRequest,
+            model: str | None,
             key: str,
             stored: StoredRecording,
             **extra: Any,
@@ -83,12 +83,12 @@ class OrderedServing:
             turn.played = player.play(raw)
         for name, index in turn.slots:
             scoped_key, scoped = self._scoped(canonical, name, index)
-            served = self._serve_recorded(ctx, url, scoped, scoped_key)
+            served = self._serve_recorded(ctx, url, scoped.model, scoped_key)
             if served is not None:
                 return self._made(turn, raw, served)
         if turn.played is not None:
             return self._serve_played(ctx, url, canonical, key, turn.played)
-        served = self._serve_recorded(ctx, url, canonical, key)
+        served = self._serve_recorded(ctx, url, canonical.model, key)
         return self._made(turn, raw, served) if served is not None else None
 
     @staticmethod
@@ -128,4 +128,4 @@ class OrderedServing:
                 else:
                     ctx.add_warning(message)
         stored = StoredRecording.of(played.recording, self.ledger.price_replay)
-        return self._replayed(ctx, url, canonical, key, stored, detail=detail)
+        return self._replayed(ctx, url, canonical.model, key, stored, detail=detail)

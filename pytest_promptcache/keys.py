@@ -22,10 +22,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from . import __version__
 from .lru import LRU
 from .models import CanonicalRequest
 from .rules import KeyRules, drop_path
@@ -35,6 +36,8 @@ from .settings import Settings
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.IGNORECASE)
 MULTIPART_BOUNDARY = b"<BOUNDARY>"
+# Raised when what shapes a key changes without a new plugin version: keys kept between sessions lapse.
+KEY_MEMORY_FORMAT = 1
 
 
 def without_boundary(content_type: str | None, body: bytes) -> bytes:
@@ -151,9 +154,21 @@ def key_of(request: CanonicalRequest) -> str:
     return hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
 
 
+class KeyMemory(Protocol):
+    """Keys kept between sessions (``store.served_cache``), by a fingerprint of the raw request and
+    of everything configured that shapes its key."""
+
+    def recall_key(self, fingerprint: bytes, *, load: bool) -> tuple[str, str | None] | None: ...
+
+    def remember_key(self, fingerprint: bytes, key: str, model: str | None) -> None: ...
+
+
 class Keyer:
-    """Turns raw requests into canonical requests and keys; remembers recent ones, since a suite sends
-    the same bytes many times and canonicalising costs far more than a dict lookup."""
+    """Turns raw requests into canonical requests and keys; remembers the key and model of recent ones,
+    since a suite sends the same bytes many times and canonicalising costs far more than a lookup.
+
+    Serving needs only the key and the model (``recall``); the canonical request is built again when a
+    call is not served (a miss, a live call), so the memo keeps no request alive."""
 
     MEMO_SIZE = 4096
 
@@ -163,17 +178,27 @@ class Keyer:
         self._key_headers = frozenset(settings.key_headers)
         self._host_aliases = settings.host_aliases
         self.default_rules = default_rules or KeyRules.build(settings.ignore_fields, settings.normalize)
-        self._memo: LRU[tuple[Any, ...], tuple[str, CanonicalRequest]] = LRU(self.MEMO_SIZE)
+        self._memo: LRU[tuple[Any, ...], tuple[str, str | None]] = LRU(self.MEMO_SIZE)
+        # Set by the engine once its store exists: keys of earlier sessions.
+        self.memory: KeyMemory | None = None
+        self._contexts: dict[KeyRules, bytes] = {}
 
     def canonical(self, raw: RawRequest, rules: KeyRules | None = None) -> CanonicalRequest:
-        rules = rules or self.default_rules
+        return self._canonical(raw, rules or self.default_rules)[0]
+
+    def _canonical(self, raw: RawRequest, rules: KeyRules) -> tuple[CanonicalRequest, bool]:
+        """The canonical request, and whether it is clean: nothing in it was a secret (nothing scrubbed,
+        no credential field), so its key depends only on the request and the configuration."""
         scrub = self._scrubber
-        query = sorted((k, rules.text(scrub.text(v))) for k, v in raw.query if not scrub.is_secret_param(k))
-        headers = {
-            k: scrub.text(v)
-            for k, v in raw.headers
-            if k in self._key_headers and not scrub.is_secret_header(k)
-        }
+        queried = [(k, v) for k, v in raw.query if not scrub.is_secret_param(k)]
+        keyed_headers = [
+            (k, v) for k, v in raw.headers if k in self._key_headers and not scrub.is_secret_header(k)
+        ]
+        query = sorted((k, rules.text(scrub.text(v))) for k, v in queried)
+        headers = {k: scrub.text(v) for k, v in keyed_headers}
+        path = scrub.path(raw.path)
+        # Scrubbing is remembered per text: asking again whether it changed anything costs a lookup.
+        clean = path == raw.path and all(scrub.text(v) == v for _, v in (*queried, *keyed_headers))
         body: Any = None
         body_text: str | None = None
         body_sha256: str | None = None
@@ -183,7 +208,9 @@ class Keyer:
             except ValueError:
                 plain = without_boundary(raw.header("content-type"), raw.body)
                 try:
-                    body_text = rules.text(scrub.text(plain.decode("utf-8")))
+                    text = plain.decode("utf-8")
+                    body_text = rules.text(scrub.text(text))
+                    clean = clean and scrub.text(text) == text
                     body_sha256 = hashlib.sha256(body_text.encode("utf-8")).hexdigest()
                 except UnicodeDecodeError:
                     body_sha256 = hashlib.sha256(plain).hexdigest()
@@ -191,15 +218,17 @@ class Keyer:
                 # A credential field's value may be repeated elsewhere in the body (or echoed in the
                 # answer): learned before anything is scrubbed.
                 scrub.learn_values(secret_body_values(body))
-                for path in rules.ignore:
-                    drop_path(body, path)
-                body = rules.json(scrub.json(body, request_body=True))
+                for ignored in rules.ignore:
+                    drop_path(body, ignored)
+                scrubbed = scrub.json(body, request_body=True)
+                clean = clean and scrubbed == body
+                body = rules.json(scrubbed)
         # Built unvalidated: every field is text or JSON just parsed (and scrubbed) here, so validating
         # it again would only cost time. A hook's changes are validated below.
         canonical = CanonicalRequest.model_construct(
             method=raw.method.upper(),
             host=self.keyed_host(raw.netloc),
-            path=scrub.path(raw.path),
+            path=path,
             query=query,
             headers=headers,
             body=body,
@@ -214,7 +243,7 @@ class Keyer:
             except ValidationError as exc:
                 message = f"pytest_promptcache_canonical_request left an invalid request: {exc}"
                 raise HookError(message) from None
-        return canonical
+        return canonical, clean
 
     def keyed_host(self, netloc: str) -> str:
         """The host a key names: the request's own, or its alias (a test server on a random port,
@@ -224,12 +253,50 @@ class Keyer:
                 return name
         return netloc
 
+    def recall(
+        self, raw: RawRequest, rules: KeyRules | None = None, *, wait: bool = True
+    ) -> tuple[str, str | None] | None:
+        """The key and model of a request keyed before: in this session, or (its key memory loaded) in
+        an earlier one; else None. ``wait=False`` on an event loop: nothing is read from disk then."""
+        rules = rules or self.default_rules
+        memo_key = self._memo_key(raw, rules)
+        hit = self._memo.get(memo_key, wait=wait)
+        if hit is not None:
+            return hit
+        memory = self.memory
+        if memory is None or rules.hook is not None:
+            return None
+        hit = memory.recall_key(self._fingerprint(raw, rules), load=wait)
+        if hit is not None:
+            self._memo.put(memo_key, hit, wait=wait)
+        return hit
+
+    def recall_or_key(
+        self, raw: RawRequest, rules: KeyRules | None = None
+    ) -> tuple[str, str | None, CanonicalRequest | None]:
+        """The key and model, recalled or built now (with the canonical request it was built from)."""
+        recalled = self.recall(raw, rules)
+        if recalled is not None:
+            return recalled[0], recalled[1], None
+        key, canonical = self.key_for(raw, rules)
+        return key, canonical.model, canonical
+
     def key_for(
         self, raw: RawRequest, rules: KeyRules | None = None, *, wait: bool = True
     ) -> tuple[str, CanonicalRequest]:
-        """The key and canonical request; ``wait=False`` on an event loop (see ``LRU``)."""
+        """The key and canonical request, built now (and remembered for ``recall``)."""
         rules = rules or self.default_rules
-        memo_key = (
+        canonical, clean = self._canonical(raw, rules)
+        key = key_of(canonical)
+        # After canonicalising: a credential learned from this body is part of what it was keyed with.
+        self._memo.put(self._memo_key(raw, rules), (key, canonical.model), wait=wait)
+        memory = self.memory
+        if clean and memory is not None and rules.hook is None:
+            memory.remember_key(self._fingerprint(raw, rules), key, canonical.model)
+        return key, canonical
+
+    def _memo_key(self, raw: RawRequest, rules: KeyRules) -> tuple[Any, ...]:
+        return (
             rules,
             # A secret learned since would be scrubbed from this request now: the memo must not hide it.
             self._scrubber.generation,
@@ -240,10 +307,35 @@ class Keyer:
             tuple(kv for kv in raw.headers if kv[0] in self._key_headers),
             raw.body,
         )
-        hit = self._memo.get(memo_key, wait=wait)
-        if hit is not None:
-            return hit
-        canonical = self.canonical(raw, rules)
-        result = (key_of(canonical), canonical)
-        self._memo.put(memo_key, result, wait=wait)
-        return result
+
+    def _fingerprint(self, raw: RawRequest, rules: KeyRules) -> bytes:
+        """What a key kept between sessions is found by: the request's keyed parts, and a digest of what
+        shapes keys (the plugin's version, the settings, the rules, the environment's secrets)."""
+        context = self._contexts.get(rules)
+        if context is None:
+            context = self._contexts[rules] = self._context_digest(rules)
+        digest = hashlib.blake2b(context, digest_size=16)
+        headers = tuple(kv for kv in raw.headers if kv[0] in self._key_headers)
+        digest.update(repr((raw.method, raw.netloc, raw.path, raw.query, headers)).encode("utf-8", "replace"))
+        digest.update(raw.body)
+        return digest.digest()
+
+    def _context_digest(self, rules: KeyRules) -> bytes:
+        scrub = self._scrubber
+        shape = (
+            KEY_MEMORY_FORMAT,
+            __version__,
+            sorted(self._key_headers),
+            list(self._host_aliases),
+            sorted(scrub.secret_headers),
+            sorted(scrub.secret_params),
+            [pattern.pattern for pattern, _ in scrub.patterns],
+            rules.ignore,
+            [normalizer.source for normalizer in rules.normalizers],
+        )
+        digest = hashlib.sha256(repr(shape).encode("utf-8", "replace"))
+        # The environment's secrets are scrubbed from every request: a value that appears in one only
+        # under other secrets would key otherwise. Only this digest of them takes part, never a value.
+        for value in sorted(scrub.env_secrets()):
+            digest.update(hashlib.sha256(value.encode("utf-8", "replace")).digest())
+        return digest.digest()

@@ -51,6 +51,14 @@ def read_regular_file(path: Path, *, max_size: int, within: Path | None = None) 
     that directory. Raises FileNotFoundError when nothing is at ``path``, UnsafeFile when what is there
     must not be read (a FIFO, a device, a link out of ``within``, too large), OSError when it cannot be.
     """
+    return read_regular_file_info(path, max_size=max_size, within=within)[0]
+
+
+def read_regular_file_info(
+    path: Path, *, max_size: int, within: Path | None = None
+) -> tuple[bytes, os.stat_result | None]:
+    """``read_regular_file``, and the status of the file opened, taken before reading it (None when
+    ``path`` is a symbolic link: its own status says nothing of what it leads to)."""
     target = path
     mode = os.lstat(path).st_mode
     if stat.S_ISLNK(mode):
@@ -87,7 +95,7 @@ def read_regular_file(path: Path, *, max_size: int, within: Path | None = None) 
     if len(data) > max_size:
         reason = f"it grew past the {human_size(max_size)} limit while being read"
         raise UnsafeFile(path, reason, too_large=True)
-    return data
+    return data, (info if target is path else None)
 
 
 def _link_target(path: Path, within: Path) -> Path:

@@ -220,6 +220,15 @@ class Scrubber:
             self.generation += 1
         return True
 
+    @property
+    def patterns(self) -> list[tuple[re.Pattern[str], str]]:
+        """The secret patterns and what each finds."""
+        return list(self._patterns)
+
+    def env_secrets(self) -> list[str]:
+        """The environment's secret values (never to be written anywhere)."""
+        return list(self._env)
+
     def is_secret_header(self, name: str) -> bool:
         return name.lower() in self.secret_headers
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import Suite
+
+from pytest_promptcache.store.served_cache import RACY_NS
 
 PRELOADED = """
 import sys
@@ -97,3 +100,32 @@ def test_recordings_replay_what_was_recorded_whatever_their_form(
     assert clients.server.count() == 2  # replayed, not called
     assert live["json"] == live["again"]
     assert live["stream"]
+
+
+@pytest.mark.slow
+def test_later_sessions_serve_from_the_state_directory_and_never_a_stale_answer(
+    clients: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUT_FILE", str(clients.path / "out.jsonl"))
+    clients.pytester.makepyfile(CALLS)
+    state = clients.path / "state"
+    option = ("-o", f"promptcache_state_dir={state}")
+    live = answers(clients, "--promptcache=record", *option)
+    time.sleep(RACY_NS / 1e9 + 0.2)  # the recordings' times old enough to be trusted to change
+    assert answers(clients, *option) == live
+    [pack] = (state / "served").glob("*.pack")
+    written = pack.stat().st_mtime_ns
+    assert answers(clients, *option) == live  # served from the kept forms
+    assert pack.stat().st_mtime_ns == written  # nothing new to keep: not written again
+    # Edited in place (the same inode, maybe the same mtime): the edit is what the next session serves.
+    for path in clients.cassettes.glob("*.json"):
+        data = json.loads(path.read_text())
+        body = data["response"].get("body")
+        if body is not None:
+            body["choices"][0]["message"]["content"] = "edited by hand"
+            with open(path, "r+") as fh:
+                fh.truncate(0)
+                fh.write(json.dumps(data, indent=1))
+    edited = answers(clients, *option)
+    assert edited == {**live, "json": "edited by hand", "again": "edited by hand"}
+    assert clients.server.count() == 2  # replayed, never called

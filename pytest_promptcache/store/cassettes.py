@@ -7,6 +7,7 @@ state directory and reads only a handful.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from .files import (
     write_atomic,
 )
 from .redis import SharedRecordings
-from .served import Pricer, StoredRecording, carried_price, load
+from .served import Pricer, StoredRecording, carried_price, load_kept
+from .served_cache import ServedCache, pack_path
 
 if TYPE_CHECKING:
     from .index import RecordingIndex
@@ -61,11 +63,14 @@ class CassetteStore:
         index_dir: Path | None = None,
         shared: SharedRecordings | None = None,
         pricer: Pricer = carried_price,
+        state_root: Path | None = None,
     ) -> None:
         """``index_dir``: where the miss index is kept between sessions (in memory only without one).
         ``shared``: the Redis tier behind the files, if the fleet has one. ``pricer``: a recording's
-        price, asked once per recording read or saved."""
+        price, asked once per recording read or saved. ``state_root``: the state directory, where
+        recordings' served forms are kept between sessions (``served_cache``); none without it."""
         self.directory = directory
+        self._directory_text = os.path.join(directory, "")
         self.shared = shared
         self.max_file_size = max_file_size
         self._pricer = pricer
@@ -73,6 +78,9 @@ class CassetteStore:
         self._index_dir = index_dir
         self._index: RecordingIndex | None = None
         self._index_lock = threading.Lock()
+        self.served_cache = (
+            ServedCache(pack_path(state_root, directory), directory) if state_root is not None else None
+        )
 
     @property
     def index(self) -> RecordingIndex:
@@ -103,8 +111,18 @@ class CassetteStore:
         return self._from_file(key)
 
     def _from_file(self, key: str) -> StoredRecording | None:
+        # A string, not a Path, while the served-form cache answers: building a Path costs more than
+        # the lstat that checks the entry.
+        name = f"{self._directory_text}{key}{SUFFIX}"
+        cache = self.served_cache
         try:
-            stored = load(self.path_for(key), self._pricer, self.max_file_size)
+            kept = cache.get(key, name, self.max_file_size) if cache is not None else None
+            if kept is not None:
+                stored = kept.stored(key, name, self._pricer)
+            else:
+                stored, kept, info = load_kept(Path(name), self._pricer, self.max_file_size)
+                if cache is not None:
+                    cache.add(key, kept, info)
         except FileNotFoundError:
             return None
         self._memory.put(key, stored)
@@ -144,6 +162,11 @@ class CassetteStore:
         if shared and self.shared is not None:
             self.shared.put(recording.key, text, machine or "unknown-machine")
         return stored
+
+    def close(self) -> None:
+        """At the session's end: the served forms read this session are kept for the next."""
+        if self.served_cache is not None:
+            self.served_cache.save()
 
     def sweep_temp_files(self) -> list[Path]:
         return sweep_temp_files(self.directory)

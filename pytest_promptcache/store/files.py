@@ -19,7 +19,7 @@ from pydantic_core import from_json
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Recording
-from ..safefile import UnsafeFile, read_regular_file
+from ..safefile import UnsafeFile, read_regular_file_info
 
 SUFFIX = ".json"
 TMP_SUFFIX = ".tmp"
@@ -93,8 +93,15 @@ def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) 
     blocks (a FIFO), never reads more than ``max_size`` bytes (``/dev/zero``). Raises FileNotFoundError
     when there is no file, CorruptRecording when it must not or cannot be read or is not UTF-8.
     """
+    return read_recording_text_info(path, max_size)[0]
+
+
+def read_recording_text_info(
+    path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE
+) -> tuple[str, os.stat_result | None]:
+    """``read_recording_text``, and the status of the file read (None when it is a symbolic link)."""
     try:
-        raw = read_regular_file(path, max_size=max_size, within=path.parent)
+        raw, info = read_regular_file_info(path, max_size=max_size, within=path.parent)
     except UnsafeFile as exc:
         hint = " (promptcache_max_recording_size); raise the limit if it is a real recording"
         raise CorruptRecording(path, exc.reason + (hint if exc.too_large else "")) from None
@@ -103,7 +110,7 @@ def read_recording_text(path: Path, max_size: int = DEFAULT_MAX_RECORDING_SIZE) 
     except OSError as exc:
         raise CorruptRecording(path, f"cannot be read ({exc.strerror or exc})") from None
     try:
-        return _text(raw)
+        return _text(raw), info
     except BadRecording as exc:
         raise CorruptRecording(path, exc.reason) from None
 

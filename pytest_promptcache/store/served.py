@@ -12,11 +12,12 @@ models refuse (``tests/unit/test_served.py`` holds it to that).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import from_json
 
@@ -24,7 +25,13 @@ from ..keys import canonical_fields, dumps_canonical
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Measured, PriceFacts, Recording, TokenUsage, model_of
 from ..replay import Replay, build_replay, replay_of_data
-from .files import SUFFIX, read_recording_text, recording_from_text, validated_recording
+from .files import (
+    SUFFIX,
+    read_recording,
+    read_recording_text_info,
+    recording_from_text,
+    validated_recording,
+)
 
 # Asked once per recording read or saved: its price, from what it says of itself, or (rarely) from the
 # whole recording, which the second argument builds.
@@ -87,26 +94,96 @@ class StoredRecording:
         return replay
 
 
+class Kept(NamedTuple):
+    """What serving a recording needs, as plain values: what the served-form cache keeps between
+    sessions (``served_cache``), and what a ``StoredRecording`` is built from."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    chunks: tuple[bytes, ...]
+    recorded_at: str
+    test: str | None
+    schema_version: int
+    model: str | None
+    usage: tuple[int, int, int, int, int, str | None] | None
+    cost_usd: float | None
+    cache_saved_usd: float | None
+
+    @classmethod
+    def of(cls, facts: PriceFacts, recorded_at: datetime, test: str | None, replay: Replay) -> Kept:
+        usage = facts.usage
+        counts = None
+        if usage is not None:
+            counts = (
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.source,
+            )
+        return cls(
+            replay.status,
+            tuple(replay.headers),
+            tuple(replay.chunks),
+            recorded_at.isoformat(),
+            test,
+            facts.schema_version,
+            facts.model,
+            counts,
+            facts.cost_usd,
+            facts.cache_saved_usd,
+        )
+
+    def stored(self, key: str, path: str, pricer: Pricer) -> StoredRecording:
+        counts = self.usage
+        usage = None
+        if counts is not None:
+            fields: dict[str, Any] = dict(zip(_COUNT_ORDER, counts, strict=True))
+            if fields["source"] is None:
+                del fields["source"]  # as a file without one reads
+            usage = TokenUsage(**fields)  # validating a flat model costs less than model_construct
+        facts = PriceFacts(key, self.schema_version, self.model, usage, self.cost_usd, self.cache_saved_usd)
+        price = pricer(facts, lambda: read_recording(Path(path)))
+        replay = Replay(self.status, list(self.headers), list(self.chunks))
+        return StoredRecording(key, price, datetime.fromisoformat(self.recorded_at), self.test, replay)
+
+
 def load(path: Path, pricer: Pricer, max_size: int = DEFAULT_MAX_RECORDING_SIZE) -> StoredRecording:
     """The recording in ``path``, validated as ``read_recording`` validates it, ready to serve.
 
     Raises FileNotFoundError when there is no file, CorruptRecording when it is not a usable recording.
     """
-    text = read_recording_text(path, max_size)
+    return load_kept(path, pricer, max_size)[0]
+
+
+def load_kept(
+    path: Path, pricer: Pricer, max_size: int = DEFAULT_MAX_RECORDING_SIZE
+) -> tuple[StoredRecording, Kept, os.stat_result | None]:
+    """``load``, with the recording's plain form and the status of the file it was read from (None for
+    a symbolic link)."""
+    text, info = read_recording_text_info(path, max_size)
     key = path.name.removesuffix(SUFFIX)
     try:
         data = from_json(text)
     except ValueError:
         data = None  # the models' reading says what is wrong
     if isinstance(data, dict):
-        stored = _written_form(path, key, data, pricer)
-        if stored is not None:
-            return stored
-    return StoredRecording.of(recording_from_text(path, text), pricer)
+        written = _written_form(key, data)
+        if written is not None:
+            facts, recorded_at, test, replay = written
+            price = pricer(facts, lambda: validated_recording(path, data))
+            stored = StoredRecording(key, price, recorded_at, test, replay)
+            return stored, Kept.of(facts, recorded_at, test, replay), info
+    recording = recording_from_text(path, text)
+    stored = StoredRecording.of(recording, pricer)
+    kept = Kept.of(PriceFacts.of(recording), recording.meta.recorded_at, recording.meta.test, stored.replay)
+    return stored, kept, info
 
 
-def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) -> StoredRecording | None:
-    """The recording if ``data`` is in the form recordings are written in and its key holds; else None."""
+def _written_form(key: str, data: dict[str, Any]) -> tuple[PriceFacts, datetime, str | None, Replay] | None:
+    """The recording's parts if ``data`` is in the form recordings are written in and its key holds;
+    else None."""
     version = data.get("schema_version")
     request: Any = data.get("request")
     response: Any = data.get("response")
@@ -144,12 +221,11 @@ def _written_form(path: Path, key: str, data: dict[str, Any], pricer: Pricer) ->
         key,
         version,
         model_of(request.get("body"), request["path"]),
-        None if usage is None else TokenUsage.model_construct(**usage),
+        None if usage is None else TokenUsage(**usage),  # checked above; cheaper than model_construct
         None if cost is None else float(cost),
         None if saved is None else float(saved),
     )
-    price = pricer(facts, lambda: validated_recording(path, data))
-    return StoredRecording(key, price, recorded_at, meta.get("test"), replay_of_data(response))
+    return facts, recorded_at, meta.get("test"), replay_of_data(response)
 
 
 # The fields of each part, as the models define them (a test holds them equal). Meta may hold others.
@@ -177,6 +253,14 @@ _COUNT_FIELDS = frozenset(
     {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"}
 )
 _USAGE_FIELDS = _COUNT_FIELDS | {"source"}
+_COUNT_ORDER = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "source",
+)
 _USAGE_SOURCES = frozenset({"estimated", "free"})
 # How recordings write their time: ISO 8601 with a zone, at most microseconds. Read by
 # datetime.fromisoformat exactly as pydantic reads it; any other spelling is left to pydantic.

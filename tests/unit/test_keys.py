@@ -204,10 +204,14 @@ def test_the_key_of_a_request_is_pinned() -> None:
 
 def test_keys_are_the_same_from_any_keyer_and_remembered() -> None:
     k = keyer()
+    assert k.recall(raw()) is None  # never keyed, and no key memory
     first = k.key_for(raw())
-    assert k.key_for(raw()) is first  # remembered per request bytes and rule set
     assert keyer().key_for(raw()) == first
     assert k.canonical(raw()) == first[1]
+    # Remembered per request bytes and rule set: its key and model, not the canonical request.
+    assert k.recall(raw()) == (first[0], first[1].model)
+    assert k.recall(raw(b'{"model": "gpt-4o", "other": 1}')) is None
+    assert k.recall(raw(), KeyRules.build(ignore_fields=["user"])) is None
 
 
 def test_the_method_is_upper_cased_and_the_host_lower_cased() -> None:

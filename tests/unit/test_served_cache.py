@@ -1,0 +1,304 @@
+"""The served-form cache (``store.served_cache``): a recording served from it in a later session is
+served exactly as its file serves it, and only while the file is the one it was taken from; the key
+memory it holds recalls only keys that depend on nothing but the request and the configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_promptcache.keys import Keyer, RawRequest, key_of
+from pytest_promptcache.models import Recording
+from pytest_promptcache.rules import KeyRules
+from pytest_promptcache.scrub import Scrubber
+from pytest_promptcache.settings import Settings, build_settings
+from pytest_promptcache.store.cassettes import CassetteStore
+from pytest_promptcache.store.files import CorruptRecording, dumps_recording
+from pytest_promptcache.store.served import StoredRecording, carried_price, load
+from pytest_promptcache.store.served_cache import ServedCache, pack_path
+
+from .test_served import KEY, META, REQUEST, RESPONSES, recording
+
+
+def served(stored: StoredRecording | None) -> Any:
+    assert stored is not None
+    return stored.replay, stored.price, stored.recorded_at, stored.test
+
+
+def store(cassettes: Path, state: Path, *, racy_ns: int = 0, max_size: int = 10**7) -> CassetteStore:
+    """A session's store, keeping files however fresh they are (``racy_ns``) unless told otherwise."""
+    kept = CassetteStore(cassettes, max_file_size=max_size, state_root=state)
+    assert kept.served_cache is not None
+    kept.served_cache = ServedCache(kept.served_cache.path, cassettes, racy_ns=racy_ns)
+    return kept
+
+
+def hits(kept: CassetteStore) -> int:
+    assert kept.served_cache is not None
+    return kept.served_cache.hits
+
+
+def write(cassettes: Path, kind: str = "json") -> Path:
+    cassettes.mkdir(exist_ok=True)
+    path = cassettes / f"{KEY}.json"
+    path.write_text(dumps_recording(recording(RESPONSES[kind]).to_json_data()), encoding="utf-8")
+    return path
+
+
+def session(cassettes: Path, state: Path, **kwargs: Any) -> tuple[Any, int]:
+    """One session serving KEY, closed as a session ends: what it served, and how much from the cache."""
+    kept = store(cassettes, state, **kwargs)
+    try:
+        return served(kept.get(KEY)), hits(kept)
+    finally:
+        kept.close()
+
+
+@pytest.mark.parametrize("kind", sorted(RESPONSES))
+def test_a_later_session_serves_what_the_file_serves_without_reading_it(tmp_path: Path, kind: str) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes, kind)
+    expected = served(load(path, carried_price))
+    assert session(cassettes, state) == (expected, 0)
+    assert pack_path(state, cassettes).is_file()
+    assert session(cassettes, state) == (expected, 1)
+    assert session(cassettes, state) == (expected, 1)  # nothing new: the file stands as it was
+
+
+def test_a_file_changed_in_place_is_read_again_even_with_its_old_mtime(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    session(cassettes, state)
+    before = path.stat()
+    text = path.read_text(encoding="utf-8")
+    edited = text.replace('"a": [', '"b": [')  # the same size: only the change time tells
+    assert len(edited) == len(text)
+    assert edited != text
+    with open(path, "r+", encoding="utf-8") as fh:  # the same inode
+        fh.write(edited)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_ino == before.st_ino
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+    (replay, *_), from_cache = session(cassettes, state)
+    assert from_cache == 0
+    assert json.loads(b"".join(replay.chunks)) == {"b": [1, 2.5]}
+    # And the new content is what the next session keeps.
+    (replay, *_), from_cache = session(cassettes, state)
+    assert from_cache == 1
+    assert json.loads(b"".join(replay.chunks)) == {"b": [1, 2.5]}
+
+
+def test_a_replaced_file_is_read_again(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    write(cassettes, "json")
+    session(cassettes, state)
+    write(cassettes, "text")  # write_text truncates the same inode: new times and size
+    other = served(load(cassettes / f"{KEY}.json", carried_price))
+    assert session(cassettes, state) == (other, 0)
+    replacement = tmp_path / "elsewhere.json"
+    replacement.write_bytes((cassettes / f"{KEY}.json").read_bytes())
+    os.replace(replacement, cassettes / f"{KEY}.json")  # a new inode, the same bytes
+    assert session(cassettes, state) == (other, 0)
+
+
+def test_a_deleted_file_is_not_served(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    session(cassettes, state)
+    path.unlink()
+    kept = store(cassettes, state)
+    assert kept.get(KEY) is None
+    kept.close()
+    with pytest.raises(FileNotFoundError):
+        ServedCache(pack_path(state, cassettes), cassettes).get(KEY, str(path), 10**7)
+
+
+def test_the_size_limit_holds_for_kept_recordings(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    session(cassettes, state)
+    with pytest.raises(CorruptRecording, match="over the 100 B limit"):
+        store(cassettes, state, max_size=100).get(KEY)
+    assert path.stat().st_size > 100
+
+
+def test_a_symbolic_link_is_never_kept(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    target = cassettes / "target.txt"
+    os.replace(path, target)
+    path.symlink_to(target.name)
+    expected = served(load(path, carried_price))
+    assert session(cassettes, state) == (expected, 0)
+    assert session(cassettes, state) == (expected, 0)
+    # Its target changed: served as it is now.
+    data = json.loads(target.read_text(encoding="utf-8"))
+    data["response"]["body"] = {"a": [3]}
+    target.write_text(dumps_recording(data), encoding="utf-8")
+    (replay, *_), _ = session(cassettes, state)
+    assert json.loads(b"".join(replay.chunks)) == {"a": [3]}
+
+
+def test_a_fresh_file_is_kept_only_once_its_times_are_old_enough(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    write(cassettes)
+    session(cassettes, state, racy_ns=10**12)  # written "just now"
+    assert not pack_path(state, cassettes).exists()
+    assert session(cassettes, state, racy_ns=10**12)[1] == 0
+
+
+def test_a_corrupt_recording_fails_every_session(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    write(cassettes)
+    session(cassettes, state)
+    (cassettes / f"{KEY}.json").write_text('{"schema_version": 2', encoding="utf-8")
+    for _ in range(2):
+        kept = store(cassettes, state)
+        with pytest.raises(CorruptRecording, match="not valid JSON"):
+            kept.get(KEY)
+        kept.close()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"",
+        lambda data: data[: len(data) // 2],
+        lambda data: b"garbage\n" + data,
+        lambda data: data.replace(b'"plugin_version":"', b'"plugin_version":"0.0.0-'),
+        lambda data: data[:-3] + bytes(b ^ 0xFF for b in data[-3:]),  # the last entry: its CRC fails
+    ],
+    ids=["empty", "cut", "garbage", "other-version", "bit-rot"],
+)
+def test_a_damaged_cache_counts_as_absent_and_is_written_again(tmp_path: Path, damage: Any) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    expected = served(load(path, carried_price))
+    session(cassettes, state)
+    pack = pack_path(state, cassettes)
+    pack.write_bytes(damage(pack.read_bytes()))
+    assert session(cassettes, state) == (expected, 0)
+    assert session(cassettes, state) == (expected, 1)
+
+
+def test_a_cache_others_may_write_is_neither_read_nor_written(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    write(cassettes)
+    session(cassettes, state)
+    pack_path(state, cassettes).parent.chmod(0o777)
+    assert session(cassettes, state)[1] == 0
+    pack_path(state, cassettes).unlink()
+    session(cassettes, state)
+    assert not pack_path(state, cassettes).exists()
+
+
+def test_workers_saving_at_once_keep_each_others_entries(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    cassettes.mkdir()
+    keys = []
+    for n in range(6):
+        request = REQUEST.model_copy(update={"body": {**REQUEST.body, "n": n}})  # type: ignore[dict-item]
+        rec = Recording(key=key_of(request), request=request, response=RESPONSES["json"], meta=META)
+        (cassettes / f"{rec.key}.json").write_text(dumps_recording(rec.to_json_data()), encoding="utf-8")
+        keys.append(rec.key)
+    first, second = store(cassettes, state), store(cassettes, state)
+    for index, key in enumerate(keys):
+        assert (first if index % 2 else second).get(key) is not None
+    first.close()
+    second.close()
+    third = store(cassettes, state)
+    assert all(third.get(key) is not None for key in keys)
+    assert hits(third) == len(keys)
+
+
+# -- the key memory ----------------------------------------------------------------------------------------
+
+
+def keyer_with_memory(
+    cache: ServedCache, settings: Settings | None = None, env: dict[str, str] | None = None
+) -> Keyer:
+    s = settings or build_settings(rootdir=Path("."), cli_mode=None, cli_dir=None, env={}, ini={})
+    scrubber = Scrubber(
+        secret_headers=s.secret_headers,
+        secret_params=s.secret_params,
+        patterns=s.secret_patterns,
+        env=env or {},
+    )
+    keyer = Keyer(s, scrubber)
+    keyer.memory = cache
+    return keyer
+
+
+def chat(content: str, **extra: Any) -> RawRequest:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **extra})
+    headers = (("authorization", "Bearer sk-test-0123456789abcdef0123"), ("content-type", "application/json"))
+    return RawRequest(
+        "POST", "https", "api.openai.com", None, "/v1/chat/completions", (), headers, body.encode()
+    )
+
+
+def remembered(tmp_path: Path, *requests: RawRequest, **kwargs: Any) -> ServedCache:
+    """A session that keyed ``requests`` (whose recordings exist) and ended."""
+    cassettes = tmp_path / "cassettes"
+    cassettes.mkdir(exist_ok=True)
+    cache = ServedCache(pack_path(tmp_path / "state", cassettes), cassettes)
+    keyer = keyer_with_memory(cache, **kwargs)
+    for raw in requests:
+        key, _ = keyer.key_for(raw)
+        (cassettes / f"{key}.json").write_text("{}", encoding="utf-8")
+    cache.save()
+    return ServedCache(cache.path, cassettes)
+
+
+def test_a_later_session_recalls_the_key_and_model_of_a_clean_request(tmp_path: Path) -> None:
+    cache = remembered(tmp_path, chat("hello"))
+    later = keyer_with_memory(cache)
+    fresh = keyer_with_memory(ServedCache(tmp_path / "none.pack", tmp_path / "cassettes"))
+    key, canonical = fresh.key_for(chat("hello"))
+    assert later.recall(chat("hello")) == (key, "gpt-4o-mini")
+    assert later.recall(chat("hello", temperature=0)) is None
+    # The event loop's reading: nothing is read from disk for it.
+    cold = keyer_with_memory(ServedCache(cache.path, cache.directory))
+    assert cold.recall(chat("hello"), wait=False) is None
+    assert cold.recall(chat("hello")) == (key, canonical.model)
+
+
+def test_keys_shaped_by_other_settings_rules_or_secrets_are_not_recalled(tmp_path: Path) -> None:
+    cache = remembered(tmp_path, chat("hello"))
+    ignoring = build_settings(
+        rootdir=Path("."), cli_mode=None, cli_dir=None, env={}, ini={"promptcache_ignore_fields": "user"}
+    )
+    assert keyer_with_memory(cache, ignoring).recall(chat("hello")) is None
+    assert keyer_with_memory(cache).recall(chat("hello"), KeyRules.build(normalize=["uuid"])) is None
+    assert (
+        keyer_with_memory(cache, env={"OPENAI_API_KEY": "sk-other-0123456789abcdef"}).recall(chat("hello"))
+        is None
+    )
+    hooked = KeyRules.build(hook=lambda data: None, hook_scope="t.py::t")
+    assert keyer_with_memory(cache).recall(chat("hello"), hooked) is None
+    assert keyer_with_memory(cache).recall(chat("hello")) is not None
+
+
+def test_a_request_carrying_a_secret_is_never_remembered(tmp_path: Path) -> None:
+    secret = "sk-test-0123456789abcdef0123"  # the request's own bearer token, repeated in its prompt
+    carrying = [chat(f"my key is {secret}"), chat("hi", api_key="k-0123456789abcdef"), chat("plain")]
+    cache = remembered(tmp_path, *carrying)
+    later = keyer_with_memory(cache)
+    assert [later.recall(raw) is not None for raw in carrying] == [False, False, True]
+
+
+def test_keys_whose_recording_is_gone_are_forgotten(tmp_path: Path) -> None:
+    cache = remembered(tmp_path, chat("one"), chat("two"))
+    keys = [keyer_with_memory(cache).recall(chat(text)) for text in ("one", "two")]
+    assert all(keys)
+    (cache.directory / f"{keys[0][0]}.json").unlink()  # type: ignore[index]
+    cache.remember_key(b"n" * 16, "0" * 64, None)  # something new, so that the file is written again
+    (cache.directory / f"{'0' * 64}.json").write_text("{}", encoding="utf-8")
+    cache.save()
+    later = keyer_with_memory(ServedCache(cache.path, cache.directory))
+    assert later.recall(chat("one")) is None
+    assert later.recall(chat("two")) == keys[1]
