@@ -11,7 +11,11 @@ end and the interpreter's exit). The variants, in rotating order per round:
 
 - **floor**: the SDK on a ``MockTransport`` whose handler returns the response, built at import time
   from the same function the recording server answers with; no record/replay plugin loaded;
-- **promptcache**: the plugin in replay mode over a store recorded live through it;
+- **promptcache**: the plugin in replay mode over a store recorded live through it, its state directory
+  kept from the warm-up run (as on a developer's machine, or in CI with the state directory cached):
+  recordings are served from the served-form cache and keys recalled from the key memory;
+- **promptcache-fresh**: the same with a new, empty state directory in every run (a first session ever,
+  or CI without a cached state directory): every recording read from its file, every request keyed;
 - **cassetter** (0.16.1, Rust core): ``use_cassette(record_mode="none", match_on=[method, uri, body])``
   around the test's calls, over a cassette recorded live through it. Its pytest plugin and
   pytest-recording both claim ``--record-mode``, so it is not installed with the dev extra: install it
@@ -192,11 +196,12 @@ class Project:
         (root / "test_bench.py").write_text(TEST, encoding="utf-8")
         (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         self.urls: dict[str, str] = {"floor": "http://127.0.0.1:9/v1"}
+        self.runs = 0
 
     def record(self) -> None:
         server, url = _serve(STREAM_EVENTS)
         try:
-            self.urls["promptcache"] = url
+            self.urls["promptcache"] = self.urls["promptcache-fresh"] = url
             self.run("promptcache-record", url=url)
             if self.cassetter_path is not None:
                 self.urls["cassetter"] = url
@@ -206,6 +211,7 @@ class Project:
 
     def args(self, variant: str) -> list[str]:
         blocked = {"promptcache", "cassetter", "recording"}
+        self.runs += 1
         if variant.startswith("promptcache"):
             blocked.discard("promptcache")
         elif variant.startswith("cassetter"):
@@ -215,6 +221,8 @@ class Project:
             args.append("--promptcache=record")
         if variant.startswith("promptcache"):
             args.append(f"--promptcache-dir={self.root / 'store'}")
+            state = self.root / ("state" if variant != "promptcache-fresh" else f"state-{self.runs}")
+            args.append(f"-o promptcache_state_dir={state}")
         return [part for arg in args for part in arg.split(" ", 1)]
 
     def run(self, variant: str, url: str | None = None) -> tuple[float, list[list[int]]]:
@@ -314,7 +322,7 @@ def measure(project: Project, variants: list[str], rounds: int, log: Callable[[s
 
 def run(quick: bool, cassetter: str | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
     path = _cassetter_path(cassetter)
-    variants = ["floor", "promptcache"] + (["cassetter"] if path is not None else [])
+    variants = ["floor", "promptcache", "promptcache-fresh"] + (["cassetter"] if path is not None else [])
     if path is None:
         log("  cassetter is not installed: its variant is skipped (see this module's docstring)")
     rounds = 3 if quick else 7

@@ -14,6 +14,20 @@ from typing import Any
 
 from .registry import active
 
+_SENDERS: dict[str, Callable[..., Any]] = {}
+
+
+def _sender(name: str) -> Callable[..., Any]:
+    """``httpx_send``'s handler, imported on the first LLM request: an import statement in the wrapper
+    would run the import machinery's checks on every call."""
+    found = _SENDERS.get(name)
+    if found is None:
+        from . import httpx_send
+
+        found = _SENDERS[name] = getattr(httpx_send, name)
+    return found
+
+
 # Each client module and the connection-pool module below its default transport.
 POOL_OF = {"httpx2": "httpcore2", "httpx": "httpcore"}
 
@@ -83,9 +97,7 @@ class HttpxAdapter:
             url = request.url
             if source is None or not source.handles(url.host, url.path) or mocked_below(module.__name__):
                 return original(transport, request)
-            from .httpx_send import handle_sync
-
-            return handle_sync(module, original, transport, request, source)
+            return _sender("handle_sync")(module, original, transport, request, source)
 
         handle_request.__wrapped__ = original  # type: ignore[attr-defined]
         return handle_request
@@ -98,9 +110,7 @@ class HttpxAdapter:
             url = request.url
             if source is None or not source.handles(url.host, url.path) or mocked_below(module.__name__):
                 return await original(transport, request)
-            from .httpx_send import handle_async
-
-            return await handle_async(module, original, transport, request, source)
+            return await _sender("handle_async")(module, original, transport, request, source)
 
         handle_async_request.__wrapped__ = original  # type: ignore[attr-defined]
         return handle_async_request

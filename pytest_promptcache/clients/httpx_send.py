@@ -51,7 +51,7 @@ def raw_request(request: Any, body: bytes) -> RawRequest:
         port=url.port,
         path=url.path,
         query=tuple(url.params.multi_items()) if url.query else (),
-        headers=tuple((k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw),
+        headers=tuple([(k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw]),
         body=body,
     )
 
