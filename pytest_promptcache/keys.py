@@ -36,7 +36,7 @@ from .settings import Settings
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.IGNORECASE)
 MULTIPART_BOUNDARY = b"<BOUNDARY>"
-# Raised when what shapes a key changes without a new plugin version: keys kept between sessions lapse.
+# Bumped when what shapes a key changes within a plugin version: keys kept between sessions lapse.
 KEY_MEMORY_FORMAT = 1
 
 
@@ -314,9 +314,15 @@ class Keyer:
         context = self._contexts.get(rules)
         if context is None:
             context = self._contexts[rules] = self._context_digest(rules)
+        scrub = self._scrubber
+        # Secret parameters and headers take no part in a key, and none of their values is hashed here:
+        # nothing derived from a credential is written (a request with one elsewhere is never kept).
+        query = [(k, "" if scrub.is_secret_param(k) else v) for k, v in raw.query]
+        headers = [
+            kv for kv in raw.headers if kv[0] in self._key_headers and not scrub.is_secret_header(kv[0])
+        ]
         digest = hashlib.blake2b(context, digest_size=16)
-        headers = tuple(kv for kv in raw.headers if kv[0] in self._key_headers)
-        digest.update(repr((raw.method, raw.netloc, raw.path, raw.query, headers)).encode("utf-8", "replace"))
+        digest.update(repr((raw.method, raw.netloc, raw.path, query, headers)).encode("utf-8", "replace"))
         digest.update(raw.body)
         return digest.digest()
 

@@ -302,3 +302,17 @@ def test_keys_whose_recording_is_gone_are_forgotten(tmp_path: Path) -> None:
     later = keyer_with_memory(ServedCache(cache.path, cache.directory))
     assert later.recall(chat("one")) is None
     assert later.recall(chat("two")) == keys[1]
+
+
+def test_a_secret_parameter_takes_no_part_in_what_is_kept(tmp_path: Path) -> None:
+    def gemini(api_key: str) -> RawRequest:
+        body = b'{"contents": [{"parts": [{"text": "hello"}]}]}'
+        path = "/v1beta/models/gemini-2.5-flash:generateContent"
+        query = (("key", api_key),)
+        return RawRequest("POST", "https", "generativelanguage.googleapis.com", None, path, query, (), body)
+
+    cache = remembered(tmp_path, gemini("AIzaSyA-first-key-0123456789abcdefghijkl"))
+    assert b"AIzaSyA" not in cache.path.read_bytes()
+    later = keyer_with_memory(cache)
+    recalled = later.recall(gemini("AIzaSyB-other-key-0123456789abcdefghijkl"))
+    assert recalled == (keyer_with_memory(cache).key_for(gemini("x"))[0], "gemini-2.5-flash")
