@@ -1,5 +1,5 @@
-"""Call accounting: what each intercepted call was (its outcome), what it used and cost, and the sums
-per model and per test.
+"""Call accounting: what each intercepted call was (its outcome), what it used and cost (the sums per
+model and per test are ``sums.py``'s).
 
 The engine makes one immutable ``CallEvent`` per call, priced before it is made: live calls at the time
 they complete (the budget needs the running total), replayed calls at their recording's ``recorded_at``,
@@ -9,17 +9,15 @@ once per recording (a replayed recording of schema 2 carries its price, so that 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from .models import Measured, PriceFacts, RecordedResponse, Recording, TokenUsage
-from .prices import money
 from .pricing import carried_price, recording_price
 from .settings import Mode
 from .usage import PriceBook, measure
@@ -77,9 +75,26 @@ class CallEvent:
     tier: str | None = None
     machine: str | None = None
 
+    @property
+    def used_key(self) -> str | None:
+        return _used_key(self.outcome, self.key, self.served_key)
+
+    @property
+    def replayed(self) -> bool:
+        return self.outcome is Outcome.REPLAYED
+
+    @property
+    def live(self) -> bool:
+        return self.outcome in LIVE_OUTCOMES
+
+    @property
+    def succeeded(self) -> bool:
+        return _succeeded(self.outcome, self.status)
+
     def record(self) -> CallRecord:
         # Not validated again: every field is already of its type (this dataclass is typed as the model
-        # is, and mypy checks who builds it), and a session's end builds one per call.
+        # is, and mypy checks who builds it), and a session that builds none needs no schema (building
+        # CallRecord's costs ~40 ms).
         return CallRecord.model_construct(
             test=self.test,
             outcome=self.outcome,
@@ -125,11 +140,7 @@ class CallRecord(BaseModel):
     @property
     def used_key(self) -> str | None:
         """The recording this call used, if any: served (exactly or as a similar match) or saved."""
-        if self.outcome is Outcome.REPLAYED:
-            return self.served_key or self.key
-        if self.outcome is Outcome.RECORDED:
-            return self.key
-        return None
+        return _used_key(self.outcome, self.key, self.served_key)
 
     @property
     def replayed(self) -> bool:
@@ -141,207 +152,70 @@ class CallRecord(BaseModel):
 
     @property
     def succeeded(self) -> bool:
-        return self.outcome in SERVED_OUTCOMES and (self.status or 200) < 400
+        return _succeeded(self.outcome, self.status)
 
     @property
     def priced(self) -> bool:
         return self.cost_usd is not None
 
 
-def add_usd(total: float, amount: float) -> float:
-    # Decimal sums: adding a thousand floats of 1e-6 must print the same as the per-test figures.
-    return money(Decimal(str(total)) + Decimal(str(amount)))
-
-
-class Estimated(BaseModel):
-    """Calls whose response carried no usage, their tokens counted by a tokenizer: totalled apart
-    from the provider-reported figures, which they would otherwise pass for."""
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    spent_usd: float = 0.0
-    saved_usd: float = 0.0
-    unpriced_calls: int = 0
+class Call(Protocol):
+    """What reports read of a call: a ``CallEvent`` of this process (a session's end converts none of
+    them: building thousands of models there cost more than summing them) or a ``CallRecord`` (an
+    xdist worker's, or the fixture's)."""
 
     @property
-    def cost_usd(self) -> float:
-        return add_usd(self.spent_usd, self.saved_usd)
-
-
-class Bucket(BaseModel):
-    """Sums over a set of calls: a model's, a test's, or the session's.
-
-    Token and dollar fields hold what providers reported; ``estimated`` what was counted for calls
-    whose response carried no usage; ``free_calls`` the calls to endpoints that bill nothing.
-    ``calls_without_usage`` counts the successful calls that have neither usage nor an estimate."""
-
-    calls: int = 0
-    replayed: int = 0
-    live: int = 0
-    recorded: int = 0
-    misses: int = 0
-    refused: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    spent_usd: float = 0.0
-    saved_usd: float = 0.0
-    calls_without_usage: int = 0
-    unpriced_calls: int = 0
-    free_calls: int = 0
-    # What the providers' prompt caches saved against uncached prices, on the priced calls.
-    cache_saved_usd: float = 0.0
-    estimated: Estimated = Field(default_factory=Estimated)
-
-    def add(self, call: CallRecord) -> None:
-        _tally(self, call)
-
+    def test(self) -> str | None: ...
     @property
-    def cost_usd(self) -> float:
-        """Live and replayed, as the providers reported."""
-        return self.spent_usd + self.saved_usd
-
+    def outcome(self) -> Outcome: ...
     @property
-    def total_cost_usd(self) -> float:
-        """Every call's cost, estimates included: what the suite's calls cost when made."""
-        return add_usd(add_usd(self.spent_usd, self.saved_usd), self.estimated.cost_usd)
-
+    def url(self) -> str: ...
     @property
-    def all_input_tokens(self) -> int:
-        return self.input_tokens + self.estimated.input_tokens
-
+    def model(self) -> str | None: ...
     @property
-    def cache_share_text(self) -> str:
-        share = self.cache_share
-        return "<1%" if 0 < share < 0.01 else f"{share:.0%}"
-
+    def key(self) -> str | None: ...
     @property
-    def cache_share(self) -> float:
-        """The share of reported input tokens the provider served from its cache."""
-        return self.cached_input_tokens / self.input_tokens if self.input_tokens else 0.0
+    def status(self) -> int | None: ...
+    @property
+    def usage(self) -> TokenUsage | None: ...
+    @property
+    def cost_usd(self) -> float | None: ...
+    @property
+    def cache_saved_usd(self) -> float | None: ...
+    @property
+    def detail(self) -> str | None: ...
+    @property
+    def served_key(self) -> str | None: ...
+    @property
+    def similarity(self) -> float | None: ...
+    @property
+    def stale(self) -> bool: ...
+    @property
+    def recorded_at(self) -> datetime | None: ...
+    @property
+    def tier(self) -> str | None: ...
+    @property
+    def machine(self) -> str | None: ...
+    @property
+    def used_key(self) -> str | None: ...
+    @property
+    def replayed(self) -> bool: ...
+    @property
+    def live(self) -> bool: ...
+    @property
+    def succeeded(self) -> bool: ...
 
 
-class _Tally:
-    """A Bucket's sums as plain attributes: a pydantic model's ``__setattr__`` made summing a few
-    thousand calls (three buckets each) the largest part of a session's end."""
-
-    # Bucket's fields (tests/unit/test_summarize.py holds them equal).
-    __slots__ = (
-        "cache_saved_usd",
-        "cache_write_tokens",
-        "cached_input_tokens",
-        "calls",
-        "calls_without_usage",
-        "errors",
-        "estimated",
-        "free_calls",
-        "input_tokens",
-        "live",
-        "misses",
-        "output_tokens",
-        "recorded",
-        "refused",
-        "replayed",
-        "saved_usd",
-        "spent_usd",
-        "unpriced_calls",
-    )
-
-    def __init__(self) -> None:
-        self.calls = self.replayed = self.live = self.recorded = self.misses = self.refused = 0
-        self.errors = self.input_tokens = self.cached_input_tokens = self.cache_write_tokens = 0
-        self.output_tokens = self.calls_without_usage = self.unpriced_calls = self.free_calls = 0
-        self.spent_usd = self.saved_usd = self.cache_saved_usd = 0.0
-        # A model, but only estimated calls (few) are added to it.
-        self.estimated = Estimated()
-
-    def bucket(self) -> Bucket:
-        return Bucket(**{name: getattr(self, name) for name in self.__slots__})
+def _used_key(outcome: Outcome, key: str | None, served_key: str | None) -> str | None:
+    if outcome is Outcome.REPLAYED:
+        return served_key or key
+    if outcome is Outcome.RECORDED:
+        return key
+    return None
 
 
-def _tally(self: Bucket | _Tally, call: CallRecord) -> None:
-    """Count ``call`` into a bucket's sums (a Bucket, or the plain _Tally summarize uses)."""
-    self.calls += 1
-    if call.replayed:
-        self.replayed += 1
-    elif call.live:
-        self.live += 1
-        self.recorded += call.outcome is Outcome.RECORDED
-        self.errors += call.outcome is Outcome.ERROR
-    elif call.outcome is Outcome.REFUSED:
-        self.refused += 1
-    else:  # a miss, or a call the budget refused: neither served nor sent
-        self.misses += 1
-    if not call.succeeded:
-        return
-    usage = call.usage
-    if usage is None:
-        self.calls_without_usage += 1
-    elif usage.free:
-        self.free_calls += 1
-    elif usage.estimated:
-        _tally_estimated(self.estimated, call, usage)
-    else:
-        self.input_tokens += usage.input_tokens
-        self.cached_input_tokens += usage.cached_input_tokens
-        self.cache_write_tokens += usage.cache_write_tokens
-        self.output_tokens += usage.output_tokens
-        _tally_cost(self, call)
-        if call.cache_saved_usd:
-            self.cache_saved_usd = add_usd(self.cache_saved_usd, call.cache_saved_usd)
-
-
-def _tally_estimated(est: Estimated, call: CallRecord, usage: TokenUsage) -> None:
-    est.calls += 1
-    est.input_tokens += usage.input_tokens
-    est.output_tokens += usage.output_tokens
-    _tally_cost(est, call)
-
-
-def _tally_cost(into: Bucket | _Tally | Estimated, call: CallRecord) -> None:
-    """A call's cost: saved when replayed, spent when live, or counted as unpriced."""
-    if call.cost_usd is None:
-        into.unpriced_calls += 1
-    elif call.replayed:
-        into.saved_usd = add_usd(into.saved_usd, call.cost_usd)
-    else:
-        into.spent_usd = add_usd(into.spent_usd, call.cost_usd)
-
-
-@dataclass
-class Buckets:
-    totals: Bucket
-    by_model: dict[str, Bucket]
-    by_test: dict[str, Bucket]
-
-
-def total(calls: Iterable[CallRecord]) -> Bucket:
-    """The sums of ``calls`` in one bucket (summed plainly, as ``summarize`` sums)."""
-    tally = _Tally()
-    for call in calls:
-        _tally(tally, call)
-    return tally.bucket()
-
-
-def summarize(calls: Iterable[CallRecord]) -> Buckets:
-    totals = _Tally()
-    by_model: dict[str, _Tally] = {}
-    by_test: dict[str, _Tally] = {}
-    for call in calls:
-        _tally(totals, call)
-        for groups, name in ((by_model, call.model or NO_MODEL), (by_test, call.test or NO_TEST)):
-            tally = groups.get(name)
-            if tally is None:
-                tally = groups[name] = _Tally()
-            _tally(tally, call)
-    return Buckets(
-        totals.bucket(),
-        {name: tally.bucket() for name, tally in sorted(by_model.items())},
-        {name: tally.bucket() for name, tally in sorted(by_test.items())},
-    )
+def _succeeded(outcome: Outcome, status: int | None) -> bool:
+    return outcome in SERVED_OUTCOMES and (status or 200) < 400
 
 
 class Ledger:

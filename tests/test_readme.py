@@ -23,8 +23,8 @@ import yaml
 from conftest import Suite
 
 from pytest_promptcache.cli import build_parser
-from pytest_promptcache.ledger import Bucket
 from pytest_promptcache.report.model import Budget, Report, UnsavedCall
+from pytest_promptcache.sums import Bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -56,7 +56,7 @@ from .vcr_compat import configure as configure_vcr
 from .xdist import XdistMerge
 
 if TYPE_CHECKING:
-    from ..ledger import CallRecord
+    from ..ledger import Call, CallRecord
     from ..report.model import Report
     from ..testcalls import TestCalls
 
@@ -250,7 +250,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return  # no LLM call and no report asked for: nothing to import, nothing to say
     from pydantic import TypeAdapter
 
-    from ..ledger import CallRecord
+    from ..ledger import CallEvent, CallRecord
     from ..report.model import Report
     from ..store.files import recording_keys
 
@@ -259,12 +259,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # finalizer); one held in a reference cycle waits for the cyclic collector, which may not have
         # run yet. Replay sessions have no live bodies: they skip the collection's cost.
         gc.collect()
-    calls = engine.ledger.records() if engine is not None else []
-    calls += [event.record() for event in psession.refusals]
+    calls: list[Call] = list(engine.ledger.events) if engine is not None else []
+    calls += psession.refusals
     notices = list(engine.link.notices) if engine is not None and engine.link is not None else []
     if workeroutput is not None:
         # An xdist worker hands its calls to the controller, which reports for the whole run.
-        workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(calls).decode()
+        records = [event.record() for event in calls if isinstance(event, CallEvent)]
+        workeroutput[WORKEROUTPUT_KEY] = TypeAdapter(list[CallRecord]).dump_json(records).decode()
         workeroutput[DESELECTED_KEY] = config.stash[SCOPE_KEY].deselected
         workeroutput[NOTICES_KEY] = notices
         return

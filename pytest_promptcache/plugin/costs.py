@@ -13,7 +13,9 @@ from ..session import CacheSession
 from .stash import BASELINE_KEY
 
 if TYPE_CHECKING:
-    from ..ledger import CallEvent, CallRecord
+    from collections.abc import Sequence
+
+    from ..ledger import Call, CallEvent
     from ..report.model import Report
 
 REPORT_OPTIONS = ("promptcache_report", "promptcache_report_md", "promptcache_report_html")
@@ -47,7 +49,7 @@ def wants_advice(config: pytest.Config) -> bool:
 
 
 def add_cost_sections(
-    config: pytest.Config, session: CacheSession, report: Report, calls: list[CallRecord]
+    config: pytest.Config, session: CacheSession, report: Report, calls: Sequence[Call]
 ) -> None:
     baseline = config.stash.get(BASELINE_KEY, None)
     if baseline is not None:
@@ -84,9 +86,9 @@ def add_junit_properties(item: pytest.Item, events: list[CallEvent]) -> None:
     xdist carries them to the controller with the test's report."""
     if not events:
         return
-    from ..ledger import total
+    from ..sums import total
 
-    bucket = total(event.record() for event in events)
+    bucket = total(events)
     est = bucket.estimated
     properties = {
         "calls": str(bucket.calls),

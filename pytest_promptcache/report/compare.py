@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ..ledger import Bucket, add_usd
 from ..prices import usd
 from ..safefile import UnsafeFile, read_regular_file
+from ..sums import Bucket, add_usd
 from ..words import plural
 
 # A report of a suite of 100,000 tests is a few tens of MiB.

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel
 
-from ..ledger import COPIED, CallRecord, Outcome
+from ..ledger import COPIED, Call, Outcome
 from ..prices import usd
 from ..sharedconf import SharedConfig
 
@@ -42,7 +42,7 @@ class SharedReport(BaseModel):
     def build(
         cls,
         config: SharedConfig,
-        calls: Iterable[CallRecord],
+        calls: Iterable[Call],
         notices: Iterable[str],
         run_spent_usd: float | None = None,
     ) -> SharedReport:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ..ledger import Bucket
 from ..prices import usd
+from ..sums import Bucket
 from ..tokens import ENCODING
 from ..words import plural
 from .advice import PER_RUN

@@ -9,8 +9,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..advice import Advice
-from ..ledger import NO_MODEL, NOT_SAVED, Bucket, CallRecord, Outcome, summarize
+from ..ledger import NO_MODEL, NOT_SAVED, Call, Outcome
 from ..settings import Mode
+from ..sums import Bucket, summarize
 from .compare import Comparison
 from .fleet import SharedReport
 
@@ -77,7 +78,7 @@ class Report(BaseModel):
     def build(
         cls,
         mode: str,
-        calls: Iterable[CallRecord],
+        calls: Iterable[Call],
         budget_usd: float | None = None,
         *,
         cassette_dir: str | None = None,
@@ -150,7 +151,7 @@ class Report(BaseModel):
         return self.mode in RECORDING_MODES and self.totals.live > 0 and self.totals.recorded == 0
 
 
-def _not_saved(call: CallRecord, recording: bool) -> bool:
+def _not_saved(call: Call, recording: bool) -> bool:
     """A live call that will miss in replay: its body never completed, or, in a run that records, it
     failed (a transport error, or a status that is not recorded)."""
     if call.outcome is Outcome.LIVE:

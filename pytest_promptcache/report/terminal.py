@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from ..ledger import Bucket
 from ..prices import usd, usd_column
+from ..sums import Bucket
 from ..tokens import ENCODING
 from ..words import plural, was
 from .advice import advice_lines

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from pytest_promptcache.ledger import Bucket, Estimated
 from pytest_promptcache.report.compare import (
     BaselineError,
     amount_text,
@@ -20,6 +19,7 @@ from pytest_promptcache.report.compare import (
 from pytest_promptcache.report.html import html
 from pytest_promptcache.report.markdown import markdown
 from pytest_promptcache.report.model import Report
+from pytest_promptcache.sums import Bucket, Estimated
 
 
 def bucket(spent: float = 0.0, saved: float = 0.0, tokens: int = 0, estimated: float = 0.0) -> Bucket:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from pytest_promptcache.advice import Advice, Finding, VolatilePrefix
-from pytest_promptcache.ledger import Bucket, Estimated
 from pytest_promptcache.report.compare import Change, Comparison
 from pytest_promptcache.report.html import html
 from pytest_promptcache.report.markdown import markdown
 from pytest_promptcache.report.model import Report
 from pytest_promptcache.report.terminal import terminal_lines
+from pytest_promptcache.sums import Bucket, Estimated
 
 NAME = "test_x.py::test_<script>alert(1)</script>"
 

@@ -8,19 +8,11 @@ from typing import Any
 
 import pytest
 
-from pytest_promptcache.ledger import (
-    NO_MODEL,
-    NO_TEST,
-    Bucket,
-    CallEvent,
-    CallRecord,
-    Ledger,
-    Outcome,
-    summarize,
-)
+from pytest_promptcache.ledger import NO_MODEL, NO_TEST, CallEvent, CallRecord, Ledger, Outcome
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta, TokenUsage
 from pytest_promptcache.pricing import recording_price
 from pytest_promptcache.settings import Mode
+from pytest_promptcache.sums import Bucket, summarize
 from pytest_promptcache.testcalls import TestCalls
 from pytest_promptcache.usage import Measured, PriceBook, parse_prices
 

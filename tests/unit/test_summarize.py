@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import itertools
 
-from pytest_promptcache.ledger import NO_MODEL, NO_TEST, Bucket, CallRecord, Outcome, _Tally, summarize
+from pytest_promptcache.ledger import NO_MODEL, NO_TEST, CallRecord, Outcome
 from pytest_promptcache.models import TokenUsage
+from pytest_promptcache.sums import Bucket, _Tally, summarize
 
 USAGE = TokenUsage(input_tokens=100, cached_input_tokens=40, cache_write_tokens=10, output_tokens=20)
 ESTIMATED = TokenUsage(input_tokens=30, output_tokens=7, source="estimated")
