@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -47,8 +47,40 @@ LIVE_OUTCOMES = frozenset({Outcome.RECORDED, Outcome.LIVE, Outcome.ERROR})
 SERVED_OUTCOMES = frozenset({Outcome.REPLAYED, Outcome.RECORDED, Outcome.LIVE})
 
 
+class _Facts:
+    """What a call's outcome and status say of it: shared by ``CallEvent`` and ``CallRecord``."""
+
+    __slots__ = ()
+    if TYPE_CHECKING:
+        outcome: Outcome
+        status: int | None
+        key: str | None
+        served_key: str | None
+
+    @property
+    def used_key(self) -> str | None:
+        """The recording this call used, if any: served (exactly or as a similar match) or saved."""
+        if self.outcome is Outcome.REPLAYED:
+            return self.served_key or self.key
+        if self.outcome is Outcome.RECORDED:
+            return self.key
+        return None
+
+    @property
+    def replayed(self) -> bool:
+        return self.outcome is Outcome.REPLAYED
+
+    @property
+    def live(self) -> bool:
+        return self.outcome in LIVE_OUTCOMES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in SERVED_OUTCOMES and (self.status or 200) < 400
+
+
 @dataclass(frozen=True, slots=True)
-class CallEvent:
+class CallEvent(_Facts):
     """One intercepted call, complete when made: nothing changes it afterwards."""
 
     test: str | None
@@ -75,22 +107,6 @@ class CallEvent:
     tier: str | None = None
     machine: str | None = None
 
-    @property
-    def used_key(self) -> str | None:
-        return _used_key(self.outcome, self.key, self.served_key)
-
-    @property
-    def replayed(self) -> bool:
-        return self.outcome is Outcome.REPLAYED
-
-    @property
-    def live(self) -> bool:
-        return self.outcome in LIVE_OUTCOMES
-
-    @property
-    def succeeded(self) -> bool:
-        return _succeeded(self.outcome, self.status)
-
     def record(self) -> CallRecord:
         # Not validated again: every field is already of its type (this dataclass is typed as the model
         # is, and mypy checks who builds it), and a session that builds none needs no schema (building
@@ -115,7 +131,7 @@ class CallEvent:
         )
 
 
-class CallRecord(BaseModel):
+class CallRecord(_Facts, BaseModel):
     """One intercepted call as reports and the ``promptcache`` fixture see it."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -136,23 +152,6 @@ class CallRecord(BaseModel):
     recorded_at: datetime | None = None
     tier: str | None = None
     machine: str | None = None
-
-    @property
-    def used_key(self) -> str | None:
-        """The recording this call used, if any: served (exactly or as a similar match) or saved."""
-        return _used_key(self.outcome, self.key, self.served_key)
-
-    @property
-    def replayed(self) -> bool:
-        return self.outcome is Outcome.REPLAYED
-
-    @property
-    def live(self) -> bool:
-        return self.outcome in LIVE_OUTCOMES
-
-    @property
-    def succeeded(self) -> bool:
-        return _succeeded(self.outcome, self.status)
 
     @property
     def priced(self) -> bool:
@@ -204,18 +203,6 @@ class Call(Protocol):
     def live(self) -> bool: ...
     @property
     def succeeded(self) -> bool: ...
-
-
-def _used_key(outcome: Outcome, key: str | None, served_key: str | None) -> str | None:
-    if outcome is Outcome.REPLAYED:
-        return served_key or key
-    if outcome is Outcome.RECORDED:
-        return key
-    return None
-
-
-def _succeeded(outcome: Outcome, status: int | None) -> bool:
-    return outcome in SERVED_OUTCOMES and (status or 200) < 400
 
 
 class Ledger:

@@ -176,19 +176,33 @@ def private_dir(path: Path) -> bool:
     return not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def load(path: Path, directory: Path) -> tuple[IndexHeader, Packed] | None:
-    """The saved index of ``directory``, or None if there is none this process can trust."""
+def open_state_file(path: Path, max_bytes: int) -> int | None:
+    """A descriptor of ``path`` (the caller closes it) if it is a file of this user's, in a directory
+    private to them, of at most ``max_bytes``; else None. Never follows a link, never blocks."""
     if not private_dir(path.parent):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
-        mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
-        if not stat.S_ISREG(st.st_mode) or not mine or st.st_size > MAX_INDEX_BYTES:
-            return None
+    except OSError:
+        os.close(fd)
+        return None
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    if not stat.S_ISREG(st.st_mode) or not mine or st.st_size > max_bytes:
+        os.close(fd)
+        return None
+    return fd
+
+
+def load(path: Path, directory: Path) -> tuple[IndexHeader, Packed] | None:
+    """The saved index of ``directory``, or None if there is none this process can trust."""
+    fd = open_state_file(path, MAX_INDEX_BYTES)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read(MAX_INDEX_BYTES)
     line, _, payload = data.partition(b"\n")
     try:

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .. import __version__
 from ..coordination.state import FileLock
 from .files import SUFFIX
-from .packed import private_dir
+from .packed import open_state_file, private_dir
 from .served import Kept
 
 FORMAT: Literal[1] = 1
@@ -256,19 +256,12 @@ class ServedCache:
 def _open(path: Path, directory: Path) -> tuple[mmap.mmap, int, dict[str, int], dict[bytes, str]] | None:
     """The mapped file, where its entries start, its index and its keys; None if there is none to
     trust."""
-    if not private_dir(path.parent):
+    fd = open_state_file(path, MAX_PACK_BYTES * 2)
+    if fd is None:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-        if not stat.S_ISREG(info.st_mode) or not mine or not 0 < info.st_size <= MAX_PACK_BYTES * 2:
-            return None
         mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # empty, or cannot be mapped
         return None
     finally:
         os.close(fd)
