@@ -135,6 +135,8 @@ class Engine(OrderedServing):
         try:
             # Keyed before: served by key and model; the canonical request is built when nothing answers.
             key, model, canonical = self.keyer.recall_or_key(keyed, ctx.rules)
+            # Before any message names the test: keying may have learned a credential from the body.
+            ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
             if turn is None or not turn.slots:
                 served = self._serve_recorded(ctx, url, model, key)
                 if served is not None:
@@ -144,8 +146,7 @@ class Engine(OrderedServing):
         except HookError as exc:
             model = self.keyer.canonical(raw).model
             return self._fail(ctx, Outcome.MISS, url, model, None, f"promptcache: {exc}")
-        # Before any message names the test: keying may have learned a credential from the body.
-        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)
+        ctx.hide_secrets(self.scrubber.text, self.scrubber.generation)  # keying again may have learned
         if turn is not None and turn.slots:
             served = self._serve_in_scope(ctx, url, raw, canonical, key, turn)
             if served is not None:

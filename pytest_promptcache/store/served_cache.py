@@ -166,10 +166,7 @@ class ServedCache:
         if not lock.acquire(SAVE_WAIT_SECONDS):
             return  # another process is writing it: this session's entries wait for the next
         try:
-            entries, keys = self._current()
-            entries.update(new)
-            keys.update(new_keys)
-            self._write(entries, keys)
+            self._write(*self._current(new, new_keys))
         finally:
             lock.release()
 
@@ -192,31 +189,37 @@ class ServedCache:
             with contextlib.suppress(BufferError):
                 mapped.close()
 
-    def _current(self) -> tuple[dict[str, bytes], dict[bytes, str]]:
-        """The entries and keys in the file now whose recordings are still there, as they are stored."""
-        opened = _open(self.path, self.directory)
-        if opened is None:
-            return {}, {}
-        mapped, base, index, keys = opened
+    def _current(
+        self, new: dict[str, bytes], new_keys: dict[bytes, str]
+    ) -> tuple[dict[str, bytes], dict[bytes, str]]:
+        """What the file holds now with this session's additions, all of recordings still there (a key
+        this session gave a request nobody recorded is not kept either)."""
         try:
             names = set(os.listdir(self.directory))
         except OSError:
-            names = set()
-        try:
-            kept: dict[str, bytes] = {}
-            for key, spot in index.items():
-                if type(spot) is not int or f"{key}{SUFFIX}" not in names:
-                    continue
-                start = base + (spot >> _LENGTH_BITS)
-                kept[key] = mapped[start : start + (spot & MAX_ENTRY_BYTES)]
-        finally:
-            mapped.close()
-        known = {
-            fingerprint: value
-            for fingerprint, value in keys.items()
-            if type(value) is str and f"{value[:_KEY_LENGTH]}{SUFFIX}" in names
-        }
-        return kept, known
+            return {}, {}
+        entries: dict[str, bytes] = {}
+        keys: dict[bytes, str] = {}
+        opened = _open(self.path, self.directory)
+        if opened is not None:
+            mapped, base, index, keys = opened
+            try:
+                for key, spot in index.items():
+                    if type(spot) is int:
+                        start = base + (spot >> _LENGTH_BITS)
+                        entries[key] = mapped[start : start + (spot & MAX_ENTRY_BYTES)]
+            finally:
+                mapped.close()
+        entries.update(new)
+        keys.update(new_keys)
+        return (
+            {key: blob for key, blob in entries.items() if f"{key}{SUFFIX}" in names},
+            {
+                fingerprint: value
+                for fingerprint, value in keys.items()
+                if type(value) is str and f"{value[:_KEY_LENGTH]}{SUFFIX}" in names
+            },
+        )
 
     def _write(self, entries: dict[str, bytes], keys: dict[bytes, str]) -> None:
         index: dict[str, int] = {}

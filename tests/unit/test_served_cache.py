@@ -316,3 +316,13 @@ def test_a_secret_parameter_takes_no_part_in_what_is_kept(tmp_path: Path) -> Non
     later = keyer_with_memory(cache)
     recalled = later.recall(gemini("AIzaSyB-other-key-0123456789abcdefghijkl"))
     assert recalled == (keyer_with_memory(cache).key_for(gemini("x"))[0], "gemini-2.5-flash")
+
+
+def test_a_key_nobody_recorded_is_not_kept(tmp_path: Path) -> None:
+    cache = remembered(tmp_path, chat("recorded"))
+    keyer_with_memory(cache).key_for(chat("missed in replay"))  # keyed, never recorded
+    cache.remember_key(b"n" * 16, "0" * 64, None)  # and one more nobody recorded
+    cache.save()
+    later = keyer_with_memory(ServedCache(cache.path, cache.directory))
+    assert later.recall(chat("missed in replay")) is None
+    assert later.recall(chat("recorded")) is not None
