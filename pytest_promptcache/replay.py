@@ -21,6 +21,13 @@ class Replay:
     headers: list[tuple[str, str]]
     chunks: list[bytes]
 
+    @property
+    def whole(self) -> bytes | None:
+        """The body when it is replayed whole, with its length (``assemble``), not as a stream."""
+        if any(name == "content-length" for name, _ in self.headers):
+            return b"".join(self.chunks)
+        return None
+
 
 # Headers that describe the wire, not the answer: a replay has no wire, and its body is stored decoded.
 WIRE_HEADERS = frozenset(

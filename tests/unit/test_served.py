@@ -172,6 +172,11 @@ def test_streams_have_no_length_and_bodies_have_theirs() -> None:
     assert [name for name, _ in text.headers].count("content-length") == 1
     assert build_replay(RESPONSES["event_stream"]).chunks[1] == b"raw bytes"
     assert build_replay(RESPONSES["empty"]).chunks == []
+    # What is replayed whole (the client gets it read, with its length) and what as a stream.
+    assert text.whole == b"oops"
+    assert build_replay(RESPONSES["empty"]).whole == b""
+    assert sse.whole is None
+    assert build_replay(RESPONSES["event_stream"]).whole is None
 
 
 def test_json_bytes_writes_what_json_can_hold() -> None:
