@@ -258,41 +258,52 @@ class Keyer:
     ) -> tuple[str, str | None] | None:
         """The key and model of a request keyed before: in this session, or (its key memory loaded) in
         an earlier one; else None. ``wait=False`` on an event loop: nothing is read from disk then."""
-        rules = rules or self.default_rules
+        return self._recall(raw, rules or self.default_rules, wait)[0]
+
+    def _recall(
+        self, raw: RawRequest, rules: KeyRules, wait: bool
+    ) -> tuple[tuple[str, str | None] | None, bytes | None]:
+        """``recall``, and the fingerprint it looked up in the key memory (None if it did not)."""
         memo_key = self._memo_key(raw, rules)
         hit = self._memo.get(memo_key, wait=wait)
         if hit is not None:
-            return hit
+            return hit, None
         memory = self.memory
         if memory is None or rules.hook is not None:
-            return None
-        hit = memory.recall_key(self._fingerprint(raw, rules), load=wait)
+            return None, None
+        fingerprint = self._fingerprint(raw, rules)
+        hit = memory.recall_key(fingerprint, load=wait)
         if hit is not None:
             self._memo.put(memo_key, hit, wait=wait)
-        return hit
+        return hit, fingerprint
 
     def recall_or_key(
         self, raw: RawRequest, rules: KeyRules | None = None
     ) -> tuple[str, str | None, CanonicalRequest | None]:
         """The key and model, recalled or built now (with the canonical request it was built from)."""
-        recalled = self.recall(raw, rules)
+        rules = rules or self.default_rules
+        recalled, fingerprint = self._recall(raw, rules, True)
         if recalled is not None:
             return recalled[0], recalled[1], None
-        key, canonical = self.key_for(raw, rules)
+        key, canonical = self._key(raw, rules, True, fingerprint)
         return key, canonical.model, canonical
 
     def key_for(
         self, raw: RawRequest, rules: KeyRules | None = None, *, wait: bool = True
     ) -> tuple[str, CanonicalRequest]:
         """The key and canonical request, built now (and remembered for ``recall``)."""
-        rules = rules or self.default_rules
+        return self._key(raw, rules or self.default_rules, wait, None)
+
+    def _key(
+        self, raw: RawRequest, rules: KeyRules, wait: bool, fingerprint: bytes | None
+    ) -> tuple[str, CanonicalRequest]:
         canonical, clean = self._canonical(raw, rules)
         key = key_of(canonical)
         # After canonicalising: a credential learned from this body is part of what it was keyed with.
         self._memo.put(self._memo_key(raw, rules), (key, canonical.model), wait=wait)
         memory = self.memory
         if clean and memory is not None and rules.hook is None:
-            memory.remember_key(self._fingerprint(raw, rules), key, canonical.model)
+            memory.remember_key(fingerprint or self._fingerprint(raw, rules), key, canonical.model)
         return key, canonical
 
     def _memo_key(self, raw: RawRequest, rules: KeyRules) -> tuple[Any, ...]:

@@ -112,16 +112,7 @@ class Kept(NamedTuple):
     @classmethod
     def of(cls, facts: PriceFacts, recorded_at: datetime, test: str | None, replay: Replay) -> Kept:
         usage = facts.usage
-        counts = None
-        if usage is not None:
-            counts = (
-                usage.input_tokens,
-                usage.cached_input_tokens,
-                usage.cache_write_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-                usage.source,
-            )
+        counts: Any = None if usage is None else tuple(getattr(usage, name) for name in _COUNT_ORDER)
         return cls(
             replay.status,
             tuple(replay.headers),
@@ -249,10 +240,7 @@ _META_FIELDS = frozenset(
         "imported_from",
     }
 )
-_COUNT_FIELDS = frozenset(
-    {"input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens"}
-)
-_USAGE_FIELDS = _COUNT_FIELDS | {"source"}
+# A usage's fields in the order ``Kept`` holds them: the token counts, then their source.
 _COUNT_ORDER = (
     "input_tokens",
     "cached_input_tokens",
@@ -261,6 +249,8 @@ _COUNT_ORDER = (
     "reasoning_tokens",
     "source",
 )
+_COUNT_FIELDS = frozenset(_COUNT_ORDER[:-1])
+_USAGE_FIELDS = frozenset(_COUNT_ORDER)
 _USAGE_SOURCES = frozenset({"estimated", "free"})
 # How recordings write their time: ISO 8601 with a zone, at most microseconds. Read by
 # datetime.fromisoformat exactly as pydantic reads it; any other spelling is left to pydantic.
