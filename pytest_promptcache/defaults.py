@@ -109,6 +109,8 @@ DEFAULT_SECRET_PARAMS: tuple[str, ...] = (
 # AWS access key ids: AKIA (long-term) or ASIA (temporary) and 16 capitals or digits, a word of its own.
 # No digit is required (some real ids have none): prose has no 20-capital words starting so.
 AWS_ACCESS_KEY_ID_PATTERN = r"(?:AKIA|ASIA)(?<![A-Za-z0-9_][A-Z]{4})[A-Z0-9]{16}(?![A-Za-z0-9_])"
+# "Bearer" in any mix of cases, a word of its own, then a token with a digit in it.
+BEARER_PATTERN = r"[Bb](?<=\b[Bb])(?i:earer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,})"
 # Key shapes that are never legitimate content of a recording, with the name ``promptcache verify``
 # gives a match: one table, so a new pattern cannot go without its name.
 # Word-start anchored and, where prose could match ("risk-assessment-for-..."), a digit required: real
@@ -122,16 +124,19 @@ SECRET_PATTERN_NAMES: dict[str, str] = {
         "an OpenAI key (sk-...)"
     ),
     r"AIza(?<![A-Za-z0-9_\-]AIza)[0-9A-Za-z_\-]{35}": "a Google API key (AIza...)",
-    r"[Bb](?<=\b[Bb])(?i:earer\s+(?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{16,})": "a bearer token",
+    BEARER_PATTERN: "a bearer token",
     AWS_ACCESS_KEY_ID_PATTERN: "an AWS access key id (AKIA... / ASIA...)",
 }
 DEFAULT_SECRET_PATTERNS: tuple[str, ...] = tuple(SECRET_PATTERN_NAMES)
 # The literals a default pattern's match must start with: a text holding none of them is left alone
 # without a regex search. Scrubbing runs on every string of every request a test sends, and a substring
-# test costs a tenth of a search. (The bearer pattern's literal is case-insensitive: always searched.)
+# test costs a tenth of a search.
 SECRET_PATTERN_LITERALS: dict[str, tuple[str, ...]] = {
     r"sk-ant-(?<![A-Za-z0-9_\-]sk-ant-)[A-Za-z0-9_\-]{16,}": ("sk-ant-",),
     r"sk-(?<![A-Za-z0-9_\-]sk-)(?:proj-|svcacct-|admin-)?(?=[A-Za-z0-9_\-]*\d)[A-Za-z0-9_\-]{20,}": ("sk-",),
     r"AIza(?<![A-Za-z0-9_\-]AIza)[0-9A-Za-z_\-]{35}": ("AIza",),
     AWS_ACCESS_KEY_ID_PATTERN: ("AKIA", "ASIA"),
 }
+# A word a default pattern's match holds in some mix of cases: a text whose lower-case copy lacks it is
+# left alone. (Python's case-insensitive matching folds no other character to e, a or r.)
+SECRET_PATTERN_CASELESS_LITERALS: dict[str, str] = {BEARER_PATTERN: "bearer"}

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import codecs
-import json
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import eventstream
+from . import eventstream, jsontext
 from .decoding import BodyDecoder, UnsupportedEncoding
 from .models import EventStreamMessage, RecordedResponse, SSEEvent
 from .replay import WIRE_HEADERS, Replay, build_replay, encode_event
@@ -81,7 +80,7 @@ def parse_event(block: str) -> SSEEvent | None:
     text: str | None = None
     if data_text is not None:
         try:
-            data = json.loads(data_text)
+            data = jsontext.loads(data_text)
         except ValueError:
             text = data_text
         else:
@@ -124,10 +123,16 @@ class SSEParser:
             # The blank line straddles the chunks: the open event's own last line end is half of it.
             self._end_event(self._take_pending()[:-1], events)
             start = 1
-        while (end := text.find("\n\n", start)) >= 0:
+        # Line ends found one at a time: a one-character search is a memchr, and a huge event's data
+        # (an image's base64) is one long line, searched ~15x faster so than for "\n\n".
+        pos = start
+        while (end := text.find("\n", pos)) >= 0:
+            if not text.startswith("\n", end + 1):
+                pos = end + 1
+                continue
             self._pending.append(text[start:end])
             self._end_event(self._take_pending(), events)
-            start = end + 2
+            start = pos = end + 2
         if start < len(text):
             self._pending.append(text[start:])
             self._ends_with_newline = text.endswith("\n")
@@ -338,7 +343,7 @@ def _body_response(status: int, headers: dict[str, str], raw: bytes) -> Recorded
         return RecordedResponse(status=status, headers=headers, base64=base64.b64encode(raw).decode())
     if is_json_type(headers.get("content-type")) or text[:1] in ("{", "["):
         try:
-            return RecordedResponse(status=status, headers=headers, body=json.loads(text))
+            return RecordedResponse(status=status, headers=headers, body=jsontext.loads(text))
         except ValueError:
             pass
     return RecordedResponse(status=status, headers=headers, text=text)

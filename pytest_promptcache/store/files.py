@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from ..jsontext import dumps_compact
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Recording
@@ -57,9 +58,11 @@ def _pretty(
     value: Any, depth: int, out: list[str], *, sort: bool, inline: bool = False, parent_key: str | None = None
 ) -> None:
     if inline or not isinstance(value, dict | list) or not value:
-        out.append(
-            json.dumps(value, sort_keys=sort, ensure_ascii=False, separators=(",", ":") if inline else None)
-        )
+        # Compact separators change nothing in a scalar or an empty container; sorted keys only a request.
+        if sort and inline:
+            out.append(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+        else:
+            out.append(dumps_compact(value))
         return
     pad = "  " * (depth + 1)
     if isinstance(value, list):

@@ -69,3 +69,35 @@ def test_the_memo_starts_over_past_its_budget(monkeypatch: pytest.MonkeyPatch) -
         assert s.text(word) == word
     assert list(s._memo) == ["ghijkl"]  # the first was dropped at the budget, the last is too long
     assert s._memo_chars == 6
+
+
+@pytest.mark.parametrize("word", ["Bearer", "bearer", "BEARER", "BeArEr", "beaRER"])
+def test_a_bearer_token_in_any_mix_of_cases_is_redacted(word: str) -> None:
+    token = "eyJhbGciOi.J9-abcdef0123456789"
+    assert scrubber().text(f"header: {word}\t{token} end") == f"header: {REDACTED} end"
+
+
+def test_only_e_a_and_r_fold_to_e_a_and_r() -> None:
+    """The bearer pattern is searched only in texts whose lower-case copy holds "bearer": no other
+    character may match one of its letters case-insensitively."""
+    for letter in "bear":
+        fold = re.compile(f"(?i:{letter})")
+        folding = [chr(c) for c in range(0x110000) if fold.fullmatch(chr(c))]
+        assert all(letter in c.lower() for c in folding), (letter, folding)
+
+
+def test_a_key_after_another_shape_sharing_its_literal_is_still_redacted() -> None:
+    anthropic, openai = SHAPED[0], SHAPED[1]
+    s = scrubber()
+    assert s.text(f"{anthropic} then {openai}") == f"{REDACTED} then {REDACTED}"
+    assert s.text(f"sk- alone, then {openai}") == f"sk- alone, then {REDACTED}"
+    assert s.text(f"no dash key here, then {anthropic}") == f"no dash key here, then {REDACTED}"
+
+
+def test_find_reports_every_default_shape_as_text_redacts_it() -> None:
+    s = scrubber()
+    bearer = "BeArEr eyJhbGciOi.J9-abcdef0123456789"
+    text = " | ".join([*SHAPED, bearer])
+    found = [text[m.start : m.end] for m in s.find(text)]
+    assert found == [*SHAPED, bearer]
+    assert s.find("sk- and AKIA and bear with me") == []

@@ -1,0 +1,78 @@
+"""JSON in and out through pydantic-core gives exactly the standard library's values and text: recordings
+written before and after read and diff the same."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import struct
+from typing import Any
+
+import pytest
+
+from pytest_promptcache.jsontext import dumps_compact, loads
+
+TEXTS = [
+    '{"a":1,"a":2}',
+    "[1e400, -1e400, 1e-400, 5e-324, 2.5e-324]",
+    "[NaN, Infinity, -Infinity]",
+    '["\\ud800", "\\udc00\\ud800", "\\ud83d\\ude00"]',
+    "[123456789012345678901234567890, -0, -0.0, 1E5, 9007199254740993]",
+    '{"a": [1, 2, {"b": null}], "c": [true, false], "\\u00e9": "\\/\\t\\u0000"}',
+    '  {"deep": ' + "[" * 300 + '"x"' + "]" * 300 + "}  ",  # past pydantic-core's depth limit
+]
+NOT_JSON = ["[1,]", '{"a":1,}', "[1] x", '["\x01"]', "[01]", "[.5]", "[1.]", "", "[DONE]", "{"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_loads_gives_what_json_loads_gives(text: str) -> None:
+    assert repr(loads(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", NOT_JSON)
+def test_loads_refuses_what_json_loads_refuses_with_its_error(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(text)
+    with pytest.raises(json.JSONDecodeError) as got:
+        loads(text)
+    assert str(got.value) == str(expected.value)
+
+
+def test_floats_parse_to_the_same_double() -> None:
+    rng = random.Random(7)
+    for _ in range(20_000):
+        x = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        if math.isfinite(x):
+            for text in (repr(x), f"{x:.17g}", f"{x:.5e}", f"{x:.3f}"):
+                assert loads(f"[{text}]") == json.loads(f"[{text}]"), text
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_every_character_is_written_as_json_dumps_writes_it() -> None:
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert dumps_compact(text) == compact(text)
+    assert dumps_compact({"k": [text]}) == compact({"k": [text]})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, True, None, "x"], "b": {"c": -5}, "": ""},
+        [10**30, -(2**63) - 1, 2**64],
+        {"logprob": -1.2e-05, "n": 1},  # a float: json.dumps writes 1e-05 where pydantic-core would not
+        [{"deep": [[1e16, 0.1, -0.0]]}],
+        [math.nan, math.inf, -math.inf],
+        {"lone": "\ud800 surrogate"},  # pydantic-core cannot write it; json.dumps escapes it
+        {},
+        [],
+        "plain",
+        7,
+        None,
+    ],
+)
+def test_values_are_written_as_json_dumps_writes_them(value: Any) -> None:
+    assert dumps_compact(value) == compact(value)
