@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import zlib
 from collections.abc import Callable
 from typing import Any
 
+from . import jsontext
 from .models import EventStreamMessage
 
 MEDIA_TYPE = "application/vnd.amazon.eventstream"
@@ -87,7 +87,7 @@ def _json_or_text(data: bytes) -> tuple[Any, str | None]:
     except UnicodeDecodeError:
         return None, None
     try:
-        return json.loads(text), None
+        return jsontext.loads(text), None
     except ValueError:
         return None, text
 
@@ -149,7 +149,7 @@ def reframe(raw: bytes, payload: bytes) -> bytes:
 
 
 def _compact(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return jsontext.dumps_compact(value).encode("utf-8")
 
 
 def scrubbed(
