@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic_core import to_json
@@ -15,13 +16,16 @@ from .models import RecordedResponse, SSEEvent
 
 @dataclass
 class Replay:
-    """A recorded response ready to serve many times: built once, then only copied into a Response."""
+    """A recorded response ready to serve many times: built once, then only copied into a Response.
+    Not to be changed once served: what is derived from it is kept."""
 
     status: int
     headers: list[tuple[str, str]]
     chunks: list[bytes]
+    # Headers as an HTTP library's own object, per library: built once, copied by each Response.
+    prepared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
+    @cached_property
     def whole(self) -> bytes | None:
         """The body when it is replayed whole, with its length (``assemble``), not as a stream."""
         if any(name == "content-length" for name, _ in self.headers):

@@ -30,15 +30,20 @@ class Flavor:
     async_tee: type[Any]
 
     def response(self, replay: Replay, request: Any) -> Any:
+        name = self.module.__name__
+        headers = replay.prepared.get(name)
+        if headers is None:
+            # A Response copies a Headers object as it is; a list it normalises header by header.
+            headers = replay.prepared[name] = self.module.Headers(replay.headers)
         body = replay.whole
         if body is not None:
             # Built read, as a mock transport's answer is: the client skips its decoding pass (~14 µs).
             return self.module.Response(
-                status_code=replay.status, headers=replay.headers, content=body, request=request
+                status_code=replay.status, headers=headers, content=body, request=request
             )
         return self.module.Response(
             status_code=replay.status,
-            headers=replay.headers,
+            headers=headers,
             stream=self.replay_stream(replay.chunks),
             request=request,
         )

@@ -339,3 +339,26 @@ def test_canonical_data_is_the_models_dump() -> None:
         dumped = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         # What the key hashes: the same text either way (tuples and lists write alike).
         assert dumps_canonical(canonical_data(request)) == dumps_canonical(dumped)
+
+
+@pytest.mark.parametrize("module_name", ["httpx", "httpx2"])
+def test_responses_of_one_replay_share_no_headers(module_name: str) -> None:
+    """A replay keeps its headers as the library's own object, built once; each Response still gets
+    its own copy, so a client that changes one response's headers changes no later serve."""
+    import importlib
+
+    from pytest_promptcache.clients.httpx_send import flavor_of
+
+    module = importlib.import_module(module_name)
+    flavor = flavor_of(module)
+    replay = build_replay(RESPONSES["text"])
+    request = module.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    first = flavor.response(replay, request)
+    first.headers["x-changed"] = "yes"
+    del first.headers["content-length"]
+    second = flavor.response(replay, request)
+    assert "x-changed" not in second.headers
+    assert second.headers.multi_items() == replay.headers
+    assert second.content == first.content == b"oops"
+    stream = flavor.response(build_replay(RESPONSES["sse"]), request)
+    assert stream.read() == b"".join(build_replay(RESPONSES["sse"]).chunks)
