@@ -271,6 +271,7 @@ class Engine(OrderedServing):
         **extra: Any,
     ) -> Replay:
         price, replay = stored.price, stored.replay
+        self.store.served(ctx.given_nodeid, key)
         self.record_call(
             ctx,
             Outcome.REPLAYED,

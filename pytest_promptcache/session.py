@@ -8,6 +8,7 @@ suite that never calls an LLM pays almost nothing for having the plugin installe
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -62,6 +63,23 @@ class CacheSession:
                     )
                 engine = self._engine
         return engine
+
+    def preload(self, tests: Iterable[str]) -> int:
+        """Before the first test: what ``tests`` served when they last ran, into the memory tier
+        (``CassetteStore.preload``). The engine is built for it only where the state directory keeps
+        served forms and an LLM SDK is imported (pydantic is): otherwise the first call builds it, or
+        none does. Not with a shared tier, whose report says which tier served each first call."""
+        settings = self.settings
+        if settings.mode not in (Mode.REPLAY, Mode.RECORD) or settings.shared is not None:
+            return 0
+        if "pydantic" not in sys.modules:
+            return 0
+        from .store.served_cache import pack_path
+
+        root = state_dirs(settings.cassette_dir, settings.state_dir)[1]
+        if not pack_path(root, settings.cassette_dir).is_file():
+            return 0
+        return self.engine().store.preload(tests)
 
     def close(self) -> None:
         """Let go of what the engine holds beyond the session (the shared tier's connections)."""

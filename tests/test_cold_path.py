@@ -129,3 +129,58 @@ def test_later_sessions_serve_from_the_state_directory_and_never_a_stale_answer(
     edited = answers(clients, *option)
     assert edited == {**live, "json": "edited by hand", "again": "edited by hand"}
     assert clients.server.count() == 2  # replayed, never called
+
+
+ASYNC_CALLS = """
+import asyncio, json, os
+import httpx2
+
+def test_async_calls(monkeypatch):
+    # Every hop of the plugin's off the event loop, counted: a call served on the loop makes none.
+    hops = []
+    real = asyncio.to_thread
+    async def counted(func, *args, **kwargs):
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real(func, *args, **kwargs)
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+
+    async def main():
+        answers = []
+        async with httpx2.AsyncClient(base_url=os.environ["LLM_URL"]) as client:
+            for text in ("async one", "async two", "async one"):
+                body = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": text}]}
+                auth = {"authorization": "Bearer sk-proj-ASYNCabcdefghijklmnopqrstuvwxyz0123"}
+                response = await client.post("/v1/chat/completions", json=body, headers=auth)
+                answers.append(response.json()["choices"][0]["message"]["content"])
+        return answers
+
+    answers = asyncio.run(main())
+    with open(os.environ["OUT_FILE"], "a") as fh:
+        fh.write(json.dumps({"answers": answers, "hops": hops}) + "\\n")
+"""
+
+
+@pytest.mark.slow
+def test_what_a_test_served_last_time_is_served_on_the_event_loop_from_its_first_call(
+    suite: Suite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recording's first serve needs the disk, so an async client's goes through a worker thread;
+    once a session has kept what each test served, the next one loads it before the first test, and
+    the same test's calls are all served on the event loop."""
+    monkeypatch.setenv("OUT_FILE", str(suite.path / "out.jsonl"))
+    suite.pytester.makepyfile(ASYNC_CALLS)
+    option = ("-o", f"promptcache_state_dir={suite.path / 'state'}")
+
+    def run(*args: str) -> dict[str, Any]:
+        suite.run(*args, *option).assert_outcomes(passed=1)
+        last: dict[str, Any] = json.loads((suite.path / "out.jsonl").read_text().splitlines()[-1])
+        return last
+
+    live = run("--promptcache=record")
+    time.sleep(RACY_NS / 1e9 + 0.2)  # the recordings' times old enough to be trusted to change
+    first = run()
+    assert first["answers"] == live["answers"]
+    assert first["hops"]  # read from the files, off the loop
+    again = run()
+    assert again == {"answers": live["answers"], "hops": []}
+    assert suite.server.count() == 2  # replayed, never called

@@ -179,6 +179,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     preload()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if runs_tests(session.config) and not session.config.option.collectonly:
+        session.config.stash[SESSION_KEY].preload(item.nodeid for item in session.items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     session = item.config.stash[SESSION_KEY]

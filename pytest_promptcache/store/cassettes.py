@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -75,6 +75,7 @@ class CassetteStore:
         self.max_file_size = max_file_size
         self._pricer = pricer
         self._memory: LRU[str, StoredRecording] = LRU(memory_size)
+        self._memory_size = memory_size
         self._index_dir = index_dir
         self._index: RecordingIndex | None = None
         self._index_lock = threading.Lock()
@@ -110,10 +111,35 @@ class CassetteStore:
             return stored
         return self._from_file(key)
 
-    def _from_file(self, key: str) -> StoredRecording | None:
+    def _name_of(self, key: str) -> str:
         # A string, not a Path, while the served-form cache answers: building a Path costs more than
         # the lstat that checks the entry.
-        name = f"{self._directory_text}{key}{SUFFIX}"
+        return f"{self._directory_text}{key}{SUFFIX}"
+
+    def preload(self, tests: Iterable[str]) -> int:
+        """Put in the memory tier what ``tests`` (node ids) served when they last ran, where the
+        served-form cache still holds it, up to the tier's size; before the first call. Returns how
+        many recordings."""
+        cache = self.served_cache
+        if cache is None:
+            return 0
+        count = 0
+        for key, kept in cache.preload(tests, self._memory_size, self._name_of, self.max_file_size):
+            try:
+                stored = kept.stored(key, self._name_of(key), self._pricer)
+            except (CorruptRecording, OSError):
+                continue  # the test that needs it meets it as it would have
+            self._memory.put(key, stored)
+            count += 1
+        return count
+
+    def served(self, test: str | None, key: str) -> None:
+        """``key``'s recording was served to ``test``: the next session preloads it for that test."""
+        if test is not None and self.served_cache is not None:
+            self.served_cache.served(test, key)
+
+    def _from_file(self, key: str) -> StoredRecording | None:
+        name = self._name_of(key)
         cache = self.served_cache
         try:
             kept = cache.get(key, name, self.max_file_size) if cache is not None else None

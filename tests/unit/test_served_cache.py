@@ -29,9 +29,11 @@ def served(stored: StoredRecording | None) -> Any:
     return stored.replay, stored.price, stored.recorded_at, stored.test
 
 
-def store(cassettes: Path, state: Path, *, racy_ns: int = 0, max_size: int = 10**7) -> CassetteStore:
+def store(
+    cassettes: Path, state: Path, *, racy_ns: int = 0, max_size: int = 10**7, memory_size: int = 4096
+) -> CassetteStore:
     """A session's store, keeping files however fresh they are (``racy_ns``) unless told otherwise."""
-    kept = CassetteStore(cassettes, max_file_size=max_size, state_root=state)
+    kept = CassetteStore(cassettes, memory_size, max_file_size=max_size, state_root=state)
     assert kept.served_cache is not None
     kept.served_cache = ServedCache(kept.served_cache.path, cassettes, racy_ns=racy_ns)
     return kept
@@ -196,15 +198,20 @@ def test_a_cache_others_may_write_is_neither_read_nor_written(tmp_path: Path) ->
     assert not pack_path(state, cassettes).exists()
 
 
-def test_workers_saving_at_once_keep_each_others_entries(tmp_path: Path) -> None:
-    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
-    cassettes.mkdir()
+def write_many(cassettes: Path, count: int) -> list[str]:
+    cassettes.mkdir(exist_ok=True)
     keys = []
-    for n in range(6):
+    for n in range(count):
         request = REQUEST.model_copy(update={"body": {**REQUEST.body, "n": n}})  # type: ignore[dict-item]
         rec = Recording(key=key_of(request), request=request, response=RESPONSES["json"], meta=META)
         (cassettes / f"{rec.key}.json").write_text(dumps_recording(rec.to_json_data()), encoding="utf-8")
         keys.append(rec.key)
+    return keys
+
+
+def test_workers_saving_at_once_keep_each_others_entries(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    keys = write_many(cassettes, 6)
     first, second = store(cassettes, state), store(cassettes, state)
     for index, key in enumerate(keys):
         assert (first if index % 2 else second).get(key) is not None
@@ -213,6 +220,85 @@ def test_workers_saving_at_once_keep_each_others_entries(tmp_path: Path) -> None
     third = store(cassettes, state)
     assert all(third.get(key) is not None for key in keys)
     assert hits(third) == len(keys)
+
+
+# -- preloading what each test served ---------------------------------------------------------------------
+
+SECRET_ID = "tests/test_app.py::test_chat[sk-proj-SECRETinTheParametrizeId0123456789]"
+
+
+def serve_as(cassettes: Path, state: Path, served: dict[str, list[str]]) -> None:
+    """A session in which each test served those keys, and ended."""
+    kept = store(cassettes, state)
+    for test, keys in served.items():
+        for key in keys:
+            assert kept.get(key) is not None
+            kept.served(test, key)
+    kept.close()
+
+
+def preloaded(cassettes: Path, state: Path, tests: list[str], **kwargs: Any) -> tuple[int, list[str]]:
+    kept = store(cassettes, state, **kwargs)
+    try:
+        count = kept.preload(tests)
+        return count, [key for key in sorted(kept._memory._items) if kept.in_memory(key) is not None]
+    finally:
+        kept.close()
+
+
+def test_what_a_test_served_is_in_memory_before_the_next_session_asks(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    serve_as(cassettes, state, {"t.py::a": [KEY]})
+    kept = store(cassettes, state)
+    assert kept.preload(["t.py::b", "t.py::a"]) == 1
+    assert served(kept.in_memory(KEY)) == served(load(path, carried_price))
+    assert kept.served_cache is not None
+    assert kept.served_cache.preloaded == 1
+    kept.close()
+    assert preloaded(cassettes, state, ["t.py::b"]) == (0, [])  # another test served nothing
+
+
+def test_nothing_changed_or_gone_since_is_preloaded(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    first, second = write_many(cassettes, 2)
+    serve_as(cassettes, state, {"t.py::a": [first, second]})
+    path = cassettes / f"{first}.json"
+    path.write_text(path.read_text(encoding="utf-8") + " ", encoding="utf-8")
+    (cassettes / f"{second}.json").unlink()
+    assert preloaded(cassettes, state, ["t.py::a"]) == (0, [])
+
+
+def test_preloading_stops_at_the_memory_tiers_size(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    keys = write_many(cassettes, 6)
+    serve_as(cassettes, state, {"t.py::a": keys[:4], "t.py::b": keys[2:]})
+    assert preloaded(cassettes, state, ["t.py::b", "t.py::a"], memory_size=3) == (3, sorted(keys[2:5]))
+    assert preloaded(cassettes, state, ["t.py::a", "t.py::b"])[0] == 6  # each key once
+
+
+def test_a_test_keeps_what_it_served_last_and_its_id_is_never_written(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    first, second = write_many(cassettes, 2)
+    serve_as(cassettes, state, {SECRET_ID: [first, second]})
+    serve_as(cassettes, state, {SECRET_ID: [second]})
+    assert preloaded(cassettes, state, [SECRET_ID]) == (1, [second])
+    pack = pack_path(state, cassettes).read_bytes()
+    assert b"SECRETinTheParametrizeId" not in pack
+    assert b"test_app" not in pack
+    (cassettes / f"{second}.json").unlink()
+    serve_as(cassettes, state, {"t.py::other": [first]})  # saved again: the gone file's key dropped
+    assert preloaded(cassettes, state, [SECRET_ID, "t.py::other"]) == (1, [first])
+
+
+def test_a_session_that_served_what_the_last_one_did_writes_nothing(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    write(cassettes)
+    serve_as(cassettes, state, {"t.py::a": [KEY]})
+    pack = pack_path(state, cassettes)
+    written = pack.stat().st_mtime_ns
+    serve_as(cassettes, state, {"t.py::a": [KEY]})
+    assert pack.stat().st_mtime_ns == written
 
 
 # -- the key memory ----------------------------------------------------------------------------------------
