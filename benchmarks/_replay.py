@@ -141,11 +141,13 @@ PATHS = {
 class PluginTool:
     """pytest-promptcache driven through its core, as its pytest plugin drives it."""
 
-    def __init__(self, store_dir: Path, workdir: Path) -> None:
+    def __init__(self, store_dir: Path, workdir: Path, state_dir: Path | None = None) -> None:
+        """``state_dir``: the state directory, for sessions that keep and preload served forms."""
         from pytest_promptcache.session import CacheSession
         from pytest_promptcache.settings import build_settings
 
-        settings = build_settings(rootdir=workdir, cli_mode="replay", cli_dir=str(store_dir), env={}, ini={})
+        ini = {} if state_dir is None else {"promptcache_state_dir": str(state_dir)}
+        settings = build_settings(rootdir=workdir, cli_mode="replay", cli_dir=str(store_dir), env={}, ini=ini)
         self.session = CacheSession(settings, env={})
         self.engine = self.session.engine()
 
