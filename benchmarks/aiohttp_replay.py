@@ -242,54 +242,39 @@ async def warm_cell(
     return cell
 
 
-async def cold_cell(
-    cfg: Config, url: str, session: Any, store: Path, workdir: Path, replays: dict[int, Any], size: int
-) -> Cell:
-    """First serve of each recording: fresh engines, each recording requested once per engine, as many
-    engines per round as make ``cold_calls`` calls (a 10-recording store is timed over as many first
-    serves as a large one)."""
-    indices = list(replays)
-    call = make_call(session, url, indices, stream=False)
-    engines = max(1, -(-cfg.cold_calls // len(indices)))
-    cell = Cell("JSON, first serve", size, {FLOOR: [], PLUGIN: []})
-    for r in range(cfg.cold_rounds):
-        for name in (FLOOR, PLUGIN) if r % 2 == 0 else (PLUGIN, FLOOR):
-            total = 0.0
-            for _ in range(engines):
-                if name == FLOOR:
-                    with aioresponses_floor(url, replays):
-                        total += await time_batch(call, indices, len(indices))
-                    continue
-                tool = PluginTool(store, workdir)
-                with tool.active():
-                    total += await time_batch(call, indices, len(indices))
-                if tool.problems():
-                    raise AssertionError(f"first serve failed: {tool.problems()[0][:300]}")
-            cell.rounds[name].append(total / engines)
-    return cell
-
-
 PRELOADED_TEST = "tests/test_app.py::test_first_serves"
 
 
-async def preloaded_cell(
-    cfg: Config, url: str, session: Any, store: Path, workdir: Path, replays: dict[int, Any], size: int
+async def first_serve_cell(
+    cfg: Config,
+    url: str,
+    session: Any,
+    store: Path,
+    workdir: Path,
+    replays: dict[int, Any],
+    size: int,
+    *,
+    preloaded: bool = False,
 ) -> Cell:
-    """First serve of each recording by a test that served them in an earlier session: each session
-    (a fresh engine) preloads them before its first call, as the pytest plugin does after collection
-    (not timed: it happens before the first test, and the process numbers of ``cold.py`` count it)."""
+    """First serve of each recording: fresh engines, each recording requested once per engine, as many
+    engines per round as make ``cold_calls`` calls (a 10-recording store is timed over as many first
+    serves as a large one). ``preloaded``: by a test that served them in an earlier session, so each
+    session preloads them before its first call, as the pytest plugin does after collection (not timed:
+    it happens before the first test, and the process numbers of ``cold.py`` count it)."""
     indices = list(replays)
     call = make_call(session, url, indices, stream=False)
-    state = workdir / f"state-{size}"
-    time.sleep(2.1)  # the files' times old enough for their served forms to be kept (served_cache)
-    earlier = PluginTool(store, workdir, state)
-    earlier.session.begin_test(PRELOADED_TEST)
-    with earlier.active():
-        await time_batch(call, indices, len(indices))
-    earlier.session.end_test()
-    earlier.session.close()
+    state = None
+    if preloaded:
+        state = workdir / f"state-{size}"
+        time.sleep(2.1)  # the files' times old enough for their served forms to be kept (served_cache)
+        earlier = PluginTool(store, workdir, state)
+        earlier.session.begin_test(PRELOADED_TEST)
+        with earlier.active():
+            await time_batch(call, indices, len(indices))
+        earlier.session.end_test()
+        earlier.session.close()
     engines = max(1, -(-cfg.cold_calls // len(indices)))
-    cell = Cell("JSON, first serve, preloaded", size, {FLOOR: [], PLUGIN: []})
+    cell = Cell("JSON, first serve" + (", preloaded" if preloaded else ""), size, {FLOOR: [], PLUGIN: []})
     for r in range(cfg.cold_rounds):
         for name in (FLOOR, PLUGIN) if r % 2 == 0 else (PLUGIN, FLOOR):
             total = 0.0
@@ -299,9 +284,10 @@ async def preloaded_cell(
                         total += await time_batch(call, indices, len(indices))
                     continue
                 tool = PluginTool(store, workdir, state)
-                if tool.session.preload([PRELOADED_TEST]) != len(indices):
-                    raise AssertionError("the earlier session's recordings were not preloaded")
-                tool.session.begin_test(PRELOADED_TEST)
+                if preloaded:
+                    if tool.session.preload([PRELOADED_TEST]) != len(indices):
+                        raise AssertionError("the earlier session's recordings were not preloaded")
+                    tool.session.begin_test(PRELOADED_TEST)
                 with tool.active():
                     total += await time_batch(call, indices, len(indices))
                 if tool.problems():
@@ -330,12 +316,12 @@ async def measure(cfg: Config, workdir: Path, log: Callable[[str], None]) -> lis
                 log(report_line(cell))
                 cells.append(cell)
             cold = replays_for(store, templates, _data.spread(size, cfg.cold_calls), False)
-            cell = await cold_cell(cfg, url, session, store, workdir, cold, size)
-            log(report_line(cell))
-            cells.append(cell)
-            cell = await preloaded_cell(cfg, url, session, store, workdir, cold, size)
-            log(report_line(cell))
-            cells.append(cell)
+            for preloaded in (False, True):
+                cell = await first_serve_cell(
+                    cfg, url, session, store, workdir, cold, size, preloaded=preloaded
+                )
+                log(report_line(cell))
+                cells.append(cell)
             shutil.rmtree(store)
     return cells
 
