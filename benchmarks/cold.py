@@ -16,6 +16,9 @@ end and the interpreter's exit). The variants, in rotating order per round:
   recordings are served from the served-form cache and keys recalled from the key memory;
 - **promptcache-fresh**: the same with a new, empty state directory in every run (a first session ever,
   or CI without a cached state directory): every recording read from its file, every request keyed;
+- **promptcache-checkout**: the state directory kept, the recordings a fresh copy in every run (CI with
+  its state directory cached, on a fresh checkout: every file has a new inode and new times, its bytes
+  unchanged), copied at least 2 s before the run as a checkout precedes a suite's tests;
 - **cassetter** (0.16.1, Rust core): ``use_cassette(record_mode="none", match_on=[method, uri, body])``
   around the test's calls, over a cassette recorded live through it. Its pytest plugin and
   pytest-recording both claim ``--record-mode``, so it is not installed with the dev extra: install it
@@ -33,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -197,12 +201,22 @@ class Project:
         (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
         self.urls: dict[str, str] = {"floor": "http://127.0.0.1:9/v1"}
         self.runs = 0
+        self.checked_out = 0.0
+
+    def checkout(self) -> None:
+        """A fresh copy of the recordings where the last one was: new inodes and times, the same bytes."""
+        target = self.root / "checkout"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(self.root / "store", target, copy_function=shutil.copy)
+        self.checked_out = time.monotonic()
 
     def record(self) -> None:
         server, url = _serve(STREAM_EVENTS)
         try:
-            self.urls["promptcache"] = self.urls["promptcache-fresh"] = url
+            for variant in ("promptcache", "promptcache-fresh", "promptcache-checkout"):
+                self.urls[variant] = url
             self.run("promptcache-record", url=url)
+            self.checkout()
             if self.cassetter_path is not None:
                 self.urls["cassetter"] = url
                 self.run("cassetter-record", url=url)
@@ -220,9 +234,10 @@ class Project:
         if variant == "promptcache-record":
             args.append("--promptcache=record")
         if variant.startswith("promptcache"):
-            args.append(f"--promptcache-dir={self.root / 'store'}")
-            state = self.root / ("state" if variant != "promptcache-fresh" else f"state-{self.runs}")
-            args.append(f"-o promptcache_state_dir={state}")
+            store = "checkout" if variant == "promptcache-checkout" else "store"
+            args.append(f"--promptcache-dir={self.root / store}")
+            state = {"promptcache-fresh": f"state-{self.runs}", "promptcache-checkout": "state-checkout"}
+            args.append(f"-o promptcache_state_dir={self.root / state.get(variant, 'state')}")
         return [part for arg in args for part in arg.split(" ", 1)]
 
     def run(self, variant: str, url: str | None = None) -> tuple[float, list[list[int]]]:
@@ -252,11 +267,16 @@ class Project:
             *self.args(variant),
             "test_bench.py",
         ]
+        if variant == "promptcache-checkout":
+            # Not timed: files younger than 2 s are not trusted to show a change (served_cache.RACY_NS).
+            time.sleep(max(0.0, self.checked_out + 2.1 - time.monotonic()))
         started = time.perf_counter()
         done = subprocess.run(
             cmd, cwd=self.root, env=env, capture_output=True, text=True, timeout=600, check=False
         )
         wall = time.perf_counter() - started
+        if variant == "promptcache-checkout":
+            self.checkout()  # the next run's, aging while the other variants run
         if done.returncode != 0:
             raise RuntimeError(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
         return wall, json.loads(out.read_text(encoding="utf-8"))
@@ -322,7 +342,8 @@ def measure(project: Project, variants: list[str], rounds: int, log: Callable[[s
 
 def run(quick: bool, cassetter: str | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
     path = _cassetter_path(cassetter)
-    variants = ["floor", "promptcache", "promptcache-fresh"] + (["cassetter"] if path is not None else [])
+    variants = ["floor", "promptcache", "promptcache-fresh", "promptcache-checkout"]
+    variants += ["cassetter"] if path is not None else []
     if path is None:
         log("  cassetter is not installed: its variant is skipped (see this module's docstring)")
     rounds = 3 if quick else 7

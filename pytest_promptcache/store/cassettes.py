@@ -146,9 +146,9 @@ class CassetteStore:
             if kept is not None:
                 stored = kept.stored(key, name, self._pricer)
             else:
-                stored, kept, info = load_kept(Path(name), self._pricer, self.max_file_size)
+                stored, kept, info, text = load_kept(Path(name), self._pricer, self.max_file_size)
                 if cache is not None:
-                    cache.add(key, kept, info)
+                    cache.add(key, kept, info, text)
         except FileNotFoundError:
             return None
         self._memory.put(key, stored)

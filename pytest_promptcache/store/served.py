@@ -150,9 +150,9 @@ def load(path: Path, pricer: Pricer, max_size: int = DEFAULT_MAX_RECORDING_SIZE)
 
 def load_kept(
     path: Path, pricer: Pricer, max_size: int = DEFAULT_MAX_RECORDING_SIZE
-) -> tuple[StoredRecording, Kept, os.stat_result | None]:
-    """``load``, with the recording's plain form and the status of the file it was read from (None for
-    a symbolic link)."""
+) -> tuple[StoredRecording, Kept, os.stat_result | None, str]:
+    """``load``, with the recording's plain form, the status of the file it was read from (None for a
+    symbolic link) and its text."""
     text, info = read_recording_text_info(path, max_size)
     key = path.name.removesuffix(SUFFIX)
     try:
@@ -165,11 +165,11 @@ def load_kept(
             facts, recorded_at, test, replay = written
             price = pricer(facts, lambda: validated_recording(path, data))
             stored = StoredRecording(key, price, recorded_at, test, replay)
-            return stored, Kept.of(facts, recorded_at, test, replay), info
+            return stored, Kept.of(facts, recorded_at, test, replay), info, text
     recording = recording_from_text(path, text)
     stored = StoredRecording.of(recording, pricer)
     kept = Kept.of(PriceFacts.of(recording), recording.meta.recorded_at, recording.meta.test, stored.replay)
-    return stored, kept, info
+    return stored, kept, info, text
 
 
 def _written_form(key: str, data: dict[str, Any]) -> tuple[PriceFacts, datetime, str | None, Replay] | None:

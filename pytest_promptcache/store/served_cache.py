@@ -5,7 +5,10 @@ checked and its key verified (about four warm serves). This cache keeps, per rec
 form (``served.Kept``: status, headers, body chunks, when and by which test it was recorded, its price
 facts) from an earlier session. A recording is served from it after one ``lstat`` shows its file is the
 one that was read then: same device, inode, size, modification and change times (the change time cannot
-be set back by ``touch`` or ``utime``). Anything else reads the file as before, and the entry is replaced.
+be set back by ``touch`` or ``utime``). A file of the same size that is not (a fresh checkout in CI, a
+copy) is read, and served from the cache if its bytes have the digest kept with the entry: hashing
+costs a fraction of parsing and checking. Anything else reads the file as before, and the entry is
+replaced.
 
 Kept only for what was read as a regular file (not through a symbolic link: its own status says nothing
 of its target), checked in the written form or by the models, whose times are more than 2 s older than
@@ -36,10 +39,20 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from ..coordination.state import FileLock
+from ..safefile import UnsafeFile, read_regular_file_info
 from .files import SUFFIX
 from .packed import private_dir
 from .served import Kept
-from .served_pack import MAX_ENTRIES, Pack, TestKeys, encode_entry, open_pack, signature, write_pack
+from .served_pack import (
+    MAX_ENTRIES,
+    Pack,
+    TestKeys,
+    content_digest,
+    encode_entry,
+    open_pack,
+    signature,
+    write_pack,
+)
 
 RACY_NS = 2_000_000_000
 _KEY_LENGTH = 64  # a SHA-256 in hex
@@ -69,6 +82,8 @@ class ServedCache:
         self.directory = directory
         self.racy_ns = racy_ns
         self.hits = 0
+        # Of those, served after their file's bytes were read and found unchanged (a new inode).
+        self.by_content = 0
         self.preloaded = 0
         self._lock = threading.Lock()
         self._loaded = False
@@ -114,19 +129,35 @@ class ServedCache:
         entry = pack.entry(key) if pack is not None else None
         if entry is None:
             return None
-        kept, sig = entry
+        kept, sig, digest = entry
         info = os.lstat(path)
-        if signature(info) != sig or not stat.S_ISREG(info.st_mode) or info.st_size > max_size:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_size or info.st_size != sig[2]:
             return None
+        if signature(info) == sig:
+            return kept
+        try:
+            data, opened = read_regular_file_info(Path(path), max_size=max_size)
+        except (UnsafeFile, OSError):
+            return None
+        if opened is None or content_digest(data) != digest:
+            return None
+        self.by_content += 1
+        self._keep(key, kept, opened, digest)  # the next session's lstat finds it as it is now
         return kept
 
-    def add(self, key: str, kept: Kept, info: os.stat_result | None) -> None:
-        """Keep what was just read from the file whose status (taken before reading it) is ``info``."""
+    def add(self, key: str, kept: Kept, info: os.stat_result | None, text: str) -> None:
+        """Keep what was just read, ``text``, from the file whose status (taken before reading it) is
+        ``info``."""
         if info is None or not stat.S_ISREG(info.st_mode):
             return
+        self._keep(key, kept, info, None, text)
+
+    def _keep(self, key: str, kept: Kept, info: os.stat_result, digest: bytes | None, text: str = "") -> None:
         if time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) <= self.racy_ns:
             return
-        blob = encode_entry(kept, info)
+        if digest is None:
+            digest = content_digest(text.encode("utf-8", "surrogatepass"))
+        blob = encode_entry(kept, info, digest)
         if blob is None:  # a value marshal cannot write, or too large: the file serves it
             return
         with self._lock:

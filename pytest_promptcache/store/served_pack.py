@@ -3,15 +3,17 @@
 A JSON header line (``PackHeader``, validated), then three marshalled maps: the index (key → offset and
 length of its entry), the key memory (request fingerprint → "<key><model>") and the tests' keys (a
 BLAKE2b digest of a test's node id → the keys it served when it last ran; a digest, since a node id may
-hold a parametrized secret), then the entries (a CRC-32, then the marshalled ``Kept`` tuple and the
-status of the file it was taken from). marshal, not pickle: it builds plain values only and runs
-nothing, as with the ``.pyc`` files Python itself keeps in ``__pycache__``; every value is checked by
-type before use, each entry by its CRC too, and a file failing any check counts as absent.
+hold a parametrized secret), then the entries (a CRC-32, then the marshalled ``Kept`` tuple, the
+status of the file it was taken from and a BLAKE2b digest of its bytes). marshal, not pickle: it builds
+plain values only and runs nothing, as with the ``.pyc`` files Python itself keeps in ``__pycache__``;
+every value is checked by type before use, each entry by its CRC too, and a file failing any check
+counts as absent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import marshal
 import mmap
 import os
@@ -27,8 +29,8 @@ from .. import __version__
 from .packed import open_state_file
 from .served import Kept
 
-# 2: the tests' keys.
-FORMAT: Literal[2] = 2
+# 2: the tests' keys. 3: each entry's content digest.
+FORMAT: Literal[3] = 3
 MAX_ENTRIES = 1_000_000
 MAX_PACK_BYTES = 512 * 1024 * 1024
 MAX_ENTRY_BYTES = (1 << 24) - 1  # the length's bits in an index value
@@ -39,12 +41,13 @@ _LENGTH_BITS = 24
 Signature = tuple[int, int, int, int, int]
 # A test's node id digest → the keys it served, in order.
 TestKeys = dict[bytes, tuple[str, ...]]
+DIGEST_BYTES = 16
 
 
 class PackHeader(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal[2]
+    format: Literal[3]
     plugin_version: str
     directory: str
     entries: int
@@ -59,6 +62,10 @@ def signature(info: os.stat_result) -> Signature:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
+def content_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+
+
 @dataclass
 class Pack:
     """A mapped pack: its maps read, its entries decoded one at a time when asked for."""
@@ -69,7 +76,7 @@ class Pack:
     keys: dict[bytes, str]
     tests: TestKeys
 
-    def entry(self, key: str) -> tuple[Kept, Signature] | None:
+    def entry(self, key: str) -> tuple[Kept, Signature, bytes] | None:
         spot = self.index.get(key)
         if type(spot) is not int:
             return None
@@ -89,10 +96,10 @@ class Pack:
             self.mapped.close()
 
 
-def encode_entry(kept: Kept, info: os.stat_result) -> bytes | None:
+def encode_entry(kept: Kept, info: os.stat_result, digest: bytes) -> bytes | None:
     """An entry as the file holds it; None for one marshal cannot write or too large to keep."""
     try:
-        body = marshal.dumps((tuple(kept), signature(info)))
+        body = marshal.dumps((tuple(kept), signature(info), digest))
     except ValueError:
         return None
     if len(body) + 4 > MAX_ENTRY_BYTES:
@@ -184,7 +191,7 @@ def write_pack(
             tmp.unlink()
 
 
-def _decode(mapped: mmap.mmap, start: int, length: int) -> tuple[Kept, Signature] | None:
+def _decode(mapped: mmap.mmap, start: int, length: int) -> tuple[Kept, Signature, bytes] | None:
     try:
         blob = mapped[start : start + length]
     except ValueError:  # closed at the session's end while a late call asked
@@ -195,9 +202,16 @@ def _decode(mapped: mmap.mmap, start: int, length: int) -> tuple[Kept, Signature
         value: Any = marshal.loads(blob[4:])
     except (ValueError, EOFError, TypeError):
         return None
-    if not (type(value) is tuple and len(value) == 2 and _is_signature(value[1]) and _is_kept(value[0])):
+    if not (
+        type(value) is tuple
+        and len(value) == 3
+        and _is_signature(value[1])
+        and type(value[2]) is bytes
+        and len(value[2]) == DIGEST_BYTES
+        and _is_kept(value[0])
+    ):
         return None
-    return Kept(*value[0]), value[1]
+    return Kept(*value[0]), value[1], value[2]
 
 
 def _is_signature(value: Any) -> bool:

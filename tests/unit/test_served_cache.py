@@ -102,9 +102,33 @@ def test_a_replaced_file_is_read_again(tmp_path: Path) -> None:
     other = served(load(cassettes / f"{KEY}.json", carried_price))
     assert session(cassettes, state) == (other, 0)
     replacement = tmp_path / "elsewhere.json"
-    replacement.write_bytes((cassettes / f"{KEY}.json").read_bytes())
-    os.replace(replacement, cassettes / f"{KEY}.json")  # a new inode, the same bytes
-    assert session(cassettes, state) == (other, 0)
+    replacement.write_bytes((cassettes / f"{KEY}.json").read_bytes().replace(b'"oops"', b'"OOPS"'))
+    os.replace(replacement, cassettes / f"{KEY}.json")  # a new inode, other bytes of the same size
+    changed = served(load(cassettes / f"{KEY}.json", carried_price))
+    assert changed != other
+    assert session(cassettes, state) == (changed, 0)
+
+
+def test_a_new_inode_with_the_same_bytes_is_served_from_the_cache_once_read(tmp_path: Path) -> None:
+    """A fresh checkout (CI) or a copy: other inode and times, the same bytes. Read and hashed, not
+    parsed and checked; the next session finds it by its status alone."""
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    expected = served(load(path, carried_price))
+    session(cassettes, state)
+    checkout = tmp_path / "checkout.json"
+    checkout.write_bytes(path.read_bytes())
+    os.replace(checkout, path)
+    kept = store(cassettes, state)
+    assert served(kept.get(KEY)) == expected
+    assert kept.served_cache is not None
+    assert (kept.served_cache.hits, kept.served_cache.by_content) == (1, 1)
+    kept.close()
+    kept = store(cassettes, state)
+    assert served(kept.get(KEY)) == expected
+    assert kept.served_cache is not None
+    assert (kept.served_cache.hits, kept.served_cache.by_content) == (1, 0)
+    kept.close()
 
 
 def test_a_deleted_file_is_not_served(tmp_path: Path) -> None:
