@@ -21,10 +21,11 @@ first serve then costs what a repeat costs, and an async client's needs no worke
 Where: ``served/<sha256 of the cassette directory's path>.pack`` in the state directory, a directory
 private to the user (or nothing is read or written); the file's format is ``served_pack``'s.
 
-Written at the session's end when the session read recordings it did not have (``save``): merged under
-a lock with what other processes (xdist workers) wrote meanwhile, dropping entries whose file is gone,
-written whole and renamed into place. Bounded: ``MAX_ENTRIES`` entries, ``MAX_PACK_BYTES`` in all,
-entries over ``MAX_ENTRY_BYTES`` not kept.
+Written at the session's end when the session read recordings it did not have, or a test served other
+ones than it did last time (``save``): merged under a lock with what other processes (xdist workers)
+wrote meanwhile, dropping entries whose file is gone, written whole and renamed into place. Bounded
+(``served_pack``): ``MAX_ENTRIES`` entries, ``MAX_PACK_BYTES`` in all, entries over ``MAX_ENTRY_BYTES``
+not kept; the served keys of the latest ``MAX_TESTS`` tests, ``MAX_TEST_KEYS`` each.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def pack_path(state_root: Path, directory: Path) -> Path:
     return state_root / "served" / f"{hashlib.sha256(str(directory).encode()).hexdigest()}.pack"
 
 
-def test_digest(nodeid: str) -> bytes:
+def nodeid_digest(nodeid: str) -> bytes:
     """What the file knows a test by: its node id may hold a secret (a parametrized value)."""
     return hashlib.blake2b(nodeid.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
@@ -186,7 +187,7 @@ class ServedCache:
             return  # not a digest computed for each of a large suite's tests
         seen: set[str] = set()
         for test in tests:
-            keys = pack.tests.get(test_digest(test))
+            keys = pack.tests.get(nodeid_digest(test))
             for key in keys if type(keys) is tuple else ():
                 if type(key) is not str or key in seen or not _KEY.fullmatch(key):
                     continue
@@ -209,7 +210,7 @@ class ServedCache:
             served, self._served = self._served, {}
         if served and not self._loaded:
             self._load()
-        tests = {test_digest(test): tuple(keys) for test, keys in served.items()}
+        tests = {nodeid_digest(test): tuple(keys) for test, keys in served.items()}
         pack = self._pack
         if pack is not None:
             tests = {digest: keys for digest, keys in tests.items() if pack.tests.get(digest) != keys}
