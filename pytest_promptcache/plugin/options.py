@@ -36,7 +36,7 @@ INI_STRINGS = {
 }
 # Typed, so --help says what they take and a TOML number is not a deprecated non-string value.
 INI_INTS = {
-    "promptcache_memory_size": "recordings kept parsed in memory (default 4096)",
+    "promptcache_memory_size": "recordings kept parsed in memory, and at most preloaded (default 4096)",
     "promptcache_record_rpm": "record/rewrite: at most this many requests per minute per host (all workers)",
     "promptcache_record_tpm": "record/rewrite: at most this many tokens per minute per host, across workers",
     "promptcache_record_retries": "record/rewrite: retry 429 and 5xx this many times (backoff, Retry-After)",
