@@ -41,11 +41,6 @@ class TestContext:
     def __post_init__(self) -> None:
         self._given = (self.nodeid, self.target)
 
-    @property
-    def given_nodeid(self) -> str | None:
-        """The node id as pytest gave it, secrets and all: only for what keeps no trace of it."""
-        return self._given[0]
-
     def hide_secrets(self, scrub: Callable[[str], str], generation: int) -> None:
         """Hide secrets in the ids before anything records or prints them: a parametrize id can hold
         a key (``parametrize("key", [os.environ["OPENAI_API_KEY"]])``). Again whenever ``generation``

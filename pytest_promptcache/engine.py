@@ -86,7 +86,7 @@ class Engine(OrderedServing):
         self._started_at = datetime.now(UTC)
 
     def close(self) -> None:
-        self.store.close()
+        self.store.close(self.ledger.served_by_test())
         if self.link is not None:
             self.link.close()
 
@@ -271,7 +271,6 @@ class Engine(OrderedServing):
         **extra: Any,
     ) -> Replay:
         price, replay = stored.price, stored.replay
-        self.store.served(ctx.given_nodeid, key)
         self.record_call(
             ctx,
             Outcome.REPLAYED,

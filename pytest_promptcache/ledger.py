@@ -224,6 +224,15 @@ class Ledger:
     def records(self) -> list[CallRecord]:
         return [event.record() for event in list(self.events)]
 
+    def served_by_test(self) -> dict[str, list[str]]:
+        """The recordings each test was served, in order, each once (a similar one by its own key)."""
+        served: dict[str, dict[str, None]] = {}
+        for event in list(self.events):
+            key = event.used_key
+            if event.outcome is Outcome.REPLAYED and event.test is not None and key is not None:
+                served.setdefault(event.test, {})[key] = None
+        return {test: list(keys) for test, keys in served.items()}
+
     # -- prices ------------------------------------------------------------------------------------------
 
     def live_price(

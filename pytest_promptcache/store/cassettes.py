@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -133,11 +133,6 @@ class CassetteStore:
             count += 1
         return count
 
-    def served(self, test: str | None, key: str) -> None:
-        """``key``'s recording was served to ``test``: the next session preloads it for that test."""
-        if test is not None and self.served_cache is not None:
-            self.served_cache.served(test, key)
-
     def _from_file(self, key: str) -> StoredRecording | None:
         name = self._name_of(key)
         cache = self.served_cache
@@ -189,10 +184,11 @@ class CassetteStore:
             self.shared.put(recording.key, text, machine or "unknown-machine")
         return stored
 
-    def close(self) -> None:
-        """At the session's end: the served forms read this session are kept for the next."""
+    def close(self, served: Mapping[str, Sequence[str]] | None = None) -> None:
+        """At the session's end: the served forms read this session are kept for the next, and what
+        each test (by its node id) was ``served``, for the next to preload."""
         if self.served_cache is not None:
-            self.served_cache.save()
+            self.served_cache.save(served)
 
     def sweep_temp_files(self) -> list[Path]:
         return sweep_temp_files(self.directory)

@@ -36,7 +36,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..coordination.state import FileLock
@@ -92,8 +92,6 @@ class ServedCache:
         self._new: dict[str, bytes] = {}
         # The key memory (``keys.Keyer.recall``): fingerprint → key and model, as "<key><model>".
         self._new_keys: dict[bytes, str] = {}
-        # The keys each test served this session, in order, by node id.
-        self._served: dict[str, dict[str, None]] = {}
 
     def recall_key(self, fingerprint: bytes, *, load: bool) -> tuple[str, str | None] | None:
         """The key and model an earlier session gave a request with this fingerprint. ``load=False``
@@ -165,17 +163,6 @@ class ServedCache:
             if len(self._new) < MAX_ENTRIES:
                 self._new[key] = blob
 
-    def served(self, test: str, key: str) -> None:
-        """``key``'s recording was served to ``test`` (a node id): the next session preloads it for it."""
-        keys = self._served.get(test)
-        if keys is None:
-            with self._lock:
-                if len(self._served) >= MAX_TESTS:
-                    return
-                keys = self._served.setdefault(test, {})
-        if len(keys) < MAX_TEST_KEYS:
-            keys[key] = None
-
     def preload(
         self, tests: Iterable[str], limit: int, path_of: Callable[[str], str], max_size: int
     ) -> Iterator[tuple[str, Kept]]:
@@ -202,15 +189,19 @@ class ServedCache:
                     self.preloaded += 1
                     yield key, kept
 
-    def save(self) -> None:
-        """Write what this session read and the file did not hold, merged with the file as it is now."""
+    def save(self, served: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Write what this session read and the file did not hold, and the keys each test (a node id)
+        was ``served`` where they changed, merged with the file as it is now."""
         with self._lock:
             new, self._new = self._new, {}
             new_keys, self._new_keys = self._new_keys, {}
-            served, self._served = self._served, {}
+        served = served or {}
         if served and not self._loaded:
             self._load()
-        tests = {nodeid_digest(test): tuple(keys) for test, keys in served.items()}
+        tests = {
+            nodeid_digest(test): tuple(keys[:MAX_TEST_KEYS])
+            for test, keys in list(served.items())[-MAX_TESTS:]
+        }
         pack = self._pack
         if pack is not None:
             tests = {digest: keys for digest, keys in tests.items() if pack.tests.get(digest) != keys}

@@ -49,6 +49,24 @@ def test_used_key_is_the_recording_served_or_saved() -> None:
         assert call(outcome, key="k").used_key is None
 
 
+def test_what_each_test_was_served_in_order_once_each() -> None:
+    ledger = Ledger(PriceBook())
+
+    def event(outcome: Outcome, test: str | None, key: str | None, **extra: Any) -> None:
+        made = CallEvent(test=test, mode=Mode.REPLAY, outcome=outcome, url=URL, model="m", key=key, **extra)
+        ledger.add(made)
+
+    event(Outcome.REPLAYED, "t.py::a", "k2")
+    event(Outcome.REPLAYED, "t.py::b", "k1")
+    event(Outcome.REPLAYED, "t.py::a", "k1")
+    event(Outcome.REPLAYED, "t.py::a", "k2")  # again: once
+    event(Outcome.REPLAYED, "t.py::a", "asked", served_key="similar")  # the recording actually served
+    event(Outcome.MISS, "t.py::a", "missing")
+    event(Outcome.RECORDED, "t.py::a", "recorded")
+    event(Outcome.REPLAYED, None, "outside-a-test")
+    assert ledger.served_by_test() == {"t.py::a": ["k2", "k1", "similar"], "t.py::b": ["k1"]}
+
+
 @pytest.mark.parametrize(
     ("outcome", "status", "live", "succeeded"),
     [

@@ -254,11 +254,10 @@ SECRET_ID = "tests/test_app.py::test_chat[sk-proj-SECRETinTheParametrizeId012345
 def serve_as(cassettes: Path, state: Path, served: dict[str, list[str]]) -> None:
     """A session in which each test served those keys, and ended."""
     kept = store(cassettes, state)
-    for test, keys in served.items():
+    for keys in served.values():
         for key in keys:
             assert kept.get(key) is not None
-            kept.served(test, key)
-    kept.close()
+    kept.close(served)
 
 
 def preloaded(cassettes: Path, state: Path, tests: list[str], **kwargs: Any) -> tuple[int, list[str]]:
