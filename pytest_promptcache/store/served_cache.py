@@ -70,7 +70,7 @@ def pack_path(state_root: Path, directory: Path) -> Path:
 
 def nodeid_digest(nodeid: str) -> bytes:
     """What the file knows a test by: its node id may hold a secret (a parametrized value)."""
-    return hashlib.blake2b(nodeid.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return content_digest(nodeid.encode("utf-8", "surrogatepass"))
 
 
 class ServedCache:
