@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .defaults import SECRET_PATTERN_CASELESS_LITERALS, SECRET_PATTERN_LITERALS, SECRET_PATTERN_NAMES
+from .literals import Literals, contains
 
 # Names ending so hold credentials by convention (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, DB_PASSWORD,
 # DJANGO_SECRET_KEY, AZURE_STORAGE_CONNECTION_STRING...). Not a bare "_KEY": PRIMARY_KEY or SORT_KEY hold
@@ -152,12 +153,7 @@ class Scrubber:
             (re.compile(p), SECRET_PATTERN_LITERALS.get(p), SECRET_PATTERN_CASELESS_LITERALS.get(p))
             for p in patterns
         ]
-        # Each literal after the shorter literals inside it ("sk-" before "sk-ant-"): a text found not to
-        # hold "sk-" is not searched again for "sk-ant-". On a 10 MB streamed answer each search is ~6 ms.
-        literals = {lit for _, lits, _ in self._searches for lit in lits or ()}
-        self._parts = {
-            lit: (*sorted((o for o in literals if o != lit and o in lit), key=len), lit) for lit in literals
-        }
+        self._literals = Literals({lit for _, lits, _ in self._searches for lit in lits or ()})
         self._env = secret_env_values(env)
         self._learned: dict[str, None] = {}
         # Raw header and parameter values already learned from: most calls resend the same credential.
@@ -246,25 +242,26 @@ class Scrubber:
         return name.lower() in self.secret_params
 
     def text(self, value: str) -> str:
+        size = len(value)
+        if size > MEMO_MAX_CHARS:
+            return self._scrub_text(value)  # never memoized, and hashing 10 MB costs ~2 ms
         memo = self._memo
         clean = memo.get(value)
         if clean is not None:
             return clean
         clean = self._scrub_text(value)
-        size = len(value)
-        if size <= MEMO_MAX_CHARS:
-            if self._memo_chars + size > MEMO_BUDGET:
-                memo.clear()
-                self._memo_chars = 0
-            memo[value] = clean
-            self._memo_chars += size
+        if self._memo_chars + size > MEMO_BUDGET:
+            memo.clear()
+            self._memo_chars = 0
+        memo[value] = clean
+        self._memo_chars += size
         return clean
 
     def _scrub_text(self, value: str) -> str:
         for secret, placeholder, _ in self._ordered:
-            if secret in value:
+            if contains(value, secret):
                 value = value.replace(secret, placeholder)
-        gate = _Gate(self._parts)
+        gate = self._literals.gate()
         for pattern, literals, caseless in self._searches:
             if gate.open(value, literals, caseless):
                 value = pattern.sub(REDACTED, value)
@@ -285,11 +282,11 @@ class Scrubber:
         """Every secret in ``value``, in order; overlapping ones merged into one match."""
         found: list[SecretMatch] = []
         for secret, placeholder, source in self._ordered:
-            start = value.find(secret) if secret else -1
+            start = value.find(secret) if secret and contains(value, secret) else -1
             while start >= 0:
                 found.append(SecretMatch(start, start + len(secret), placeholder, source))
                 start = value.find(secret, start + len(secret))
-        gate = _Gate(self._parts)
+        gate = self._literals.gate()
         for (pattern, label), (_, literals, caseless) in zip(self._patterns, self._searches, strict=True):
             if gate.open(value, literals, caseless):
                 found += [
@@ -335,36 +332,3 @@ class Scrubber:
             value = self.text(value)
             out[name] = f"{out[name]}, {value}" if name in out else value
         return out
-
-
-class _Gate:
-    """Whether a text may hold a match of a pattern, by the literals its matches hold; each literal
-    searched for once per text, a shorter one inside it first. Only absence is remembered: replacing a
-    match with "<redacted>" cannot make a literal appear (it holds none, and none holds "<" or ">"),
-    but can make one disappear."""
-
-    __slots__ = ("_absent", "_lowered", "_parts")
-
-    def __init__(self, parts: Mapping[str, tuple[str, ...]]) -> None:
-        self._parts = parts
-        self._absent: set[str] = set()
-        self._lowered: str | None = None
-
-    def open(self, value: str, literals: tuple[str, ...] | None, caseless: str | None) -> bool:
-        if literals is not None:
-            return any(self._holds(value, literal) for literal in literals)
-        if caseless is not None:
-            if self._lowered is None:
-                self._lowered = value.lower()
-            return caseless in self._lowered
-        return True
-
-    def _holds(self, value: str, literal: str) -> bool:
-        absent = self._absent
-        for part in self._parts[literal]:
-            if part in absent:
-                return False
-            if part not in value:
-                absent.add(part)
-                return False
-        return True

@@ -20,6 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .files import write_pieces
+
 FORMAT: Literal[1] = 1
 # key (32 bytes), token count (uint32), signature (uint64), inode (uint64)
 ENTRY_BYTES = 32 + 4 + 8 + 8
@@ -233,7 +235,8 @@ def save(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(header.model_dump_json().encode() + b"\n" + packed.payload())
+            fh.write(header.model_dump_json().encode() + b"\n")
+            write_pieces(fh, packed.payload())
         os.replace(tmp, path)
     except OSError:
         # A cache: without it the next session lists the directory again.

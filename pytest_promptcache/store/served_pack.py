@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .. import __version__
+from .files import write_pieces
 from .packed import open_state_file
 from .served import Kept
 
@@ -182,8 +183,9 @@ def write_pack(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(header.model_dump_json().encode() + b"\n" + b"".join(packed))
-            fh.writelines(parts)
+            fh.write(header.model_dump_json().encode() + b"\n")
+            for piece in (*packed, *parts):
+                write_pieces(fh, piece)
         os.replace(tmp, path)
     except OSError:
         # A cache: without it the next session reads the files, as it would have.

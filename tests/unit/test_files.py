@@ -3,6 +3,7 @@ files of killed writers, and listing keys."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
@@ -17,12 +18,14 @@ import pytest
 from pytest_promptcache.keys import key_of
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta
 from pytest_promptcache.store.files import (
+    WRITE_PIECE,
     CorruptRecording,
     dumps_recording,
     read_recording,
     recording_keys,
     sweep_temp_files,
     write_atomic,
+    write_pieces,
 )
 from pytest_promptcache.store.scan import Unusable, scan_request
 
@@ -182,6 +185,29 @@ def test_a_written_file_has_the_mode_open_would_give_it_not_mkstemps(tmp_path: P
     write_atomic(path, "{}")
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(probe.stat().st_mode)
     assert stat.S_IMODE(path.stat().st_mode) & stat.S_IRUSR
+
+
+def test_a_large_recording_is_written_whole_in_bounded_pieces(tmp_path: Path) -> None:
+    # One multi-megabyte write() is throttled by Linux's dirty-page accounting; the bytes must still
+    # arrive whole, a multi-byte character split across two pieces included.
+    text = "é" * (WRITE_PIECE + 7) + "end"
+    path = tmp_path / "big.json"
+    write_atomic(path, text)
+    assert path.read_text(encoding="utf-8") == text
+
+    sizes: list[int] = []
+
+    class Sizes(io.BytesIO):
+        def write(self, data: Any) -> int:
+            sizes.append(len(data))
+            return super().write(data)
+
+    sink = Sizes()
+    data = text.encode()
+    write_pieces(sink, data)
+    assert sink.getvalue() == data
+    assert max(sizes) <= WRITE_PIECE
+    assert len(sizes) == 3
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pytest_promptcache.defaults import (
     DEFAULT_SECRET_PATTERNS,
     SECRET_PATTERN_LITERALS,
 )
+from pytest_promptcache.literals import LONG_TEXT
 from pytest_promptcache.scrub import REDACTED, Scrubber
 
 # One key of each default shape, as a real one looks.
@@ -101,3 +102,45 @@ def test_find_reports_every_default_shape_as_text_redacts_it() -> None:
     found = [text[m.start : m.end] for m in s.find(text)]
     assert found == [*SHAPED, bearer]
     assert s.find("sk- and AKIA and bear with me") == []
+
+
+# Past LONG_TEXT: literals are asked of compiled searches.
+LONG_FILLER = "lorem ipsum dolor sit amet " * 400
+
+
+@pytest.mark.parametrize("key", [*SHAPED, "BeArEr eyJhbGciOi.J9-abcdef0123456789"])
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_a_key_in_a_long_text_is_redacted_wherever_it_is(key: str, where: str) -> None:
+    assert len(LONG_FILLER) > LONG_TEXT
+    text = {"start": f"{key} {LONG_FILLER}", "middle": f"{LONG_FILLER}{key} {LONG_FILLER}"}.get(
+        where, f"{LONG_FILLER}{key}"
+    )
+    s = scrubber()
+    assert key not in s.text(text)
+    assert [text[m.start : m.end] for m in s.find(text)] == [key]
+
+
+def test_a_long_text_holding_one_literal_of_a_group_is_searched_for_each() -> None:
+    """ "AIza", "AKIA" and "ASIA" are first looked for together: one of them present must not hide
+    the others, nor a key of a shape whose literal is present but whose match is not."""
+    aws, google = SHAPED[3], SHAPED[2]
+    s = scrubber()
+    text = f"AKIA alone {LONG_FILLER} then {google} and {aws}"
+    assert s.text(text) == f"AKIA alone {LONG_FILLER} then {REDACTED} and {REDACTED}"
+    assert s.text(f"ASIA {LONG_FILLER} AIza") == f"ASIA {LONG_FILLER} AIza"
+
+
+def test_an_environment_secret_in_a_long_text_is_replaced_everywhere() -> None:
+    secret = "Zq7-env-secret-0a1b2c3d"
+    s = Scrubber(
+        secret_headers=DEFAULT_SECRET_HEADERS,
+        secret_params=DEFAULT_SECRET_PARAMS,
+        patterns=DEFAULT_SECRET_PATTERNS,
+        env={"MY_API_KEY": secret},
+    )
+    filler = LONG_FILLER * 2
+    assert len(filler) > scrub.MEMO_MAX_CHARS
+    text = f"{secret} {filler} {secret}"
+    assert s.text(text) == f"<redacted:MY_API_KEY> {filler} <redacted:MY_API_KEY>"
+    assert [m.source for m in s.find(text)] == ["$MY_API_KEY", "$MY_API_KEY"]
+    assert s._memo == {}  # a text that long is not remembered
