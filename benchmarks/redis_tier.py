@@ -150,7 +150,7 @@ def coordination_benchmark(root: Path, redis_url: str, rounds: int, repeat: int)
     local = SharedState(root / "coord-state", session_id="bench")
     fleet = FleetState(SharedState(root / "fleet-state", session_id="bench"), link)
     tier = SharedRecordings(link, max_size=64 << 20)
-    text = next((root / "cassettes").glob("*.json")).read_text()
+    content = next((root / "cassettes").glob("*.json")).read_bytes()
     key = "0" * 64
 
     def lock_cycle(state: Any) -> Callable[[int], object]:
@@ -173,7 +173,7 @@ def coordination_benchmark(root: Path, redis_url: str, rounds: int, repeat: int)
         # The fleet's spend is added in Redis and in the machine's state directory (its fallback).
         ("run spend, add", "redis"): lambda i: fleet.add_spend(0.0),
         ("run spend, add", "state dir"): lambda i: local.add_spend(0.0),
-        ("store the recording", "redis"): lambda i: tier.put(key, text, "bench"),
+        ("store the recording", "redis"): lambda i: tier.put(key, content, "bench"),
         ("lookup, a miss", "redis"): lambda i: tier.get(f"{i:064x}"),
     }
     samples: dict[tuple[str, str], list[float]] = {name: [] for name in operations}

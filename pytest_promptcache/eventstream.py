@@ -149,7 +149,7 @@ def reframe(raw: bytes, payload: bytes) -> bytes:
 
 
 def _compact(value: Any) -> bytes:
-    return jsontext.dumps_compact(value).encode("utf-8")
+    return jsontext.encode_compact(value)
 
 
 def scrubbed(

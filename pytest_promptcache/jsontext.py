@@ -25,14 +25,17 @@ def loads(text: str) -> Any:
         return json.loads(text)
 
 
-def dumps_compact(value: Any) -> str:
-    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` of a JSON value."""
+def encode_compact(value: Any) -> bytes:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` of a JSON value, as UTF-8.
+
+    A lone surrogate, which pydantic-core refuses to write, goes to json.dumps too, and its text cannot be
+    encoded: UnicodeEncodeError, as writing such a value always raised."""
     if not _has_float(value):
         try:
-            return to_json(value).decode("utf-8")
+            return to_json(value)
         except PydanticSerializationError:
-            pass  # a lone surrogate, which json.dumps writes escaped
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _has_float(value: Any) -> bool:

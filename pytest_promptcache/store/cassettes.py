@@ -21,7 +21,7 @@ from ..models import CanonicalRequest, Recording
 from .files import (
     SUFFIX,
     CorruptRecording,
-    dumps_recording,
+    encode_recording,
     recording_keys,
     sweep_temp_files,
     write_atomic,
@@ -175,13 +175,13 @@ class CassetteStore:
         after ``machine``). Raises OSError when the file cannot be written; Redis failing is not fatal:
         the file holds it."""
         path = self.path_for(recording.key)
-        text = dumps_recording(recording.to_json_data())
-        write_atomic(path, text)
+        content = encode_recording(recording.to_json_data())
+        write_atomic(path, content)
         stored = StoredRecording.of(recording, self._pricer, lazy=True)
         self._memory.put(recording.key, stored)
         self.index.added(recording.key, recording.request, path)
         if shared and self.shared is not None:
-            self.shared.put(recording.key, text, machine or "unknown-machine")
+            self.shared.put(recording.key, content, machine or "unknown-machine")
         return stored
 
     def close(self, served: Mapping[str, Sequence[str]] | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from ..jsontext import dumps_compact
+from ..jsontext import encode_compact
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Recording
@@ -40,45 +40,58 @@ class CorruptRecording(Exception):
 
 
 def dumps_recording(data: Any) -> str:
-    """Stable, reviewable JSON: two-space indent, one line per SSE event.
+    """``encode_recording`` as text."""
+    return encode_recording(data).decode("utf-8")
+
+
+def encode_recording(data: Any) -> bytes:
+    """Stable, reviewable JSON, as the file's UTF-8 bytes: two-space indent, one line per SSE event.
 
     The request is canonical, so its keys are sorted. The response keeps the provider's key order, so a
     client that reads raw lines sees what it saw live. Streams are the bulk of a cassette: an event (or an
     AWS event-stream message) a line keeps a 200-chunk stream at 200 lines and makes a changed token one
     changed line in a pull request.
     """
-    parts: list[str] = []
+    parts: list[bytes] = []
     _pretty(data, 0, parts, sort=False)
-    parts.append("\n")
-    # One join at the end: a 10 MB event is copied once, not once per level of nesting.
-    return "".join(parts)
+    parts.append(b"\n")
+    # Bytes throughout and one join at the end: a 10 MB event is copied once after pydantic-core wrote
+    # it, not decoded, joined as text and encoded again.
+    return b"".join(parts)
 
 
 def _pretty(
-    value: Any, depth: int, out: list[str], *, sort: bool, inline: bool = False, parent_key: str | None = None
+    value: Any,
+    depth: int,
+    out: list[bytes],
+    *,
+    sort: bool,
+    inline: bool = False,
+    parent_key: str | None = None,
 ) -> None:
     if inline or not isinstance(value, dict | list) or not value:
         # Compact separators change nothing in a scalar or an empty container; sorted keys only a request.
         if sort and inline:
-            out.append(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            out.append(text.encode("utf-8"))
         else:
-            out.append(dumps_compact(value))
+            out.append(encode_compact(value))
         return
     pad = "  " * (depth + 1)
     if isinstance(value, list):
         inline_items = parent_key in ("events", "event_stream")
-        out.append("[\n")
+        out.append(b"[\n")
         for i, item in enumerate(value):
-            out.append(",\n" + pad if i else pad)
+            out.append((",\n" + pad if i else pad).encode())
             _pretty(item, depth + 1, out, sort=sort, inline=inline_items)
-        out.append("\n" + "  " * depth + "]")
+        out.append(("\n" + "  " * depth + "]").encode())
         return
     pairs = sorted(value.items()) if sort else value.items()
-    out.append("{\n")
+    out.append(b"{\n")
     for i, (k, v) in enumerate(pairs):
-        out.append((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: ")
+        out.append(((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: ").encode("utf-8"))
         _pretty(v, depth + 1, out, sort=sort or (depth == 0 and k == "request"), parent_key=k)
-    out.append("\n" + "  " * depth + "}")
+    out.append(("\n" + "  " * depth + "}").encode())
 
 
 class BadRecording(ValueError):
@@ -243,7 +256,7 @@ def write_pieces(fh: BinaryIO, data: bytes) -> None:
         fh.write(view[start : start + WRITE_PIECE])
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Readers see the old file or the new one, never half of one, even if this process dies."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid in the name lets a later run remove what a killed writer left behind.
@@ -254,7 +267,7 @@ def write_atomic(path: Path, text: str) -> None:
         # Encoded at once and written as bytes: a text-mode file encodes in small pieces, which made
         # writing a 10 MB recording take several times longer than the write itself.
         with os.fdopen(fd, "wb") as fh:
-            write_pieces(fh, text.encode("utf-8"))
+            write_pieces(fh, content.encode("utf-8") if isinstance(content, str) else content)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

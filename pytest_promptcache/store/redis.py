@@ -73,8 +73,8 @@ class SharedRecordings:
             return None
         return SharedHit(recording, _machine(machine))
 
-    def put(self, key: str, text: str, machine: str) -> bool:
-        """Store a recording's file text; False when Redis is down (the file is written regardless)."""
+    def put(self, key: str, content: bytes, machine: str) -> bool:
+        """Store a recording's file content; False when Redis is down (the file is written regardless)."""
         if not self.link.up:
             return False
         rec, by = self._keys(key)
@@ -83,7 +83,7 @@ class SharedRecordings:
 
         def write(client: Any) -> None:
             pipe = client.pipeline(transaction=True)
-            pipe.set(rec, text.encode("utf-8"), px=px)
+            pipe.set(rec, content, px=px)
             pipe.set(by, machine.encode("utf-8"), px=px)
             pipe.execute()
 

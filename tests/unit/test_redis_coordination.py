@@ -19,7 +19,7 @@ from pytest_promptcache.keys import key_of
 from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta
 from pytest_promptcache.redislink import RedisLink, SharedDown
 from pytest_promptcache.sharedconf import SharedConfig
-from pytest_promptcache.store.files import dumps_recording
+from pytest_promptcache.store.files import encode_recording
 from pytest_promptcache.store.redis import SharedRecordings
 
 __all__ = ["module_redis", "own_redis", "redis_server"]
@@ -71,7 +71,7 @@ def test_a_recording_round_trips_with_its_machine_and_ttl(redis_server: RedisSer
     tier = SharedRecordings(link, max_size=1 << 20)
     rec = recording("hello")
     assert tier.get(rec.key) is None
-    assert tier.put(rec.key, dumps_recording(rec.to_json_data()), "ci-3")
+    assert tier.put(rec.key, encode_recording(rec.to_json_data()), "ci-3")
     hit = tier.get(rec.key)
     assert hit is not None
     assert (hit.recording, hit.machine) == (rec, "ci-3")
@@ -91,7 +91,7 @@ def test_down_tier_neither_reads_nor_writes(own_redis: RedisServer) -> None:
     rec = recording("gone")
     assert tier.get(rec.key) is None
     assert not link.up
-    assert not tier.put(rec.key, "{}", "m")
+    assert not tier.put(rec.key, b"{}", "m")
     assert len(link.notices) == 1
     assert "is unavailable (reading a recording: ConnectionError" in link.notices[0]
 
@@ -271,13 +271,13 @@ def test_each_operation_falls_back_when_it_is_the_first_to_find_redis_gone(
         lock.describe_holder,
         state.spent,
         lambda: state.add_debt("api.test", 1.0, max_wait=10.0),
-        lambda: tier.put("k", "{}", "ci-1"),
+        lambda: tier.put("k", b"{}", "ci-1"),
     ):
         state.link._down = False  # as if Redis had just gone away
         first()
         assert not state.link.up
     assert state.spent() == 0.0
-    assert not tier.put("k", "{}", "ci-1")
+    assert not tier.put("k", b"{}", "ci-1")
 
 
 def test_a_lost_renewal_is_one_notice(own_redis: RedisServer, tmp_path: Path) -> None:
