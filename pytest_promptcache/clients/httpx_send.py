@@ -51,10 +51,7 @@ class Flavor:
 
 def raw_request(request: Any, body: bytes) -> RawRequest:
     url = request.url
-    headers = request.headers
-    # Decoding raw headers with the encoding looked up once is cheaper than multi_items(), which
-    # evaluates it twice per header; a URL without a query needs no QueryParams parse. Hot path.
-    encoding = headers.encoding
+    # A URL without a query needs no QueryParams parse. Hot path.
     return RawRequest(
         method=request.method,
         scheme=url.scheme,
@@ -62,9 +59,21 @@ def raw_request(request: Any, body: bytes) -> RawRequest:
         port=url.port,
         path=url.path,
         query=tuple(url.params.multi_items()) if url.query else (),
-        headers=tuple([(k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw]),
+        headers=_decoded_headers(request.headers),
         body=body,
     )
+
+
+def _decoded_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+    """(lower-case name, value) of each header, decoded as ``Headers`` decodes them: as ASCII when every
+    one is ASCII (as good as always), else as UTF-8 or Latin-1, whichever its ``encoding`` finds fits.
+    Asking ``encoding`` first would decode every header one more time, on every call (~3 µs)."""
+    raw = headers.raw
+    try:
+        return tuple([(k.decode("ascii").lower(), v.decode("ascii")) for k, v in raw])
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        return tuple([(k.lower().decode(encoding), v.decode(encoding)) for k, v in raw])
 
 
 _flavors: dict[str, Flavor] = {}
