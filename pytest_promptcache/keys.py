@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from . import __version__
+from .jsontext import utf8
 from .lru import LRU
 from .models import CanonicalRequest
 from .rules import KeyRules, drop_path
@@ -151,7 +152,7 @@ def canonical_json(request: CanonicalRequest) -> str:
 
 
 def key_of(request: CanonicalRequest) -> str:
-    return hashlib.sha256(canonical_json(request).encode("utf-8")).hexdigest()
+    return hashlib.sha256(utf8(canonical_json(request))).hexdigest()
 
 
 class KeyMemory(Protocol):

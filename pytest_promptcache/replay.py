@@ -4,13 +4,15 @@ chunks the client reads, one per SSE event or AWS event-stream message. Built on
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
+from .jsontext import utf8
 from .models import RecordedResponse, SSEEvent
 
 
@@ -53,7 +55,10 @@ WIRE_HEADERS = frozenset(
 def json_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON, written by pydantic-core: a sixth of json.dumps' time, which a stream's
     first serve pays once per event. Non-finite numbers as json.dumps writes them (NaN, Infinity)."""
-    return to_json(value, inf_nan_mode="constants")
+    try:
+        return to_json(value, inf_nan_mode="constants")
+    except PydanticSerializationError:  # a lone surrogate: as the escape it arrived as
+        return utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 def event_bytes(

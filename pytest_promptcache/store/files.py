@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
-from pydantic_core import from_json
 
-from ..jsontext import encode_compact
+from ..jsontext import encode_compact, loads_bounded, utf8
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Recording
@@ -72,8 +71,7 @@ def _pretty(
     if inline or not isinstance(value, dict | list) or not value:
         # Compact separators change nothing in a scalar or an empty container; sorted keys only a request.
         if sort and inline:
-            text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-            out.append(text.encode("utf-8"))
+            out.append(utf8(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))))
         else:
             out.append(encode_compact(value))
         return
@@ -89,7 +87,7 @@ def _pretty(
     pairs = sorted(value.items()) if sort else value.items()
     out.append(b"{\n")
     for i, (k, v) in enumerate(pairs):
-        out.append(((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: ").encode("utf-8"))
+        out.append(utf8((",\n" if i else "") + f"{pad}{json.dumps(k, ensure_ascii=False)}: "))
         _pretty(v, depth + 1, out, sort=sort or (depth == 0 and k == "request"), parent_key=k)
     out.append(("\n" + "  " * depth + "}").encode())
 
@@ -143,7 +141,7 @@ def _object(text: str) -> dict[str, Any]:
     instead of recursing, so nothing that walks the result afterwards (validation, hashing, scrubbing)
     can raise RecursionError."""
     try:
-        data = from_json(text)
+        data = loads_bounded(text)
     except ValueError as exc:
         if "recursion limit" in str(exc):
             raise BadRecording(f"it is nested too deeply to be a recording ({exc})") from None

@@ -19,8 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic_core import from_json
-
+from ..jsontext import loads_bounded
 from ..keys import canonical_fields, dumps_canonical
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Measured, PriceFacts, Recording, TokenUsage, model_of
@@ -156,7 +155,7 @@ def load_kept(
     text, info = read_recording_text_info(path, max_size)
     key = path.name.removesuffix(SUFFIX)
     try:
-        data = from_json(text)
+        data = loads_bounded(text)
     except ValueError:
         data = None  # the models' reading says what is wrong
     if isinstance(data, dict):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_promptcache.jsontext import encode_compact, loads
+from pytest_promptcache.jsontext import MAX_DEPTH, encode_compact, loads, loads_bounded, utf8
 
 TEXTS = [
     '{"a":1,"a":2}',
@@ -77,8 +77,32 @@ def test_values_are_written_as_json_dumps_writes_them(value: Any) -> None:
     assert encode_compact(value) == compact(value).encode()
 
 
-def test_a_lone_surrogate_cannot_be_written_as_utf8() -> None:
-    # pydantic-core refuses it; json.dumps writes it raw, which UTF-8 cannot hold (nor can a recording:
-    # reading one refuses a lone surrogate escape).
-    with pytest.raises(UnicodeEncodeError):
-        encode_compact({"lone": "\ud800 surrogate"})
+def test_a_lone_surrogate_is_written_as_its_escape_and_read_back() -> None:
+    value = {"content": "half \ud83d", "\udc00key": ["\ude00", "whole \U0001f600"]}
+    text = encode_compact(value)
+    assert b"\\ud83d" in text
+    assert b"\\udc00key" in text
+    assert "whole \U0001f600".encode() in text  # only the lone ones are escaped
+    assert loads(text.decode()) == value
+    assert loads_bounded(text.decode()) == value
+    assert utf8("plain é") == "plain é".encode()
+
+
+def test_nesting_too_deep_for_the_standard_library_is_a_value_error() -> None:
+    # json.loads itself raises RecursionError here: a live event nested so deep must not end the call.
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads(deep)
+
+
+def test_read_by_the_standard_library_is_held_to_the_same_depth() -> None:
+    # pydantic-core refuses the lone surrogate; json.loads reads it, and the depth is checked after.
+    shallow = "[" * MAX_DEPTH + '"\\ud83d"' + "]" * MAX_DEPTH
+    assert loads_bounded(shallow) is not None
+    deep = "[" * (MAX_DEPTH + 1) + '"\\ud83d"' + "]" * (MAX_DEPTH + 1)
+    with pytest.raises(ValueError, match="recursion limit"):
+        loads_bounded(deep)
+    with pytest.raises(ValueError, match="recursion limit"):
+        loads_bounded("[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5))  # pydantic-core's own refusal
+    with pytest.raises(ValueError, match="expected value"):  # neither reads it: pydantic-core's message
+        loads_bounded('{"not": json')

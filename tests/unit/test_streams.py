@@ -51,6 +51,14 @@ def test_encode_then_parse_round_trips() -> None:
     assert parser.feed(b"".join(encode_event(e) for e in events).decode()) == events
 
 
+def test_an_event_nested_too_deeply_to_parse_is_kept_as_its_text() -> None:
+    # json.loads raises RecursionError on it; the event must neither end the call nor lose its bytes.
+    deep = "[" * 100_000 + "]" * 100_000
+    (event,) = SSEParser().feed(f"data: {deep}\n\n")
+    assert event == SSEEvent(text=deep)
+    assert encode_event(event) == f"data: {deep}\n\n".encode()
+
+
 def recorder(headers: list[tuple[str, str]]) -> tuple[BodyRecorder, list[Any]]:
     results: list[Any] = []
     rec = BodyRecorder(
