@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,11 @@ def urllib3_call(url: str, bodies: dict[int, bytes], *, stream: bool, manager: A
     return call
 
 
-def floor_pool_manager(answers: dict[int, tuple[int, list[tuple[str, str]], bytes]]) -> Any:
+# status, headers, body
+Answer = tuple[int, Sequence[tuple[str, str]], bytes]
+
+
+def floor_pool_manager(answers: Mapping[int, Answer]) -> Any:
     import urllib3
     from urllib3.response import HTTPResponse
 
@@ -160,7 +164,9 @@ def floor_pool_manager(answers: dict[int, tuple[int, list[tuple[str, str]], byte
 
 
 @contextlib.contextmanager
-def responses_floor(url: str, answers: dict[int, tuple[int, list[tuple[str, str]], bytes]]) -> Iterator[None]:
+def responses_floor(
+    url: str, answers: Mapping[int, tuple[int, Sequence[tuple[str, str]], bytes]]
+) -> Iterator[None]:
     import responses
 
     def callback(request: Any) -> tuple[int, dict[str, str], bytes]:

@@ -7,7 +7,6 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
@@ -16,23 +15,29 @@ from .jsontext import utf8
 from .models import RecordedResponse, SSEEvent
 
 
-@dataclass
+@dataclass(slots=True)
 class Replay:
     """A recorded response ready to serve many times: built once, then only copied into a Response.
-    Not to be changed once served: what is derived from it is kept."""
+    Never changed: what is derived from it is kept.
+
+    Tuples and slots: a session holds thousands (the memory tier, preloaded before the first test), and
+    each list or instance dict would be one more object for every garbage collection to walk."""
 
     status: int
-    headers: list[tuple[str, str]]
-    chunks: list[bytes]
-    # Headers as an HTTP library's own object, per library: built once, copied by each Response.
+    headers: tuple[tuple[str, str], ...]
+    chunks: tuple[bytes, ...]
+    # Headers as an HTTP library's own object, per library, once a recording is served a second time:
+    # copied by each Response. (None: served once. Most recordings are served once per process, and
+    # keeping an object per serve made the garbage collector run a full pass in a 2,000-call test.)
     prepared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The body when it is replayed whole, with its length (``assemble``), not as a stream.
+    whole: bytes | None = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def whole(self) -> bytes | None:
-        """The body when it is replayed whole, with its length (``assemble``), not as a stream."""
+    def __post_init__(self) -> None:
+        whole = None
         if any(name == "content-length" for name, _ in self.headers):
-            return b"".join(self.chunks)
-        return None
+            whole = b"".join(self.chunks)  # one chunk: the same bytes object, not a copy
+        self.whole = whole
 
 
 # Headers that describe the wire, not the answer: a replay has no wire, and its body is stored decoded.
@@ -133,7 +138,7 @@ def assemble(
 ) -> Replay:
     kept = [(k, v) for k, v in headers.items() if k not in WIRE_HEADERS]
     if stream is not None:
-        return Replay(status=status, headers=kept, chunks=stream)
+        return Replay(status=status, headers=tuple(kept), chunks=tuple(stream))
     if base64_body is not None:
         chunks = [base64.b64decode(base64_body)]
     elif text is not None:
@@ -143,4 +148,4 @@ def assemble(
     else:
         chunks = []
     kept.append(("content-length", str(sum(len(c) for c in chunks))))
-    return Replay(status=status, headers=kept, chunks=chunks)
+    return Replay(status=status, headers=tuple(kept), chunks=tuple(chunks))

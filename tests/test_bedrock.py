@@ -122,7 +122,7 @@ def test_a_recorder_keeps_each_message_exact_with_a_view_and_replays_them_as_chu
     assert response.event_stream[1].payload == {"contentBlockIndex": 0, "delta": {"text": "hello"}}
     assert response.is_stream
     replay = build_replay(response)
-    assert replay.chunks == MESSAGES
+    assert list(replay.chunks) == MESSAGES
     assert "content-length" not in dict(replay.headers)
 
 
@@ -324,10 +324,10 @@ def test_replayed_urllib3_responses_are_independent_copies_read_any_way() -> Non
     from pytest_promptcache.streams import Replay
 
     stream = Replay(
-        status=200, headers=[("content-type", "text/event-stream")], chunks=[b"data: 1\n\n", b"data: 22\n\n"]
+        status=200, headers=(("content-type", "text/event-stream"),), chunks=(b"data: 1\n\n", b"data: 22\n\n")
     )
     plain = Replay(
-        status=200, headers=[("content-type", "application/json"), ("content-length", "2")], chunks=[b"{}"]
+        status=200, headers=(("content-type", "application/json"), ("content-length", "2")), chunks=(b"{}",)
     )
 
     def serve(replay: Replay, preload: bool) -> Any:
@@ -338,7 +338,9 @@ def test_replayed_urllib3_responses_are_independent_copies_read_any_way() -> Non
     first, second = serve(stream, False), serve(stream, False)
     assert list(first.read_chunked()) == [b"data: 1\n\n", b"data: 22\n\n"]
     assert list(second.stream(4)) == [b"data", b": 1\n", b"\n", b"data", b": 22", b"\n\n"]
-    assert list(serve(stream, False).read_chunked()) == stream.chunks  # reading one left the next intact
+    assert list(serve(stream, False).read_chunked()) == list(
+        stream.chunks
+    )  # reading one left the next intact
     partly = serve(stream, False)
     assert partly.read(3) == b"dat"
     assert list(partly.read_chunked()) == [b"a: 1\n\n", b"data: 22\n\n"]

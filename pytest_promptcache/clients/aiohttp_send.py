@@ -139,7 +139,7 @@ class ReplayReader(StreamReader):
 
     __slots__ = ("_chunked", "_chunks", "_next")
 
-    def __init__(self, chunks: list[bytes], *, chunked: bool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, chunks: Sequence[bytes], *, chunked: bool, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(_NO_TRANSPORT, _BUFFER_LIMIT, loop=loop)
         self._chunks = chunks
         self._chunked = chunked

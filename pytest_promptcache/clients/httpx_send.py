@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -31,10 +31,13 @@ class Flavor:
 
     def response(self, replay: Replay, request: Any) -> Any:
         name = self.module.__name__
-        headers = replay.prepared.get(name)
+        prepared = replay.prepared
+        headers = prepared.get(name)
         if headers is None:
-            # A Response copies a Headers object as it is; a list it normalises header by header.
-            headers = replay.prepared[name] = self.module.Headers(replay.headers)
+            # A Response copies a Headers object as it is; a list it normalises header by header. Kept
+            # from a recording's second serve on: a first one would keep an object per call.
+            headers = self.module.Headers(replay.headers)
+            prepared[name] = headers if name in prepared else None
         body = replay.whole
         if body is not None:
             # Built read, as a mock transport's answer is: the client skips its decoding pass (~14 µs).
@@ -137,7 +140,7 @@ def make_flavor(module: ModuleType) -> Flavor:
     class ReplayStream(sync_base, async_base):  # type: ignore[misc]
         __slots__ = ("_chunks",)
 
-        def __init__(self, chunks: list[bytes]) -> None:
+        def __init__(self, chunks: Sequence[bytes]) -> None:
             self._chunks = chunks
 
         def __iter__(self) -> Iterator[bytes]:

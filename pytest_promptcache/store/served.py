@@ -135,7 +135,7 @@ class Kept(NamedTuple):
             usage = TokenUsage(**fields)  # validating a flat model costs less than model_construct
         facts = PriceFacts(key, self.schema_version, self.model, usage, self.cost_usd, self.cache_saved_usd)
         price = pricer(facts, lambda: read_recording(Path(path)))
-        replay = Replay(self.status, list(self.headers), list(self.chunks))
+        replay = Replay(self.status, self.headers, self.chunks)
         return StoredRecording(key, price, datetime.fromisoformat(self.recorded_at), self.test, replay)
 
 

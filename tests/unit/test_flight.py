@@ -74,7 +74,7 @@ def test_a_leaders_error_response_reaches_its_waiters(flights: Flights) -> None:
     waiter = in_thread(flights)
     assert isinstance(waiter, Wait)
     assert waiter.failure is None  # not finished yet
-    error = Replay(status=500, headers=[("content-type", "application/json")], chunks=[b"{}"])
+    error = Replay(status=500, headers=(("content-type", "application/json"),), chunks=(b"{}",))
     flights.finish(leader, response=error)
     assert waiter.failure is leader
     assert leader.response is error

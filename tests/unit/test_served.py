@@ -171,7 +171,7 @@ def test_streams_have_no_length_and_bodies_have_theirs() -> None:
     assert ("content-length", "4") in text.headers
     assert [name for name, _ in text.headers].count("content-length") == 1
     assert build_replay(RESPONSES["event_stream"]).chunks[1] == b"raw bytes"
-    assert build_replay(RESPONSES["empty"]).chunks == []
+    assert build_replay(RESPONSES["empty"]).chunks == ()
     # What is replayed whole (the client gets it read, with its length) and what as a stream.
     assert text.whole == b"oops"
     assert build_replay(RESPONSES["empty"]).whole == b""
@@ -354,11 +354,17 @@ def test_responses_of_one_replay_share_no_headers(module_name: str) -> None:
     replay = build_replay(RESPONSES["text"])
     request = module.Request("POST", "http://127.0.0.1/v1/chat/completions")
     first = flavor.response(replay, request)
+    assert replay.prepared == {module_name: None}  # a first serve keeps no object
     first.headers["x-changed"] = "yes"
     del first.headers["content-length"]
     second = flavor.response(replay, request)
     assert "x-changed" not in second.headers
-    assert second.headers.multi_items() == replay.headers
+    assert tuple(second.headers.multi_items()) == replay.headers
     assert second.content == first.content == b"oops"
+    # Kept from the second serve on: the third copies the kept object, which the second's change missed.
+    assert replay.prepared[module_name] is not None
+    second.headers["x-changed"] = "again"
+    third = flavor.response(replay, request)
+    assert tuple(third.headers.multi_items()) == replay.headers
     stream = flavor.response(build_replay(RESPONSES["sse"]), request)
     assert stream.read() == b"".join(build_replay(RESPONSES["sse"]).chunks)

@@ -329,14 +329,14 @@ def test_build_replay_for_each_kind_of_body() -> None:
         "x-request-id": "r",
     }
     events = build_replay(RecordedResponse(status=200, headers=headers, events=[SSEEvent(text="[DONE]")]))
-    assert events.chunks == [b"data: [DONE]\n\n"]
-    assert events.headers == [("content-type", "x"), ("x-request-id", "r")]  # a stream has no length
+    assert events.chunks == (b"data: [DONE]\n\n",)
+    assert events.headers == (("content-type", "x"), ("x-request-id", "r"))  # a stream has no length
     binary = build_replay(RecordedResponse(status=200, base64=base64.b64encode(b"\x00\x01").decode()))
-    assert (binary.chunks, binary.headers) == ([b"\x00\x01"], [("content-length", "2")])
+    assert (binary.chunks, binary.headers) == ((b"\x00\x01",), (("content-length", "2"),))
     text = build_replay(RecordedResponse(status=503, text="busy \u2013 later"))
-    assert (text.status, text.chunks) == (503, ["busy \u2013 later".encode()])
+    assert (text.status, text.chunks) == (503, ("busy \u2013 later".encode(),))
     body = build_replay(RecordedResponse(status=200, body={"a": "\u00e9"}))
     assert json.loads(body.chunks[0]) == {"a": "\u00e9"}
-    assert body.headers == [("content-length", str(len(body.chunks[0])))]
+    assert body.headers == (("content-length", str(len(body.chunks[0]))),)
     empty = build_replay(RecordedResponse(status=204))
-    assert (empty.chunks, empty.headers) == ([], [("content-length", "0")])
+    assert (empty.chunks, empty.headers) == ((), (("content-length", "0"),))
