@@ -84,6 +84,11 @@ def encode_compact(value: Any) -> bytes:
             return to_json(value)
         except PydanticSerializationError:
             pass  # a lone surrogate
+    return encode_standard(value)
+
+
+def encode_standard(value: Any) -> bytes:
+    """What ``encode_compact`` gives, written by the standard library whatever the value holds."""
     return utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 

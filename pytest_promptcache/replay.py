@@ -4,14 +4,13 @@ chunks the client reads, one per SSE event or AWS event-stream message. Built on
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
-from .jsontext import utf8
+from .jsontext import encode_standard
 from .models import RecordedResponse, SSEEvent
 
 
@@ -63,7 +62,7 @@ def json_bytes(value: Any) -> bytes:
     try:
         return to_json(value, inf_nan_mode="constants")
     except PydanticSerializationError:  # a lone surrogate: as the escape it arrived as
-        return utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        return encode_standard(value)
 
 
 def event_bytes(
