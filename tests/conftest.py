@@ -23,6 +23,8 @@ from llm_server import LLMServer
 # then met a TokenUsage of the first run's class ("Input should be ... an instance of TokenUsage") when
 # a module ran on its own (tests/test_more_clients.py); kept here, every run shares one class.
 import pytest_promptcache.models  # noqa: F401
+from pytest_promptcache.session import CacheSession
+from pytest_promptcache.settings import build_settings
 
 # Suites under tests/suites are run by pytester inside our tests, never collected directly.
 collect_ignore = ["suites"]
@@ -37,6 +39,19 @@ FAKE_SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-api03-TESTKEYabcdefghijklmnopqrstuvwxyz0123",
     "GEMINI_API_KEY": "AIzaSyTESTKEYabcdefghijklmnopqrstuvwx12",
 }
+
+
+def cache_session(mode: str, root: Path) -> CacheSession:
+    """A session of ``mode`` in-process, as the plugin makes one: recordings in ``root/cassettes``, its
+    state in ``root/state``, no environment (nothing to scrub, no keys). Install it to intercept."""
+    settings = build_settings(
+        rootdir=root,
+        cli_mode=mode,
+        cli_dir=str(root / "cassettes"),
+        env={},
+        ini={"promptcache_state_dir": str(root / "state")},
+    )
+    return CacheSession(settings, env={})
 
 
 def assert_each_failed_on_the_miss(result: pytest.RunResult, tests: int, changed: str) -> None:

@@ -11,26 +11,15 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from conftest import cache_session
 from llm_server import LLMServer
 
 from pytest_promptcache.clients import install, uninstall
 from pytest_promptcache.session import CacheSession
-from pytest_promptcache.settings import build_settings
 from pytest_promptcache.store.served_cache import RACY_NS
 
 CALLS = 200
 TEST = "test_app.py::test_many"
-
-
-def session(mode: str, root: Path) -> CacheSession:
-    settings = build_settings(
-        rootdir=root,
-        cli_mode=mode,
-        cli_dir=str(root / "cassettes"),
-        env={},
-        ini={"promptcache_state_dir": str(root / "state")},
-    )
-    return CacheSession(settings, env={})
 
 
 def ask_all(cache: CacheSession, url: str) -> None:
@@ -55,16 +44,16 @@ def tracked() -> int:
 
 @pytest.mark.slow
 def test_a_recording_served_once_leaves_only_its_call_event(llm_server: LLMServer, tmp_path: Path) -> None:
-    recorder = session("record", tmp_path)
+    recorder = cache_session("record", tmp_path)
     ask_all(recorder, llm_server.url)
     recorder.close()
     time.sleep(RACY_NS / 1e9 + 0.2)  # the recordings' times old enough to be trusted to change
     # The first replay reads the files and keeps, in the state directory, their served forms and what
     # the test was served; the second preloads those before the test, as a suite's next run does.
-    first = session("replay", tmp_path)
+    first = cache_session("replay", tmp_path)
     ask_all(first, llm_server.url)
     first.close()
-    second = session("replay", tmp_path)
+    second = cache_session("replay", tmp_path)
     assert second.preload([TEST]) == CALLS
     before = tracked()
     ask_all(second, llm_server.url)

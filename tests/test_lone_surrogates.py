@@ -13,10 +13,9 @@ from typing import Any
 
 import openai
 import pytest
+from conftest import cache_session
 
 from pytest_promptcache.clients import install, uninstall
-from pytest_promptcache.session import CacheSession
-from pytest_promptcache.settings import build_settings
 from pytest_promptcache.store.files import read_recording
 
 STREAM = (
@@ -63,14 +62,7 @@ def provider() -> Iterator[str]:
 
 def answers(mode: str, base_url: str, root: Path) -> tuple[list[str | None], str | None]:
     """What the app read from a stream and from a whole answer, in one session of ``mode``."""
-    settings = build_settings(
-        rootdir=root,
-        cli_mode=mode,
-        cli_dir=str(root / "cassettes"),
-        env={},
-        ini={"promptcache_state_dir": str(root / "state")},
-    )
-    session = CacheSession(settings, env={})
+    session = cache_session(mode, root)
     install(session)
     try:
         session.begin_test("test_app.py::test_smile")
