@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from .keys import key_of
 from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
-from .store.cassettes import CassetteStore, CorruptRecording
+from .store.cassettes import CassetteStore
 from .store.index import group_of
 from .store.packed import GroupKey
 from .streams import Replay, build_replay
@@ -220,15 +220,9 @@ def describe_miss(
     """The miss message for a request, with what the store knows: the nearest recording (and the test
     that made it) and the same request recorded for another host."""
     near = nearest(request, store)
-    recorded_by = None
-    if near is not None:
-        try:
-            stored = store.get(near[0])
-        except CorruptRecording:
-            stored = None
-        # Made by an older version, a recording's test id may still hold a secret.
-        recorded_by = stored.test if stored is not None else None
-        recorded_by = scrub(recorded_by) if recorded_by else None
+    recorded_by = store.recorded_by(near[0]) if near is not None else None
+    # Made by an older version, a recording's test id may still hold a secret.
+    recorded_by = scrub(recorded_by) if recorded_by else None
     return miss_message(
         request=request,
         key=key,

@@ -22,6 +22,7 @@ from .files import (
     SUFFIX,
     CorruptRecording,
     encode_recording,
+    read_json,
     recording_keys,
     sweep_temp_files,
     write_atomic,
@@ -195,6 +196,20 @@ class CassetteStore:
 
     def keys(self) -> Iterator[str]:
         return recording_keys(self.directory)
+
+    def recorded_by(self, key: str) -> str | None:
+        """The test that made a recording, as its file says; None if it says none or cannot be read.
+        Read, not served: a miss names the nearest recording's test without loading or pricing it (a
+        recording without usage is priced by counting its tokens, whose encoding takes ~0.25 s to load)."""
+        stored = self._memory.get(key, wait=False)
+        if stored is not None:
+            return stored.test
+        try:
+            meta = read_json(self.path_for(key), self.max_file_size).get("meta")
+        except (FileNotFoundError, CorruptRecording):
+            return None
+        test = meta.get("test") if isinstance(meta, dict) else None
+        return test if isinstance(test, str) else None
 
     def request_of(self, key: str) -> CanonicalRequest | None:
         """Only the request of a recording, verified; None if its file is missing or unusable (that
