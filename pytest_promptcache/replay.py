@@ -23,12 +23,11 @@ class Replay:
     each list or instance dict would be one more object for every garbage collection to walk."""
 
     status: int
+    # Handed to each response as they are: an HTTP library's own headers object kept per recording
+    # saved ~2 µs a call and cost three objects that every later garbage collection walks (in a
+    # 2,000-call process, one full collection more: ~50 ms).
     headers: tuple[tuple[str, str], ...]
     chunks: tuple[bytes, ...]
-    # Headers as an HTTP library's own object, per library, once a recording is served a second time:
-    # copied by each Response. (None: served once. Most recordings are served once per process, and
-    # keeping an object per serve made the garbage collector run a full pass in a 2,000-call test.)
-    prepared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # The body when it is replayed whole, with its length (``assemble``), not as a stream.
     whole: bytes | None = field(init=False, compare=False, repr=False)
 

@@ -30,23 +30,15 @@ class Flavor:
     async_tee: type[Any]
 
     def response(self, replay: Replay, request: Any) -> Any:
-        name = self.module.__name__
-        prepared = replay.prepared
-        headers = prepared.get(name)
-        if headers is None:
-            # A Response copies a Headers object as it is; a list it normalises header by header. Kept
-            # from a recording's second serve on: a first one would keep an object per call.
-            headers = self.module.Headers(replay.headers)
-            prepared[name] = headers if name in prepared else None
         body = replay.whole
         if body is not None:
             # Built read, as a mock transport's answer is: the client skips its decoding pass (~14 µs).
             return self.module.Response(
-                status_code=replay.status, headers=headers, content=body, request=request
+                status_code=replay.status, headers=replay.headers, content=body, request=request
             )
         return self.module.Response(
             status_code=replay.status,
-            headers=headers,
+            headers=replay.headers,
             stream=self.replay_stream(replay.chunks),
             request=request,
         )
