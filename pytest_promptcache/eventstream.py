@@ -148,10 +148,6 @@ def reframe(raw: bytes, payload: bytes) -> bytes:
     return body + zlib.crc32(body).to_bytes(4, "big")
 
 
-def _compact(value: Any) -> bytes:
-    return jsontext.encode_compact(value)
-
-
 def scrubbed(
     msg: EventStreamMessage, scrub_json: Callable[[Any], Any], scrub_text: Callable[[str], str]
 ) -> EventStreamMessage:
@@ -166,10 +162,10 @@ def scrubbed(
     if text is not None:
         new_payload = text.encode("utf-8")
     elif decoded is not None:
-        wrapped = base64.b64encode(_compact(decoded)).decode("ascii")
-        new_payload = _compact({"bytes": wrapped, **(payload or {})})
+        wrapped = base64.b64encode(jsontext.encode_compact(decoded)).decode("ascii")
+        new_payload = jsontext.encode_compact({"bytes": wrapped, **(payload or {})})
     else:
-        new_payload = _compact(payload)
+        new_payload = jsontext.encode_compact(payload)
     raw = reframe(raw_bytes(msg), new_payload)
     return EventStreamMessage(
         headers=msg.headers,

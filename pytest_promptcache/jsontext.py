@@ -87,9 +87,10 @@ def encode_compact(value: Any) -> bytes:
     return encode_standard(value)
 
 
-def encode_standard(value: Any) -> bytes:
-    """What ``encode_compact`` gives, written by the standard library whatever the value holds."""
-    return utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+def encode_standard(value: Any, *, sort_keys: bool = False) -> bytes:
+    """What ``encode_compact`` gives (keys sorted if asked), written by the standard library whatever the
+    value holds."""
+    return utf8(json.dumps(value, sort_keys=sort_keys, ensure_ascii=False, separators=(",", ":")))
 
 
 def _has_float(value: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
-from ..jsontext import encode_compact, loads_bounded, utf8
+from ..jsontext import encode_compact, encode_standard, loads_bounded, utf8
 from ..keys import key_of
 from ..limits import DEFAULT_MAX_RECORDING_SIZE
 from ..models import KNOWN_SCHEMA_VERSIONS, Recording
@@ -71,7 +71,7 @@ def _pretty(
     if inline or not isinstance(value, dict | list) or not value:
         # Compact separators change nothing in a scalar or an empty container; sorted keys only a request.
         if sort and inline:
-            out.append(utf8(json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))))
+            out.append(encode_standard(value, sort_keys=True))
         else:
             out.append(encode_compact(value))
         return
