@@ -19,9 +19,17 @@ import openai  # noqa: F401
 import pytest
 from llm_server import LLMServer
 
-# The same for the plugin's models: an in-process run drops the modules it imported, and a run after it
-# then met a TokenUsage of the first run's class ("Input should be ... an instance of TokenUsage") when
-# a module ran on its own (tests/test_more_clients.py); kept here, every run shares one class.
+# The same for the plugin's models and the call path of every client library: an in-process run drops
+# the modules it imported. A run after it then met a TokenUsage of the first run's class ("Input should
+# be ... an instance of TokenUsage") when a module ran on its own (tests/test_more_clients.py); and a test
+# module importing ``pytest_promptcache.clients`` kept that module, with its cache of each library's
+# handler, while the handler's own module, first imported by a run, was dropped: the next run's engine
+# answered with a Replay of another class than the kept handler checks for ("'Replay' object has no
+# attribute 'delay_before_send'", tests/test_bedrock.py before test_async_safety.py). Kept here, every
+# run shares one of each.
+import pytest_promptcache.clients.aiohttp_send
+import pytest_promptcache.clients.httpx_send
+import pytest_promptcache.clients.urllib3_send
 import pytest_promptcache.models  # noqa: F401
 from pytest_promptcache.session import CacheSession
 from pytest_promptcache.settings import build_settings
