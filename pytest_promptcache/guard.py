@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .coordination.statedir import make_private_dirs
 from .safefile import UnsafeFile, read_regular_file
 
 # Modules a connection passes through on its way from the client: the client is the first one
@@ -148,7 +149,7 @@ class HostCache:
         }
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
             temp.write_text(json.dumps(document, sort_keys=True), encoding="utf-8")
             os.replace(temp, self.path)
         except OSError:  # a cache: the next session reads the directory again

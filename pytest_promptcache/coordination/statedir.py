@@ -68,6 +68,20 @@ def check_state_dirs(top: Path, root: Path) -> None:
             return
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and every missing directory above it, each 0700. (``Path.mkdir(mode=0o700,
+    parents=True)`` gives the parents it creates the umask's mode: a cache written before the session's
+    state directory existed left its top level 0755, readable by every user.) Raises OSError."""
+    missing: list[Path] = []
+    level = path
+    while not os.path.lexists(level) and level.parent != level:
+        missing.append(level)
+        level = level.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(level, 0o700)
+
+
 def make_state_dirs(top: Path, root: Path) -> None:
     """Create the levels that are missing, private, and check every level, found or made."""
     top.parent.mkdir(parents=True, exist_ok=True)

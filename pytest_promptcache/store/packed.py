@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..coordination.statedir import make_private_dirs
 from .files import write_pieces
 
 FORMAT: Literal[1] = 1
@@ -169,7 +170,7 @@ def by_distance(distances: bytes, offset: int) -> Iterator[tuple[int, int]]:
 def private_dir(path: Path) -> bool:
     """Creates ``path`` (0700); True if it is ours and nobody else may write to it."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path)
         st = path.stat()
     except OSError:
         return False

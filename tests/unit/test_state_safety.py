@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pytest_promptcache.coordination.state import FileLock, SharedState, StateWarning
-from pytest_promptcache.coordination.statedir import UnsafeStateDir, check_state_dirs
+from pytest_promptcache.coordination.statedir import UnsafeStateDir, check_state_dirs, make_private_dirs
+from pytest_promptcache.store.packed import private_dir
 
 KEY = "ab" * 32
 HOST = "api.example.com"
@@ -42,6 +43,20 @@ def test_state_directories_are_created_private(tmp_path: Path) -> None:
     assert state.key_lock(KEY).try_acquire()
     assert mode_of(top) == 0o700
     assert mode_of(top / "digest") == 0o700
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_a_cache_written_before_the_state_directory_exists_makes_every_level_private(
+    tmp_path: Path,
+) -> None:
+    # The miss index, the served forms and the guard's hosts each make their directory when they first
+    # write; made with Path.mkdir(mode=0o700, parents=True), the levels above it kept the umask's mode.
+    top = tmp_path / "pytest-promptcache-0"
+    assert private_dir(top / "digest" / "index")
+    assert [mode_of(level) for level in (top, top / "digest", top / "digest" / "index")] == [0o700] * 3
+    assert private_dir(top / "digest" / "index")  # made already: checked, not made again
+    make_private_dirs(top / "digest" / "other")
+    assert mode_of(top / "digest" / "other") == 0o700
 
 
 def _planted(top: Path, how: str) -> None:
