@@ -68,6 +68,7 @@ class Engine(OrderedServing):
             index_dir=root / "index",
             shared=shared,
             pricer=self.ledger.price_replay,
+            prices=self.ledger.prices.identity,
             state_root=root,
         )
         self.keyer.memory = self.store.served_cache

@@ -7,6 +7,10 @@ does not know still has its tokens counted.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -295,6 +299,24 @@ class PriceBook:
 
     def __init__(self, overrides: Mapping[str, ModelPrice] | None = None) -> None:
         self.overrides = dict(overrides or {})
+
+    @functools.cached_property
+    def identity(self) -> str:
+        """Names the prices this book gives, so that a price kept between sessions (the served-form
+        cache) is used only where the same would be given again: the user's own prices, and
+        genai-prices' data by its file's size and time (an upgrade or reinstall changes them; reading
+        the package's version from its metadata costs ~2 ms more, at every session's start)."""
+        spec = importlib.util.find_spec("genai_prices")
+        data = "none"
+        if spec is not None and spec.origin is not None:
+            try:
+                info = os.stat(os.path.join(os.path.dirname(spec.origin), "data.py"))
+            except OSError:
+                data = spec.origin
+            else:
+                data = f"{spec.origin}:{info.st_size}:{info.st_mtime_ns}"
+        own = repr(sorted(self.overrides.items()))
+        return hashlib.sha256(f"{data}\n{own}".encode()).hexdigest()[:32]
 
     def has_override(self, models: Iterable[str | None]) -> bool:
         return any(m and (m in self.overrides or DATE_SUFFIX.sub("", m) in self.overrides) for m in models)

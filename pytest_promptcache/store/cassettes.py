@@ -64,12 +64,14 @@ class CassetteStore:
         index_dir: Path | None = None,
         shared: SharedRecordings | None = None,
         pricer: Pricer = carried_price,
+        prices: str = "carried",
         state_root: Path | None = None,
     ) -> None:
         """``index_dir``: where the miss index is kept between sessions (in memory only without one).
         ``shared``: the Redis tier behind the files, if the fleet has one. ``pricer``: a recording's
-        price, asked once per recording read or saved. ``state_root``: the state directory, where
-        recordings' served forms are kept between sessions (``served_cache``); none without it."""
+        price, asked once per recording read or saved; ``prices`` names what it prices under
+        (``usage.PriceBook.identity``). ``state_root``: the state directory, where recordings' served
+        forms are kept between sessions, with their prices (``served_cache``); none without it."""
         self.directory = directory
         self._directory_text = os.path.join(directory, "")
         self.shared = shared
@@ -81,7 +83,9 @@ class CassetteStore:
         self._index: RecordingIndex | None = None
         self._index_lock = threading.Lock()
         self.served_cache = (
-            ServedCache(pack_path(state_root, directory), directory) if state_root is not None else None
+            ServedCache(pack_path(state_root, directory), directory, prices=prices)
+            if state_root is not None
+            else None
         )
 
     @property
@@ -126,11 +130,7 @@ class CassetteStore:
             return 0
         count = 0
         for key, kept in cache.preload(tests, self._memory_size, self._name_of, self.max_file_size):
-            try:
-                stored = kept.stored(key, self._name_of(key), self._pricer)
-            except (CorruptRecording, OSError):
-                continue  # the test that needs it meets it as it would have
-            self._memory.put(key, stored)
+            self._memory.put(key, kept.stored(key))
             count += 1
         return count
 
@@ -140,7 +140,7 @@ class CassetteStore:
         try:
             kept = cache.get(key, name, self.max_file_size) if cache is not None else None
             if kept is not None:
-                stored = kept.stored(key, name, self._pricer)
+                stored = kept.stored(key)
             else:
                 stored, kept, info, text = load_kept(Path(name), self._pricer, self.max_file_size)
                 if cache is not None:

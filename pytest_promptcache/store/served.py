@@ -26,7 +26,6 @@ from ..models import KNOWN_SCHEMA_VERSIONS, Measured, PriceFacts, Recording, Tok
 from ..replay import Replay, build_replay, replay_of_data
 from .files import (
     SUFFIX,
-    read_recording,
     read_recording_text_info,
     recording_from_text,
     validated_recording,
@@ -95,22 +94,24 @@ class StoredRecording:
 
 class Kept(NamedTuple):
     """What serving a recording needs, as plain values: what the served-form cache keeps between
-    sessions (``served_cache``), and what a ``StoredRecording`` is built from."""
+    sessions (``served_cache``), and what a ``StoredRecording`` is built from.
+
+    Its price is the one the session that read the file gave it, kept with the prices it was given under
+    (the cache's file names them): a recording that carries none (an older file, a hand-made one) is
+    priced by counting its tokens, which the next session need not do again."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
     chunks: tuple[bytes, ...]
     recorded_at: str
     test: str | None
-    schema_version: int
-    model: str | None
     usage: tuple[int, int, int, int, int, str | None] | None
     cost_usd: float | None
     cache_saved_usd: float | None
 
     @classmethod
-    def of(cls, facts: PriceFacts, recorded_at: datetime, test: str | None, replay: Replay) -> Kept:
-        usage = facts.usage
+    def of(cls, price: Measured, recorded_at: datetime, test: str | None, replay: Replay) -> Kept:
+        usage = price.usage
         counts: Any = None if usage is None else tuple(getattr(usage, name) for name in _COUNT_ORDER)
         return cls(
             replay.status,
@@ -118,14 +119,12 @@ class Kept(NamedTuple):
             tuple(replay.chunks),
             recorded_at.isoformat(),
             test,
-            facts.schema_version,
-            facts.model,
             counts,
-            facts.cost_usd,
-            facts.cache_saved_usd,
+            price.cost_usd,
+            price.cache_saved_usd,
         )
 
-    def stored(self, key: str, path: str, pricer: Pricer) -> StoredRecording:
+    def stored(self, key: str) -> StoredRecording:
         counts = self.usage
         usage = None
         if counts is not None:
@@ -133,8 +132,7 @@ class Kept(NamedTuple):
             if fields["source"] is None:
                 del fields["source"]  # as a file without one reads
             usage = TokenUsage(**fields)  # validating a flat model costs less than model_construct
-        facts = PriceFacts(key, self.schema_version, self.model, usage, self.cost_usd, self.cache_saved_usd)
-        price = pricer(facts, lambda: read_recording(Path(path)))
+        price = Measured(usage, self.cost_usd, self.cache_saved_usd)
         replay = Replay(self.status, self.headers, self.chunks)
         return StoredRecording(key, price, datetime.fromisoformat(self.recorded_at), self.test, replay)
 
@@ -164,10 +162,10 @@ def load_kept(
             facts, recorded_at, test, replay = written
             price = pricer(facts, lambda: validated_recording(path, data))
             stored = StoredRecording(key, price, recorded_at, test, replay)
-            return stored, Kept.of(facts, recorded_at, test, replay), info, text
+            return stored, Kept.of(price, recorded_at, test, replay), info, text
     recording = recording_from_text(path, text)
     stored = StoredRecording.of(recording, pricer)
-    kept = Kept.of(PriceFacts.of(recording), recording.meta.recorded_at, recording.meta.test, stored.replay)
+    kept = Kept.of(stored.price, recording.meta.recorded_at, recording.meta.test, stored.replay)
     return stored, kept, info, text
 
 

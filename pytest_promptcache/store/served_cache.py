@@ -2,13 +2,14 @@
 
 A test process serves most recordings once, and that first serve is what costs: the file read, parsed,
 checked and its key verified (about four warm serves). This cache keeps, per recording, its plain served
-form (``served.Kept``: status, headers, body chunks, when and by which test it was recorded, its price
-facts) from an earlier session. A recording is served from it after one ``lstat`` shows its file is the
-one that was read then: same device, inode, size, modification and change times (the change time cannot
-be set back by ``touch`` or ``utime``). A file of the same size that is not (a fresh checkout in CI, a
-copy) is read, and served from the cache if its bytes have the digest kept with the entry: hashing
-costs a fraction of parsing and checking. Anything else reads the file as before, and the entry is
-replaced.
+form (``served.Kept``: status, headers, body chunks, when and by which test it was recorded, its price)
+from an earlier session that priced recordings as this one does (a recording that carries no price is
+priced by counting its tokens: once, not in every session). A recording is served from it after one
+``lstat`` shows its file is the one that was read then: same device, inode, size, modification and
+change times (the change time cannot be set back by ``touch`` or ``utime``). A file of the same size
+that is not (a fresh checkout in CI, a copy) is read, and served from the cache if its bytes have the
+digest kept with the entry: hashing costs a fraction of parsing and checking. Anything else reads the
+file as before, and the entry is replaced.
 
 Kept only for what was read as a regular file (not through a symbolic link: its own status says nothing
 of its target), checked in the written form or by the models, whose times are more than 2 s older than
@@ -77,10 +78,13 @@ class ServedCache:
     """One cassette directory's served forms: those saved by earlier sessions (mapped, decoded one at a
     time when asked for) and those this session read (encoded, written by ``save``)."""
 
-    def __init__(self, path: Path, directory: Path, *, racy_ns: int = RACY_NS) -> None:
-        """``racy_ns``: how much older than the read a file's times must be for it to be kept."""
+    def __init__(self, path: Path, directory: Path, *, prices: str = "", racy_ns: int = RACY_NS) -> None:
+        """``prices``: what the session prices recordings under (``usage.PriceBook.identity``): a file
+        written under other prices is not used. ``racy_ns``: how much older than the read a file's times
+        must be for it to be kept."""
         self.path = path
         self.directory = directory
+        self.prices = prices
         self.racy_ns = racy_ns
         self.hits = 0
         # Of those, served after their file's bytes were read and found unchanged (a new inode).
@@ -214,7 +218,7 @@ class ServedCache:
         try:
             current = self._current(new, new_keys, tests)
             if current is not None:
-                write_pack(self.path, self.directory, *current)
+                write_pack(self.path, self.directory, self.prices, *current)
         finally:
             lock.release()
 
@@ -224,7 +228,7 @@ class ServedCache:
         with self._lock:
             if self._loaded:
                 return
-            self._pack = open_pack(self.path, self.directory)
+            self._pack = open_pack(self.path, self.directory, self.prices)
             self._loaded = True
 
     def _close(self) -> None:
@@ -247,7 +251,7 @@ class ServedCache:
         entries: dict[str, bytes] = {}
         keys: dict[bytes, str] = {}
         tests: TestKeys = {}
-        pack = open_pack(self.path, self.directory)
+        pack = open_pack(self.path, self.directory, self.prices)
         if pack is not None:
             try:
                 entries, keys, tests = pack.blobs(), dict(pack.keys), dict(pack.tests)

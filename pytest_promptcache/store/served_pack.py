@@ -30,8 +30,8 @@ from .files import write_pieces
 from .packed import open_state_file
 from .served import Kept
 
-# 2: the tests' keys. 3: each entry's content digest.
-FORMAT: Literal[3] = 3
+# 2: the tests' keys. 3: each entry's content digest. 4: each entry's price, under the header's prices.
+FORMAT: Literal[4] = 4
 MAX_ENTRIES = 1_000_000
 MAX_PACK_BYTES = 512 * 1024 * 1024
 MAX_ENTRY_BYTES = (1 << 24) - 1  # the length's bits in an index value
@@ -48,9 +48,11 @@ DIGEST_BYTES = 16
 class PackHeader(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal[3]
+    format: Literal[4]
     plugin_version: str
     directory: str
+    # What the entries were priced under (``usage.PriceBook.identity``).
+    prices: str
     entries: int
     index_bytes: int
     keys: int
@@ -108,8 +110,8 @@ def encode_entry(kept: Kept, info: os.stat_result, digest: bytes) -> bytes | Non
     return zlib.crc32(body).to_bytes(4, "little") + body
 
 
-def open_pack(path: Path, directory: Path) -> Pack | None:
-    """The mapped file; None if there is none to trust."""
+def open_pack(path: Path, directory: Path, prices: str) -> Pack | None:
+    """The mapped file; None if there is none to trust, or its prices are not ``prices``."""
     fd = open_state_file(path, MAX_PACK_BYTES * 2)
     if fd is None:
         return None
@@ -119,13 +121,13 @@ def open_pack(path: Path, directory: Path) -> Pack | None:
         return None
     finally:
         os.close(fd)
-    pack = _read_maps(mapped, directory)
+    pack = _read_maps(mapped, directory, prices)
     if pack is None:
         mapped.close()
     return pack
 
 
-def _read_maps(mapped: mmap.mmap, directory: Path) -> Pack | None:
+def _read_maps(mapped: mmap.mmap, directory: Path, prices: str) -> Pack | None:
     end = mapped.find(b"\n", 0, MAX_HEADER_BYTES)
     if end < 0:
         return None
@@ -135,6 +137,8 @@ def _read_maps(mapped: mmap.mmap, directory: Path) -> Pack | None:
         return None  # damaged, or another version's: rebuilt by the next save
     if header.plugin_version != __version__ or header.directory != str(directory):
         return None
+    if header.prices != prices:
+        return None  # priced otherwise (new prices of the user's, genai-prices upgraded): rebuilt
     spans = (header.index_bytes, header.keys_bytes, header.tests_bytes)
     maps: list[Any] = []
     start = end + 1
@@ -153,7 +157,12 @@ def _read_maps(mapped: mmap.mmap, directory: Path) -> Pack | None:
 
 
 def write_pack(
-    path: Path, directory: Path, entries: dict[str, bytes], keys: dict[bytes, str], tests: TestKeys
+    path: Path,
+    directory: Path,
+    prices: str,
+    entries: dict[str, bytes],
+    keys: dict[bytes, str],
+    tests: TestKeys,
 ) -> None:
     """Write the file whole and rename it into place; bounded by MAX_ENTRIES and MAX_PACK_BYTES (the
     newest key memory and tests kept). A cache: a file that cannot be written is left as it was."""
@@ -173,6 +182,7 @@ def write_pack(
         format=FORMAT,
         plugin_version=__version__,
         directory=str(directory),
+        prices=prices,
         entries=len(index),
         index_bytes=len(packed[0]),
         keys=len(keys),
@@ -223,7 +233,7 @@ def _is_signature(value: Any) -> bool:
 def _is_kept(value: Any) -> bool:
     if type(value) is not tuple or len(value) != len(Kept._fields):
         return False
-    status, headers, chunks, recorded_at, test, version, model, usage, cost, saved = value
+    status, headers, chunks, recorded_at, test, usage, cost, saved = value
     return (
         type(status) is int
         and type(headers) is tuple
@@ -232,8 +242,6 @@ def _is_kept(value: Any) -> bool:
         and all(type(c) is bytes for c in chunks)
         and type(recorded_at) is str
         and (test is None or type(test) is str)
-        and type(version) is int
-        and (model is None or type(model) is str)
         and (usage is None or _is_usage(usage))
         and (cost is None or type(cost) is float)
         and (saved is None or type(saved) is float)

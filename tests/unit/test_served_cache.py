@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_promptcache.keys import Keyer, RawRequest, key_of
-from pytest_promptcache.models import Recording
+from pytest_promptcache.ledger import Ledger
+from pytest_promptcache.models import Measured, PriceFacts, RecordedResponse, Recording
+from pytest_promptcache.prices import parse_prices
 from pytest_promptcache.rules import KeyRules
 from pytest_promptcache.scrub import Scrubber
 from pytest_promptcache.settings import Settings, build_settings
 from pytest_promptcache.store.cassettes import CassetteStore
-from pytest_promptcache.store.files import CorruptRecording, dumps_recording
-from pytest_promptcache.store.served import StoredRecording, carried_price, load
+from pytest_promptcache.store.files import CorruptRecording, dumps_recording, read_recording
+from pytest_promptcache.store.served import Pricer, StoredRecording, carried_price, load
 from pytest_promptcache.store.served_cache import ServedCache, pack_path
+from pytest_promptcache.usage import PriceBook
 
 from .test_served import KEY, META, REQUEST, RESPONSES, recording
 
@@ -435,3 +439,78 @@ def test_a_key_nobody_recorded_is_not_kept(tmp_path: Path) -> None:
     later = keyer_with_memory(ServedCache(cache.path, cache.directory))
     assert later.recall(chat("missed in replay")) is None
     assert later.recall(chat("recorded")) is not None
+
+
+# -- prices kept with the served forms -----------------------------------------------------------------
+
+CHAT_ANSWER = RecordedResponse(
+    status=200,
+    headers={"content-type": "application/json"},
+    body={"model": "gpt-4o-mini", "choices": [{"message": {"role": "assistant", "content": "hi there"}}]},
+)
+
+
+def priced_session(
+    cassettes: Path, state: Path, book: PriceBook, pricer: Pricer | None = None
+) -> tuple[Measured, int]:
+    """One session serving KEY with the plugin's own pricing (``Ledger``) under ``book``, or ``pricer``
+    in its place: the price it served KEY at, and how often a recording was priced."""
+    asked: list[str] = []
+    ledger = Ledger(book)
+
+    def counting(facts: PriceFacts, whole: Callable[[], Recording]) -> Measured:
+        asked.append(facts.key)
+        return (pricer or ledger.price_replay)(facts, whole)
+
+    kept = CassetteStore(cassettes, pricer=counting, prices=book.identity, state_root=state)
+    assert kept.served_cache is not None
+    kept.served_cache = ServedCache(kept.served_cache.path, cassettes, prices=book.identity, racy_ns=0)
+    try:
+        stored = kept.get(KEY)
+        assert stored is not None
+        return stored.price, len(asked)
+    finally:
+        kept.close()
+
+
+def never(facts: PriceFacts, whole: Callable[[], Recording]) -> Measured:
+    raise AssertionError(f"priced again: {facts.key}")
+
+
+def test_a_recording_without_usage_is_priced_by_counting_its_tokens_once_not_in_every_session(
+    tmp_path: Path,
+) -> None:
+    # An older or hand-made file carries no usage: pricing it counts its tokens (loading the tokenizer's
+    # encoding, ~0.25 s, in a session's first), and a later session serves the price that was kept.
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    cassettes.mkdir()
+    bare = recording(CHAT_ANSWER)
+    bare = bare.model_copy(update={"meta": bare.meta.model_copy(update={"usage": None, "cost_usd": None})})
+    (cassettes / f"{KEY}.json").write_text(dumps_recording(bare.to_json_data()), encoding="utf-8")
+    book = PriceBook()
+    first, asked = priced_session(cassettes, state, book)
+    assert asked == 1
+    assert first.usage is not None
+    assert first.usage.estimated
+    assert first.usage.input_tokens > 0
+    assert first.cost_usd is not None
+    assert first.cost_usd > 0
+    assert priced_session(cassettes, state, book, never) == (first, 0)
+
+
+def test_kept_prices_are_not_served_under_other_prices(tmp_path: Path) -> None:
+    cassettes, state = tmp_path / "cassettes", tmp_path / "state"
+    path = write(cassettes)
+    book = PriceBook()
+    carried, _ = priced_session(cassettes, state, book)
+    assert carried.cost_usd == META.cost_usd  # what the file carries
+    # The user now prices the model themselves: the kept price is not theirs, so it is priced again.
+    own = PriceBook(parse_prices(["gpt-4o-mini input=1000 output=1000"]))
+    assert own.identity != book.identity
+    assert own.identity == PriceBook(parse_prices(["gpt-4o-mini input=1000 output=1000"])).identity
+    price, asked = priced_session(cassettes, state, own)
+    assert asked == 1
+    assert price == Ledger(own).replay_price(read_recording(path))
+    assert price.cost_usd != carried.cost_usd
+    # And that session's prices are the ones kept from then on.
+    assert priced_session(cassettes, state, own, never) == (price, 0)
