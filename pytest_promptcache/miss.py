@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .jsontext import escape_surrogates
 from .keys import key_of
 from .models import CanonicalRequest, RecordedResponse
 from .similarity import score, signature, similarity, tokens, upper_bound
@@ -149,7 +150,9 @@ def _elsewhere_lines(url: str, request: CanonicalRequest, found: tuple[str, str 
 
 def pretty_request(request: CanonicalRequest) -> list[str]:
     data = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+    # A lone surrogate (half an emoji) would stop the terminal printing the message: shown escaped.
+    text = escape_surrogates(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+    return text.splitlines()
 
 
 def record_command(target: str | None, mode: str = "record") -> str:

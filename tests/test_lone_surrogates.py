@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 from conftest import cache_session
 
 from pytest_promptcache.clients import install, uninstall
+from pytest_promptcache.keys import key_of
+from pytest_promptcache.models import CanonicalRequest, RecordedResponse, Recording, RecordingMeta
+from pytest_promptcache.store.cassettes import CassetteStore
 from pytest_promptcache.store.files import read_recording
 
 STREAM = (
@@ -96,3 +100,49 @@ def test_a_lone_surrogate_is_recorded_and_replayed_as_it_arrived(provider: str, 
     assert answers("replay", provider, tmp_path) == live
     assert answers("replay", provider, tmp_path) == live
     assert _Provider.served == sent
+
+
+def test_a_miss_on_a_prompt_with_a_lone_surrogate_prints_its_diff(pytester: pytest.Pytester) -> None:
+    # The miss message quotes the request: a raw lone surrogate in it stopped pytest printing the message
+    # as it is, and the failure came out as one line of escaped newlines.
+    nearby = CanonicalRequest(
+        method="POST",
+        host="api.openai.com",
+        path="/v1/chat/completions",
+        body={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "half an emoji here"}]},
+    )
+    CassetteStore(pytester.path / "cassettes").put(
+        Recording(
+            schema_version=2,
+            key=key_of(nearby),
+            request=nearby,
+            response=RecordedResponse(status=200, headers={"content-type": "application/json"}, body={}),
+            meta=RecordingMeta(
+                recorded_at=datetime.now(UTC),
+                test="test_app.py::test_half",
+                url="https://api.openai.com/v1/chat/completions",
+                latency_ms=1.0,
+                plugin_version="0.1.0",
+            ),
+        )
+    )
+    pytester.makeini("[pytest]\npromptcache_dir = cassettes\n")
+    pytester.makepyfile(
+        test_app="""
+        import httpx
+
+        def test_half():
+            prompt = b'"half an emoji \\\\ud83d here"'
+            body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":' + prompt + b'}]}'
+            httpx.post("https://api.openai.com/v1/chat/completions", content=body)
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-p", "no:xdist")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*nearest:*(similarity *, recorded by test_app.py::test_half)",
+            '-        "content": "half an emoji here",',
+            '+        "content": "half an emoji \\ud83d here",',
+        ]
+    )
