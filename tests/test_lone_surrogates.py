@@ -126,7 +126,7 @@ def test_a_miss_on_a_prompt_with_a_lone_surrogate_prints_its_diff(pytester: pyte
             ),
         )
     )
-    pytester.makeini("[pytest]\npromptcache_dir = cassettes\n")
+    pytester.makeini("[pytest]\npromptcache_dir = cassettes\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         test_app="""
         import httpx

@@ -18,7 +18,8 @@ USAGES = [None, USAGE, USAGE, ESTIMATED, USAGE, FREE, USAGE]
 
 def calls() -> list[CallRecord]:
     out = []
-    costs = itertools.cycle([None, 0.1, 1e-7, 0.0000123, 3.3333333333])
+    # Off the 1e-10 grid too (a hand-edited recording), but for exact ties at the 11th place.
+    costs = itertools.cycle([None, 0.1, 1e-7, 0.0000123, 3.3333333333, 1.23456789012345e-05])
     for i, outcome in enumerate(itertools.islice(itertools.cycle(Outcome), 200)):
         out.append(
             CallRecord(
