@@ -336,13 +336,10 @@ SSE_CLIENTS = ("sdk", "raw")
 SSE_KEY = "sk-proj-BOUNDSabcdefghijklmnopqrstuvwxyz0123456789"
 
 
-def _read_sse(kind: str, client: Any, base: str, r: int) -> int:
+def _read_sse(kind: str, client: Any, sdk: Any, base: str, r: int) -> int:
     if kind == "raw":
         with client.stream("POST", base + PATH, json=body(f"round {r}")) as response:
             return sum(len(c) for c in response.iter_raw())
-    import openai
-
-    sdk = openai.OpenAI(api_key=SSE_KEY, base_url=base + "/v1", http_client=client, max_retries=0)
     stream = sdk.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": f"round {r}"}], stream=True
     )
@@ -357,6 +354,7 @@ def sse(megabytes: int, rounds: int, workdir: Path, log: Any) -> dict[str, Any]:
     """Recording one huge event, with each client of ``SSE_CLIENTS``; the plugin off and recording
     interleaved, alternating which goes first."""
     import httpx2
+    import openai
 
     from pytest_promptcache.clients import install, uninstall
     from pytest_promptcache.session import CacheSession
@@ -367,6 +365,7 @@ def sse(megabytes: int, rounds: int, workdir: Path, log: Any) -> dict[str, Any]:
     times: dict[str, dict[str, list[float]]] = {kind: {"off": [], "record": []} for kind in SSE_CLIENTS}
     try:
         with httpx2.Client(timeout=120) as client:
+            sdk = openai.OpenAI(api_key=SSE_KEY, base_url=base + "/v1", http_client=client, max_retries=0)
             # Round 0 warms up (the plugin's first LLM call imports its engine): not counted.
             for r in range(rounds + 1):
                 for kind in SSE_CLIENTS:
@@ -382,7 +381,7 @@ def sse(megabytes: int, rounds: int, workdir: Path, log: Any) -> dict[str, Any]:
                             install(session)
                         try:
                             started = time.perf_counter()
-                            size = _read_sse(kind, client, base, r)
+                            size = _read_sse(kind, client, sdk, base, r)
                             if r > 0:
                                 times[kind][variant].append(time.perf_counter() - started)
                         finally:
