@@ -28,7 +28,7 @@ from .files import (
     write_atomic,
 )
 from .redis import SharedRecordings
-from .served import Pricer, StoredRecording, carried_price, load_kept
+from .served import CARRIED_PRICES, Pricer, StoredRecording, carried_price, load_kept
 from .served_cache import ServedCache, pack_path
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class CassetteStore:
         index_dir: Path | None = None,
         shared: SharedRecordings | None = None,
         pricer: Pricer = carried_price,
-        prices: str = "carried",
+        prices: str = CARRIED_PRICES,
         state_root: Path | None = None,
     ) -> None:
         """``index_dir``: where the miss index is kept between sessions (in memory only without one).

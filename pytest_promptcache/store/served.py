@@ -40,6 +40,10 @@ def carried_price(facts: PriceFacts, recording: Callable[[], Recording]) -> Meas
     return Measured(facts.usage, facts.cost_usd, facts.cache_saved_usd)
 
 
+# What ``carried_price`` prices under, as ``usage.PriceBook.identity`` names a price book's prices.
+CARRIED_PRICES = "carried"
+
+
 class StoredRecording:
     """What serving a recording needs: its response ready to serve, when and by which test it was
     recorded, and its price. Not the parsed recording: a session that serves thousands of recordings

@@ -44,7 +44,7 @@ from ..coordination.state import FileLock
 from ..safefile import UnsafeFile, read_regular_file_info
 from .files import SUFFIX
 from .packed import private_dir
-from .served import Kept
+from .served import CARRIED_PRICES, Kept
 from .served_pack import (
     MAX_ENTRIES,
     Pack,
@@ -78,7 +78,9 @@ class ServedCache:
     """One cassette directory's served forms: those saved by earlier sessions (mapped, decoded one at a
     time when asked for) and those this session read (encoded, written by ``save``)."""
 
-    def __init__(self, path: Path, directory: Path, *, prices: str = "", racy_ns: int = RACY_NS) -> None:
+    def __init__(
+        self, path: Path, directory: Path, *, prices: str = CARRIED_PRICES, racy_ns: int = RACY_NS
+    ) -> None:
         """``prices``: what the session prices recordings under (``usage.PriceBook.identity``): a file
         written under other prices is not used. ``racy_ns``: how much older than the read a file's times
         must be for it to be kept."""
