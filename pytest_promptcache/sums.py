@@ -178,20 +178,16 @@ def _tally(self: Bucket | _Tally, call: Call) -> None:
 
 
 def _merge(into: _Tally, other: _Tally) -> None:
+    """Add ``other``'s sums to ``into``'s, money rounded as ``_add_money`` rounds it."""
     for name in _Tally.__slots__:
         if name != "estimated":
-            setattr(into, name, getattr(into, name) + getattr(other, name))
-    into.cache_saved_usd = round(into.cache_saved_usd, 10)
-    into.saved_usd = round(into.saved_usd, 10)
-    into.spent_usd = round(into.spent_usd, 10)
+            total = getattr(into, name) + getattr(other, name)
+            setattr(into, name, round(total, 10) if isinstance(total, Decimal) else total)
     est, more = into.estimated, other.estimated
-    if more.calls or more.unpriced_calls:
-        est.calls += more.calls
-        est.input_tokens += more.input_tokens
-        est.output_tokens += more.output_tokens
-        est.unpriced_calls += more.unpriced_calls
-        est.spent_usd = add_usd(est.spent_usd, more.spent_usd)
-        est.saved_usd = add_usd(est.saved_usd, more.saved_usd)
+    if more.calls:  # most pairs have no estimated call: no model's attributes set for them
+        for name, value in more:
+            total = getattr(est, name)
+            setattr(est, name, add_usd(total, value) if isinstance(value, float) else total + value)
 
 
 def _tally_estimated(est: Estimated, call: Call, usage: TokenUsage) -> None:
