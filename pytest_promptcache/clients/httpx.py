@@ -2,7 +2,8 @@
 
 Patches ``HTTPTransport.handle_request`` and ``AsyncHTTPTransport.handle_async_request`` with light
 wrappers: a request that is not for an LLM endpoint goes straight through, and nothing heavy is imported
-until one is (``httpx_send``).
+until one is (``httpx_send``). Their ``__init__`` leaves the connection pool to be built when first
+needed (``httpx_pool``): a replayed call never needs it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from .httpx_pool import lazy_init
 from .registry import active
 
 _SENDERS: dict[str, Callable[..., Any]] = {}
@@ -82,6 +84,8 @@ class HttpxAdapter:
         for cls, attr, wrap in (
             (module.HTTPTransport, "handle_request", self._sync_wrapper),
             (module.AsyncHTTPTransport, "handle_async_request", self._async_wrapper),
+            (module.HTTPTransport, "__init__", lazy_init),
+            (module.AsyncHTTPTransport, "__init__", lazy_init),
         ):
             original = cls.__dict__[attr]
             saved.append((cls, attr, original))
