@@ -25,9 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel
 
 from .caching import (
     CACHEABLE_FAMILIES,
@@ -37,6 +34,7 @@ from .caching import (
     min_cacheable,
     provider_of,
 )
+from .findings import Advice, Finding, VolatilePrefix
 from .limits import DEFAULT_MAX_RECORDING_SIZE
 from .models import Recording, TokenUsage
 from .prices import money
@@ -47,7 +45,6 @@ from .tokens import count
 from .usage import PriceBook, api_family, extract
 from .volatile import find_volatile
 
-ADVICE_SCHEMA_VERSION: Literal[1] = 1
 # What a finding lists, at most: a suite of thousands of tests sharing one prompt names a few.
 MAX_TESTS = 10
 MAX_FINDINGS = 50
@@ -71,50 +68,6 @@ class Use:
     weight: int = 1
     input_tokens: int | None = None  # as the provider reported, when it did
     cached_tokens: int = 0
-
-
-class Finding(BaseModel):
-    provider: str
-    model: str
-    prefix: list[str]  # the parts it spans, in order: "tools", "system", "messages[0] (system)"
-    preview: str  # how its last part begins
-    tokens: int  # the prefix's tokens (estimated, scaled to reported usage)
-    added_tokens: int  # beyond the finding it extends (``extends``); all of them otherwise
-    extends: list[str] | None = None  # the prefix of the shorter finding (same model) this one lengthens
-    uses: int  # calls that send it
-    already_cached_uses: int  # of those, calls the provider already served it to from cache
-    tests: list[str]
-    test_count: int
-    breakpoint: str
-    min_tokens: int
-    saving_usd: float | None  # per run that sends all of them within the cache's lifetime; None: unpriced
-
-
-class VolatilePrefix(BaseModel):
-    provider: str
-    model: str
-    part: str
-    offset_tokens: int  # where the changing text starts
-    examples: list[str]  # the changing text in two of the prompts
-    cacheable_tokens: int  # what follows it, identical in all of them
-    prompts: int  # distinct prompts that differ only there
-    uses: int
-    tests: list[str]
-    saving_usd: float | None  # if the changing text moved after the rest
-
-
-class Advice(BaseModel):
-    schema_version: Literal[1] = ADVICE_SCHEMA_VERSION
-    recordings: int = 0  # distinct requests looked at
-    unreadable: int = 0
-    truncated: bool = False  # more recordings than the advisor reads
-    findings: list[Finding] = []
-    volatile: list[VolatilePrefix] = []
-    saving_usd: float = 0.0  # findings and volatile prefixes together, where priced
-
-    @property
-    def empty(self) -> bool:
-        return not self.findings and not self.volatile
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .ledger import NO_MODEL, NO_TEST, Call, Outcome
 from .models import TokenUsage
@@ -23,6 +23,8 @@ def add_usd(total: float, amount: float) -> float:
 class Estimated(BaseModel):
     """Calls whose response carried no usage, their tokens counted by a tokenizer: totalled apart
     from the provider-reported figures, which they would otherwise pass for."""
+
+    model_config = ConfigDict(defer_build=True)
 
     calls: int = 0
     input_tokens: int = 0
@@ -42,6 +44,8 @@ class Bucket(BaseModel):
     Token and dollar fields hold what providers reported; ``estimated`` what was counted for calls
     whose response carried no usage; ``free_calls`` the calls to endpoints that bill nothing.
     ``calls_without_usage`` counts the successful calls that have neither usage nor an estimate."""
+
+    model_config = ConfigDict(defer_build=True)
 
     calls: int = 0
     replayed: int = 0
@@ -124,11 +128,12 @@ class _Tally:
         # Decimal sums, made floats once: converting a float total back to Decimal for every call
         # (add_usd) was the largest part of summing a few thousand calls. Rounded as add_usd rounds.
         self.spent_usd = self.saved_usd = self.cache_saved_usd = Decimal(0)
-        # A model, but only estimated calls (few) are added to it.
-        self.estimated = Estimated()
+        # A model, but only estimated calls (few) are added to it. Built, not validated: a session that
+        # writes no JSON report never builds these models' schemas (``defer_build``).
+        self.estimated = Estimated.model_construct()
 
     def bucket(self) -> Bucket:
-        return Bucket(
+        return Bucket.model_construct(
             **{name: _plain(getattr(self, name)) for name in self.__slots__},
         )
 
@@ -137,10 +142,25 @@ def _plain(value: Any) -> Any:
     return money(value) if isinstance(value, Decimal) else value
 
 
+# Each amount as the Decimal its repr reads as: a suite's calls cost a few distinct amounts (a recording
+# replayed twice costs the same twice), and converting was a third of summing a call.
+_decimals: dict[float, Decimal] = {}
+MAX_DECIMALS = 4096
+
+
+def _decimal(amount: float) -> Decimal:
+    found = _decimals.get(amount)
+    if found is None:
+        if len(_decimals) >= MAX_DECIMALS:
+            _decimals.clear()
+        found = _decimals[amount] = Decimal(repr(amount))
+    return found
+
+
 def _add_money(into: Bucket | _Tally | Estimated, name: str, amount: float) -> None:
     total = getattr(into, name)
     if isinstance(total, Decimal):
-        setattr(into, name, round(total + Decimal(repr(amount)), 10))
+        setattr(into, name, round(total + _decimal(amount), 10))
     else:
         setattr(into, name, add_usd(total, amount))
 

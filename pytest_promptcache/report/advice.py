@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..advice import Advice, Finding, VolatilePrefix
+from ..findings import Advice, Finding, VolatilePrefix
 from ..prices import usd
 
 PER_RUN = "per run that sends them all within the cache's lifetime"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..prices import usd
 from ..safefile import UnsafeFile, read_regular_file
@@ -33,6 +33,8 @@ class BaselineError(Exception):
 class Baseline(BaseModel):
     """What a comparison needs of a report, any schema version (missing fields are zero)."""
 
+    model_config = ConfigDict(defer_build=True)
+
     schema_version: int
     mode: str = "?"
     totals: Bucket
@@ -41,6 +43,8 @@ class Baseline(BaseModel):
 
 
 class Change(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     status: Literal["changed", "added", "removed"]
     before_usd: float
@@ -53,6 +57,8 @@ class Change(BaseModel):
 
 
 class Comparison(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     baseline: str
     baseline_mode: str
     before_usd: float

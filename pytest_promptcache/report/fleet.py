@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from ..ledger import COPIED, Call, Outcome
 from ..prices import usd
@@ -15,12 +15,16 @@ TIERS = ("memory", "cassettes", "shared")
 
 
 class SharedServed(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     key: str
     test: str | None
     recorded_by: str | None
 
 
 class SharedReport(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     url: str  # without its password
     prefix: str
     machine: str

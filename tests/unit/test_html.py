@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from pytest_promptcache.advice import Advice, Finding, VolatilePrefix
+from pytest_promptcache.findings import Advice, Finding, VolatilePrefix
 from pytest_promptcache.report.compare import Change, Comparison
 from pytest_promptcache.report.html import html
 from pytest_promptcache.report.markdown import markdown
