@@ -8,8 +8,9 @@ the transport's own ``__init__``) the first time a request, or anything else, ne
 
 Only where building cannot fail: ``verify`` True (with the CA store ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``
 names, if any, there) or an ``SSLContext``, no ``cert``, no proxy, httpx's own ``Limits``. Anything else
-is built at once, as httpx builds it, so a mistake still fails the constructor. (A CA file that is there
-but is not PEM would now fail the first request that needs the network, with the same ``ssl.SSLError``.)
+is built at once, as httpx builds it, so a mistake still fails the constructor. Two things move to the
+first request that needs the network: a CA file that is there but is not PEM fails there (the same
+``ssl.SSLError``), and ``SSL_CERT_FILE``/``SSL_CERT_DIR`` are read then, not when the client was built.
 """
 
 from __future__ import annotations
