@@ -6,7 +6,6 @@ under blockbuster); and a constructor that fails without the plugin fails with i
 from __future__ import annotations
 
 import inspect
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -175,4 +174,3 @@ def test_a_lazy_pool_works_with_no_session_and_closes_what_it_built(
     assert type(transport._pool).__name__ == "ConnectionPool"
     assert repr(lazy) == "<LazyPool built=True>"
     assert lazy.connections == []  # asked of the real pool: closed, as the client's exit closed it
-    assert os.environ.get("SSL_CERT_FILE") is None
